@@ -1,0 +1,73 @@
+"""The catalogue item: what a ranker sends, what a dataset loader yields, what the format reads."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+# List-valued attributes that count as an item's *features* (MovieLens genres, Yelp
+# categories, free-form tags). The first key present wins.
+FEATURE_KEYS = ("genres", "categories", "tags")
+
+_YEAR_SUFFIX = re.compile(r"\s*\((\d{4})\)\s*$")
+# MovieLens writes "Matrix, The (1999)" and "Misérables, Les (1998)".
+_TRAILING_ARTICLE = re.compile(r"^(?P<body>.+), (?P<article>The|A|An|Les|La|Le|L'|Il|Das|Der|Die|El)$")
+
+
+def _as_features(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        parts = re.split(r"[|,]", value)
+    elif isinstance(value, Sequence):
+        parts = [str(v) for v in value]
+    else:
+        return ()
+    seen: dict[str, str] = {}
+    for part in parts:
+        clean = part.strip()
+        if clean and clean.lower() not in seen:
+            seen[clean.lower()] = clean
+    return tuple(seen.values())
+
+
+@dataclass(frozen=True)
+class Item:
+    """One catalogue item. `attributes` may hold `genres`/`categories` (lists) and `year`."""
+
+    title: str
+    item_id: str | None = None
+    attributes: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def year(self) -> int | None:
+        raw = self.attributes.get("year")
+        if isinstance(raw, int | float) and not isinstance(raw, bool):
+            return int(raw)
+        if isinstance(raw, str) and raw.strip().isdigit():
+            return int(raw.strip())
+        match = _YEAR_SUFFIX.search(self.title)
+        return int(match.group(1)) if match else None
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        for key in FEATURE_KEYS:
+            if key in self.attributes:
+                return _as_features(self.attributes[key])
+        return ()
+
+    @property
+    def display_title(self) -> str:
+        """The title as a sentence would write it: no year suffix, leading article restored."""
+        return display_title(self.title)
+
+
+def display_title(title: str) -> str:
+    body = _YEAR_SUFFIX.sub("", title).strip()
+    match = _TRAILING_ARTICLE.match(body)
+    if match:
+        article = match.group("article")
+        sep = "" if article.endswith("'") else " "
+        body = f"{article}{sep}{match.group('body')}"
+    return body or title.strip()

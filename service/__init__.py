@@ -1,0 +1,1 @@
+"""Prism's online explanation service. Never imports torch or the training code."""
