@@ -14,7 +14,9 @@ FEATURE_KEYS = ("genres", "categories", "tags")
 
 _YEAR_SUFFIX = re.compile(r"\s*\((\d{4})\)\s*$")
 # MovieLens writes "Matrix, The (1999)" and "Misérables, Les (1998)".
-_TRAILING_ARTICLE = re.compile(r"^(?P<body>.+), (?P<article>The|A|An|Les|La|Le|L'|Il|Das|Der|Die|El)$")
+_TRAILING_ARTICLE = re.compile(
+    r"^(?P<body>.+), (?P<article>The|A|An|Les|La|Le|L'|Il|Das|Der|Die|El)$"
+)
 
 
 def _as_features(value: Any) -> tuple[str, ...]:

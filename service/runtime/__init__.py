@@ -1,1 +1,1 @@
-"""The inference runtime: ONNX Runtime sessions, the decode loop, the tokenizer and the user table."""
+"""The inference runtime: ONNX Runtime sessions, the decode loop and the explanation engine."""

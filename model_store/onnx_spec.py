@@ -1,0 +1,66 @@
+"""Names and shapes of the exported graphs: the one place export and runtime agree on them.
+
+encoder.onnx
+    inputs   input_ids int64[b, s], attention_mask int64[b, s], user_embeds float32[b, d_model]
+    outputs  cross_key_{i}, cross_value_{i} float32[b, heads, s, head_dim] for each decoder layer
+decoder.onnx (one step, with KV cache)
+    inputs   input_ids int64[b, 1], encoder_attention_mask int64[b, s], beam_idx int64[b],
+             past_key_{i}, past_value_{i} float32[b, heads, t, head_dim] (t may be 0),
+             cross_key_{i}, cross_value_{i}
+    outputs  logits float32[b, vocab],
+             present_key_{i}, present_value_{i} float32[b, heads, t + 1, head_dim]
+
+The encoder returns the cross-attention keys and values directly, so they are projected once
+per request rather than once per step. `beam_idx` reorders the self-attention cache inside the
+graph, so beam search never copies the cache back to the host (it stays bound on the GPU).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+ONNX_DIR = "onnx"
+ENCODER_FILE = "encoder.onnx"
+DECODER_FILE = "decoder.onnx"
+SPEC_FILE = "export.json"
+SPEC_FORMAT = "prism-onnx"
+SPEC_VERSION = 1
+
+
+def past_names(layer: int) -> tuple[str, str]:
+    return f"past_key_{layer}", f"past_value_{layer}"
+
+
+def present_names(layer: int) -> tuple[str, str]:
+    return f"present_key_{layer}", f"present_value_{layer}"
+
+
+def cross_names(layer: int) -> tuple[str, str]:
+    return f"cross_key_{layer}", f"cross_value_{layer}"
+
+
+@dataclass(frozen=True)
+class OnnxSpec:
+    decoder_layers: int
+    num_heads: int
+    head_dim: int
+    d_model: int
+    vocab_size: int
+    max_positions: int
+    opset: int
+    exporter: str
+    format: str = SPEC_FORMAT
+    version: int = SPEC_VERSION
+
+    def save(self, directory: Path) -> None:
+        (directory / SPEC_FILE).write_text(json.dumps(asdict(self), indent=2, sort_keys=True))
+
+    @classmethod
+    def load(cls, directory: Path) -> OnnxSpec:
+        raw: dict[str, Any] = json.loads((directory / SPEC_FILE).read_text())
+        if raw.get("format") != SPEC_FORMAT or raw.get("version") != SPEC_VERSION:
+            raise ValueError(f"{directory / SPEC_FILE}: not a {SPEC_FORMAT} v{SPEC_VERSION} export")
+        return cls(**raw)

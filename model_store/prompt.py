@@ -1,0 +1,172 @@
+"""The student's input format, shared by training and serving.
+
+One function builds the encoder text from `(history, recommended item)`. Its name and
+version go into the manifest; the service refuses a model whose format it does not speak,
+so training and serving can never disagree about what the model reads.
+
+Layout (format `prism-evidence` v1; `·` separates fields, `;` history entries):
+
+    item: <item> Back to the Future (1985) · <g1> sci-fi · <a1> comedy
+    evidence: shared <g1> sci-fi x3 · decade <dec> 1980s <decs> '80s x2 · similar <s1> E.T. ...
+    history: <h1> The Thing (1982) horror, sci-fi ; <h2> Star Wars (1977) action, sci-fi ; ...
+
+The item and the evidence come first and history entries follow, most recent first, so the
+token budget is met by dropping the oldest entries and never the recommended item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+from model_store import slots
+from model_store.items import FEATURE_KEYS, Item
+
+FORMAT_NAME = "prism-evidence"
+FORMAT_VERSION = 1
+SUPPORTED_FORMATS = frozenset({(FORMAT_NAME, FORMAT_VERSION)})
+
+
+class UnsupportedFormatError(ValueError):
+    pass
+
+
+class TokenEncoder(Protocol):
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text`, BOS and EOS included."""
+        ...
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    max_history: int = 50  # the most recent items kept before the token budget applies
+    max_input_tokens: int = 512  # the encoder budget, BOS and EOS included
+    max_shared: int = 3  # shared features listed as evidence (<g1>..<g3>)
+    max_similar: int = 2  # similar history items listed as evidence (<s1>, <s2>)
+    max_extra_attributes: int = 4  # scalar attributes (director, city...) shown for the item
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> InputConfig:
+        known = {k: int(v) for k, v in raw.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def format_descriptor(config: InputConfig) -> dict[str, Any]:
+    """The `input_format` object of the manifest."""
+    return {"name": FORMAT_NAME, "version": FORMAT_VERSION, "config": config.to_dict()}
+
+
+def check_format(descriptor: Mapping[str, Any]) -> InputConfig:
+    key = (descriptor.get("name"), descriptor.get("version"))
+    if key not in SUPPORTED_FORMATS:
+        raise UnsupportedFormatError(
+            f"input format {key[0]}/{key[1]} is not supported by this build "
+            f"(it speaks {', '.join(f'{n}/{v}' for n, v in sorted(SUPPORTED_FORMATS))})"
+        )
+    return InputConfig.from_dict(descriptor.get("config", {}))
+
+
+@dataclass(frozen=True)
+class StudentInput:
+    text: str
+    input_ids: list[int]
+    slot_values: dict[str, str]  # the slots this request can fill, and their words
+    evidence: slots.Evidence
+    history_used: int  # history entries that fit in the text (most recent first)
+    history_given: int
+
+
+def _features(item: Item) -> str:
+    return ", ".join(f.lower() for f in item.features)
+
+
+def _extra_attributes(item: Item, limit: int) -> list[str]:
+    out = []
+    for key, value in item.attributes.items():
+        if key in FEATURE_KEYS or key == "year" or isinstance(value, list | dict | tuple):
+            continue
+        out.append(f"{key} {value}")
+        if len(out) == limit:
+            break
+    return out
+
+
+def _header(item: Item, ev: slots.Evidence, recent_first: Sequence[Item], cfg: InputConfig) -> str:
+    shared_slot = {f.lower(): s for s, (f, _) in zip(slots.SHARED, ev.shared, strict=False)}
+    only_slot = {f.lower(): s for s, f in zip(slots.ITEM_ONLY, ev.item_only, strict=False)}
+    fields = [f"{slots.ITEM} {item.title.strip()}"]
+    for feature in item.features:
+        slot = shared_slot.get(feature.lower()) or only_slot.get(feature.lower())
+        if slot:
+            fields.append(f"{slot} {feature.lower()}")
+    fields += _extra_attributes(item, cfg.max_extra_attributes)
+
+    evidence = []
+    if ev.shared:
+        evidence.append(
+            "shared "
+            + " ".join(
+                f"{s} {f.lower()} x{n}" for s, (f, n) in zip(slots.SHARED, ev.shared, strict=False)
+            )
+        )
+    if ev.decade is not None:
+        long_form, short_form = slots.decade_forms(ev.decade)
+        decade = f"{slots.DECADE} {long_form} {slots.DECADE_SHORT} {short_form}"
+        evidence.append(f"decade {decade} x{ev.decade_count}")
+    if ev.similar:
+        evidence.append(
+            "similar "
+            + " · ".join(
+                f"{s} {recent_first[p].display_title}"
+                for s, p in zip(slots.SIMILAR, ev.similar, strict=False)
+            )
+        )
+    return f"item: {' · '.join(fields)}\nevidence: {' · '.join(evidence) or 'none'}\nhistory:"
+
+
+def _entry(position: int, item: Item) -> str:
+    features = _features(item)
+    slot = slots.history_slot(position) if position < slots.MAX_HISTORY_SLOTS else ""
+    return f" {slot} {item.title.strip()}" + (f" {features}" if features else "") + " ;"
+
+
+def build_input(
+    history: Sequence[Item], item: Item, encoder: TokenEncoder, config: InputConfig
+) -> StudentInput:
+    """Build the encoder input for one request.
+
+    `history` is chronological (oldest first, the last entry is the most recent). It is cut
+    to `max_history` items, then the oldest entries are dropped until the text fits
+    `max_input_tokens`. The evidence is computed on the `max_history` most recent items.
+    """
+    recent_first = list(reversed(history[-config.max_history :] if config.max_history else []))
+    ev = slots.compute_evidence(
+        recent_first, item, max_shared=config.max_shared, max_similar=config.max_similar
+    )
+    header = _header(item, ev, recent_first, config)
+    budget = config.max_input_tokens
+    used_tokens = len(encoder.encode(header))
+    entries: list[str] = []
+    for position, past in enumerate(recent_first):
+        entry = _entry(position, past)
+        cost = len(encoder.encode(entry)) - 2  # without its own BOS/EOS
+        if used_tokens + cost > budget:
+            break
+        entries.append(entry)
+        used_tokens += cost
+    # Tokenising the pieces apart can differ by a token from the whole text at the joins:
+    # drop entries until the real encoding fits.
+    while True:
+        text = header + "".join(entries)
+        ids = encoder.encode(text)
+        if len(ids) <= budget or not entries:
+            break
+        entries.pop()
+    if len(ids) > budget:  # the item and evidence alone exceed a tiny budget: cut the tail
+        ids = [*ids[: budget - 1], ids[-1]]
+    values = slots.slot_values(recent_first, item, ev, history_used=len(entries))
+    return StudentInput(text, ids, values, ev, len(entries), len(history))

@@ -1,0 +1,69 @@
+import pytest
+
+from model_store import prompt
+from model_store.items import Item
+
+
+class WordEncoder:
+    """Counts whitespace words as tokens: enough to test the budget logic exactly."""
+
+    def encode(self, text):
+        return [0, *range(len(text.split())), 2]
+
+
+def history(n):
+    return [Item(f"Film {k} (19{50 + k % 40})", str(k), {"genres": ["Drama"]}) for k in range(n)]
+
+
+ITEM = Item("Target Film (1990)", "t", {"genres": ["Drama", "War"], "director": "Someone"})
+
+
+def test_item_and_evidence_come_first_and_history_is_most_recent_first():
+    built = prompt.build_input(history(3), ITEM, WordEncoder(), prompt.InputConfig())
+    lines = built.text.splitlines()
+    assert lines[0].startswith(
+        "item: <item> Target Film (1990) · <g1> drama · <a1> war · director Someone"
+    )
+    assert lines[1].startswith("evidence: shared <g1> drama x3")
+    assert (
+        lines[2].index("<h1> Film 2")
+        < lines[2].index("<h2> Film 1")
+        < lines[2].index("<h3> Film 0")
+    )
+    assert built.history_used == 3
+    assert built.slot_values["<h1>"] == "Film 2"
+
+
+def test_history_is_cut_to_max_history_then_to_the_token_budget_oldest_first():
+    items = history(60)
+    built = prompt.build_input(items, ITEM, WordEncoder(), prompt.InputConfig(max_history=50))
+    assert built.history_used == 50 and built.history_given == 60
+    assert "Film 10 " in built.text and "Film 9 " not in built.text
+
+    tight = prompt.build_input(items, ITEM, WordEncoder(), prompt.InputConfig(max_input_tokens=60))
+    assert len(tight.input_ids) <= 60
+    assert 0 < tight.history_used < 50
+    assert "Target Film" in tight.text  # the recommended item is never dropped
+    assert f"Film {59 - tight.history_used + 1} " in tight.text  # the newest survive
+    assert f"<h{tight.history_used + 1}>" not in tight.slot_values
+
+
+def test_a_budget_smaller_than_the_item_cuts_the_tail_but_keeps_bos_and_eos():
+    built = prompt.build_input(
+        history(5), ITEM, WordEncoder(), prompt.InputConfig(max_input_tokens=8)
+    )
+    assert len(built.input_ids) == 8 and built.input_ids[0] == 0 and built.input_ids[-1] == 2
+    assert built.history_used == 0
+
+
+def test_empty_history_still_builds_a_content_based_input():
+    built = prompt.build_input([], ITEM, WordEncoder(), prompt.InputConfig())
+    assert "evidence: decade <dec> 1990s <decs> '90s x0" in built.text
+    assert built.history_used == 0 and "<s1>" not in built.slot_values
+
+
+def test_format_descriptor_round_trips_and_unknown_formats_are_refused():
+    config = prompt.InputConfig(max_history=20, max_input_tokens=128)
+    assert prompt.check_format(prompt.format_descriptor(config)) == config
+    with pytest.raises(prompt.UnsupportedFormatError, match="plain/3"):
+        prompt.check_format({"name": "plain", "version": 3, "config": {}})

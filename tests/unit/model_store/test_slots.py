@@ -1,0 +1,95 @@
+from model_store import slots
+from model_store.items import Item
+
+ET = Item(
+    "E.T. the Extra-Terrestrial (1982)",
+    "1",
+    {"genres": ["Children's", "Drama", "Fantasy", "Sci-Fi"]},
+)
+STAR_WARS = Item("Star Wars (1977)", "2", {"genres": ["Action", "Adventure", "Sci-Fi"]})
+THING = Item("Thing, The (1982)", "3", {"genres": ["Action", "Horror", "Sci-Fi"]})
+BTTF = Item("Back to the Future (1985)", "4", {"genres": ["Comedy", "Sci-Fi"], "year": 1985})
+RECENT_FIRST = [THING, STAR_WARS, ET]
+
+
+def evidence():
+    return slots.compute_evidence(RECENT_FIRST, BTTF)
+
+
+def test_evidence_lists_shared_features_by_frequency_and_the_decade():
+    ev = evidence()
+    assert ev.shared == (("Sci-Fi", 3),)
+    assert ev.item_only == ("Comedy",)
+    assert ev.decade == 1980
+    assert ev.decade_count == 2
+    # The Thing and E.T. share Sci-Fi and the decade; The Thing is more recent.
+    assert ev.similar == (0, 2)
+
+
+def test_similar_items_need_something_in_common():
+    unrelated = Item("Annie Hall (1977)", None, {"genres": ["Romance"]})
+    ev = slots.compute_evidence([unrelated], BTTF)
+    assert ev.similar == ()
+    assert ev.shared == ()
+
+
+def test_fill_uses_request_values_and_fixes_articles_and_capitals():
+    values = slots.slot_values(RECENT_FIRST, BTTF, evidence(), history_used=3)
+    filled = slots.fill_slots(
+        "<item> is a <g1> film from the <dec>, like <s1>. a <a1> too.", values
+    )
+    assert (
+        filled.text
+        == "Back to the Future is a sci-fi film from the 1980s, like The Thing. A comedy too."
+    )
+    assert filled.unfilled == ()
+    assert slots.fill_slots("an <g1> pick", values).text == "A sci-fi pick"
+    action = slots.slot_values(
+        [STAR_WARS],
+        Item("Heat (1995)", None, {"genres": ["Action"]}),
+        slots.compute_evidence([STAR_WARS], Item("Heat (1995)", None, {"genres": ["Action"]})),
+        1,
+    )
+    assert slots.fill_slots("a <g1> film", action).text == "An action film"
+
+
+def test_unfillable_slots_are_reported_and_removed():
+    values = slots.slot_values(RECENT_FIRST, BTTF, evidence(), history_used=3)
+    filled = slots.fill_slots("<item> matches <g3> and <h9>.", values)
+    assert filled.unfilled == ("<g3>", "<h9>")
+    assert "<" not in filled.text
+
+
+def test_delexicalise_maps_titles_features_and_decades_to_slots():
+    ev = evidence()
+    text = (
+        "Back to the Future is a science fiction comedy from the 1980s, "
+        "like The Thing and Star Wars, made in 1985 - pure '80s fun."
+    )
+    out = slots.delexicalise(text, RECENT_FIRST, BTTF, ev, history_used=3)
+    assert (
+        out
+        == "<item> is a <g1> <a1> from the <dec>, like <s1> and <h2>, made in <year> - pure <decs> fun."
+    )
+    values = slots.slot_values(RECENT_FIRST, BTTF, ev, history_used=3)
+    assert slots.fill_slots(out, values).text.startswith("Back to the Future is a sci-fi comedy")
+
+
+def test_delexicalise_prefers_the_longest_title():
+    empire = Item(
+        "Star Wars: Episode V - The Empire Strikes Back (1980)", None, {"genres": ["Sci-Fi"]}
+    )
+    ev = slots.compute_evidence([empire, STAR_WARS], BTTF)
+    out = slots.delexicalise(
+        "After Star Wars: Episode V - The Empire Strikes Back and Star Wars",
+        [empire, STAR_WARS],
+        BTTF,
+        ev,
+        history_used=2,
+    )
+    assert out == "After <s1> and <s2>"
+
+
+def test_every_slot_matches_the_slot_pattern():
+    assert all(slots.SLOT_PATTERN.fullmatch(s) for s in slots.ALL_SLOTS)
+    assert len(set(slots.ALL_SLOTS)) == len(slots.ALL_SLOTS)

@@ -1,0 +1,1 @@
+"""The offline Prism pipeline: data, distillation, fine-tuning, evaluation and publishing."""
