@@ -1,0 +1,1 @@
+"""Datasets for the offline pipeline: public loaders, the sample catalogue, synthetic users."""
