@@ -1,0 +1,104 @@
+"""The ONNX engine on the tiny real model: loading, explaining, unknown users, auto-export."""
+
+import shutil
+
+import pytest
+
+from model_store.items import Item
+from model_store.modeling import PrismMeta
+from model_store.store import ModelStore
+from service.runtime.engine import ExplainJob
+from service.runtime.loader import ModelLoadError, load_engine
+from service.runtime.session import ProviderError
+
+HISTORY = (
+    Item("E.T. the Extra-Terrestrial (1982)", "1", {"genres": ["Children's", "Sci-Fi"]}),
+    Item("Star Wars (1977)", "2", {"genres": ["Action", "Sci-Fi"]}),
+    Item("The Thing (1982)", "3", {"genres": ["Horror", "Sci-Fi"]}),
+)
+ITEM = Item("Back to the Future (1985)", "4", {"genres": ["Comedy", "Sci-Fi"], "year": 1985})
+
+
+def engine_for(store_dir, name, ref="latest", **overrides):
+    store = ModelStore(store_dir)
+    options = {
+        "provider": "cpu",
+        "intra_op_threads": 1,
+        "max_history": 50,
+        "max_input_tokens": None,
+        "auto_export": True,
+    }
+    return load_engine(store, store.resolve(name, ref), **{**options, **overrides})
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_store):
+    return engine_for(tiny_store.store_dir, tiny_store.name)
+
+
+def test_engine_reports_what_it_loaded(engine, tiny_store):
+    info = engine.info
+    assert (info.name, info.version, info.provider) == (tiny_store.name, tiny_store.version, "cpu")
+    assert info.input_format == "prism-evidence/1" and info.num_users == 8 and info.d_model == 64
+
+
+def test_known_and_unknown_users_both_get_explanations(engine, tiny_store):
+    jobs = [
+        ExplainJob(tiny_store.known_users[0], HISTORY, ITEM, 12, 1),
+        ExplainJob("never-seen", HISTORY, ITEM, 12, 1),
+        ExplainJob("never-seen", (), ITEM, 12, 2),
+    ]
+    out = engine.explain_batch(jobs)
+    assert [r.user_known for r in out.results] == [True, False, False]
+    for result in out.results:
+        assert result.text and "<" not in result.text  # every slot filled from the request
+        assert 0 < result.output_tokens <= 12 and result.input_tokens > 5
+    assert out.results[0].history_used == 3 and out.results[2].history_used == 0
+    assert out.timings.total_s >= out.timings.encode_s + out.timings.decode_s > 0
+    # A user vector changes the encoder input, so the known user's text differs from the zero vector's.
+    assert out.results[0].text != out.results[1].text
+
+
+def test_batching_does_not_change_results(engine, tiny_store):
+    alone = engine.explain_batch([ExplainJob("u", HISTORY, ITEM, 10, 1)]).results[0]
+    mixed = engine.explain_batch(
+        [
+            ExplainJob(tiny_store.known_users[1], HISTORY[:1], ITEM, 5, 1),
+            ExplainJob("u", HISTORY, ITEM, 10, 1),
+        ]
+    ).results[1]
+    assert alone == mixed
+
+
+def test_service_limits_tighten_the_models_own(tiny_store):
+    tight = engine_for(tiny_store.store_dir, tiny_store.name, max_history=2, max_input_tokens=64)
+    assert tight.input_config.max_history == 2 and tight.input_config.max_input_tokens == 64
+    result = tight.explain_batch([ExplainJob("u", HISTORY, ITEM, 4, 1)]).results[0]
+    assert result.history_used <= 2 and result.input_tokens <= 64
+
+
+def test_cuda_request_fails_loudly_without_a_cuda_build(tiny_store):
+    with pytest.raises(ProviderError, match="cuda"):
+        engine_for(tiny_store.store_dir, tiny_store.name, provider="cuda")
+
+
+def test_a_version_without_onnx_is_exported_once_and_cached(tiny_model_dir, tmp_path):
+    source = tmp_path / "src"
+    shutil.copytree(tiny_model_dir, source)
+    meta = PrismMeta.load(source)
+    store = ModelStore(tmp_path / "store")
+    fields = {
+        "base_model": meta.base_model,
+        "input_format": meta.input_format,
+        "d_model": meta.d_model,
+        "num_users": meta.num_users,
+        "generation": meta.generation,
+    }
+    store.publish("raw", source, manifest_fields=fields)
+    with pytest.raises(ModelLoadError, match="no ONNX artifacts"):
+        engine_for(store.root, "raw", auto_export=False)
+    engine = engine_for(store.root, "raw")
+    manifest = store.resolve("raw", "latest").manifest
+    assert manifest.parity and manifest.parity["passed"]
+    assert "onnx/encoder.onnx" in manifest.files
+    assert engine.explain_batch([ExplainJob("u", HISTORY, ITEM, 4, 1)]).results[0].text
