@@ -134,6 +134,11 @@ def _entry(position: int, item: Item) -> str:
     return f" {slot} {item.title.strip()}" + (f" {features}" if features else "") + " ;"
 
 
+def recent_window(history: Sequence[Item], config: InputConfig) -> list[Item]:
+    """The `max_history` most recent items, most recent first: what the evidence reads."""
+    return list(reversed(history[-config.max_history :])) if config.max_history else []
+
+
 def build_input(
     history: Sequence[Item], item: Item, encoder: TokenEncoder, config: InputConfig
 ) -> StudentInput:
@@ -143,7 +148,7 @@ def build_input(
     to `max_history` items, then the oldest entries are dropped until the text fits
     `max_input_tokens`. The evidence is computed on the `max_history` most recent items.
     """
-    recent_first = list(reversed(history[-config.max_history :] if config.max_history else []))
+    recent_first = recent_window(history, config)
     ev = slots.compute_evidence(
         recent_first, item, max_shared=config.max_shared, max_similar=config.max_similar
     )

@@ -1,0 +1,73 @@
+# Prism: the targets a user needs. Each installs what it needs first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STORE ?= store
+MODEL ?= prism-movies
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# torch first and pinned: on a CPU machine 2.13.0 is the local CPU wheel; an unpinned torch
+# (or a package asking for a newer one) would pull a multi-GB CUDA build.
+TORCH_PIN := torch==2.13.0
+EXTRAS ?= cpu,train,dev
+comma := ,
+STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+
+.PHONY: install run model test test-fast lint format bench loadtest gpu-check validate-deploy clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH_PIN)
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	touch $@
+
+## model: build the embedded default model offline (sample catalogue, grounded teacher) into ./store
+model: install
+	$(BIN)/prism-train build-default --store $(STORE) --name $(MODEL)
+
+$(STORE)/$(MODEL)/aliases.json:
+	$(MAKE) model
+
+## run: set everything up and serve the default model on http://$(HOST):$(PORT)
+run: install $(STORE)/$(MODEL)/aliases.json
+	PRISM_STORE_DIR=$(STORE) PRISM_MODEL_NAME=$(MODEL) \
+	  $(BIN)/uvicorn --factory service.main:create_app --host $(HOST) --port $(PORT)
+
+## test: set everything up and run the whole suite (unit, integration, e2e)
+test: install
+	bash scripts/check-system-deps.sh
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not e2e and not slow"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy service model_store training
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+## bench: engines side by side on the same weights and inputs (tables in benchmarks/results/)
+bench: install $(STORE)/$(MODEL)/aliases.json
+	$(BIN)/python -m benchmarks.engines --store $(STORE) --name $(MODEL)
+
+## loadtest: Locust against a local service (start one with `make run` in another shell)
+loadtest: install
+	bash loadtests/run.sh http://$(HOST):$(PORT)
+
+## gpu-check: latency, peak GPU memory and parity on a CUDA machine (one prepared script)
+gpu-check: install
+	$(BIN)/python -m benchmarks.gpu_check
+
+validate-deploy: install
+	bash scripts/validate-deploy.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,146 @@
+"""`POST /v1/explanations` and `POST /v1/explanations/batch` (a slate)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from fastapi import APIRouter, Response
+
+from service.api.deps import (
+    BatcherDep,
+    ModelInfoDep,
+    StateDep,
+    bind_body,
+    error_responses,
+)
+from service.batching import CompletedJob, DynamicBatcher
+from service.errors import ServiceError
+from service.lifespan import AppState
+from service.runtime.engine import ModelInfo
+from service.schemas import (
+    BatchExplainRequest,
+    BatchExplainResponse,
+    BatchItemResult,
+    ErrorBody,
+    ExplainRequest,
+    ExplainResponse,
+    ModelRef,
+    RequestModels,
+    Timing,
+    Usage,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def build_explanations_router(models: RequestModels) -> APIRouter:
+    router = APIRouter(tags=["explanations"])
+
+    async def explain(
+        body: ExplainRequest,
+        batcher: BatcherDep,
+        info: ModelInfoDep,
+        state: StateDep,
+        response: Response,
+    ) -> ExplainResponse:
+        """Explain why `recommended_item` suits this user, in one or two sentences."""
+        started = time.monotonic()
+        done = await _submit(body, batcher, state, started + state.request_timeout_s)
+        result = _response(done, info, started)
+        response.headers["Server-Timing"] = server_timing(result.timing)
+        return result
+
+    async def explain_batch(
+        body: BatchExplainRequest,
+        batcher: BatcherDep,
+        info: ModelInfoDep,
+        state: StateDep,
+        response: Response,
+    ) -> BatchExplainResponse:
+        """Explain a slate: every request is batched with the others; results come back in
+        order, and each carries its own error instead of failing the slate."""
+        started = time.monotonic()
+        deadline = started + state.request_timeout_s
+
+        async def one(request: ExplainRequest) -> BatchItemResult:
+            try:
+                done = await _submit(request, batcher, state, deadline)
+            except ServiceError as exc:
+                return BatchItemResult(error=exc.body())
+            except Exception:
+                logger.exception("a slate item failed")
+                return BatchItemResult(
+                    error=ErrorBody(type="internal_error", message="internal server error")
+                )
+            return BatchItemResult(explanation=_response(done, info, started))
+
+        # Each coroutine enqueues before its first await, so the slate lands in one batch.
+        results = await asyncio.gather(*(one(r) for r in body.requests))
+        served = [r.explanation.timing for r in results if r.explanation is not None]
+        response.headers["Server-Timing"] = server_timing(
+            Timing(
+                queue_ms=max((t.queue_ms for t in served), default=0.0),
+                inference_ms=max((t.inference_ms for t in served), default=0.0),
+                total_ms=_ms(time.monotonic() - started),
+            )
+        )
+        return BatchExplainResponse(results=list(results))
+
+    router.add_api_route(
+        "/v1/explanations",
+        bind_body(explain, models.explain),
+        methods=["POST"],
+        response_model=ExplainResponse,
+        responses=error_responses(401, 413, 422, 500, 503, 504),
+        summary="Explain one recommendation",
+    )
+    router.add_api_route(
+        "/v1/explanations/batch",
+        bind_body(explain_batch, models.batch),
+        methods=["POST"],
+        response_model=BatchExplainResponse,
+        responses=error_responses(401, 413, 422, 500, 503),
+        summary="Explain a slate of recommendations",
+    )
+    return router
+
+
+async def _submit(
+    request: ExplainRequest, batcher: DynamicBatcher, state: AppState, deadline: float
+) -> CompletedJob:
+    job = request.to_job(default_max_new_tokens=state.default_max_new_tokens)
+    done = await batcher.submit(job, deadline)
+    state.metrics.explained(done.explanation)
+    return done
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000.0, 3)
+
+
+def _response(done: CompletedJob, info: ModelInfo, started: float) -> ExplainResponse:
+    explanation = done.explanation
+    return ExplainResponse(
+        explanation=explanation.text,
+        user_known=explanation.user_known,
+        model=ModelRef(name=info.name, version=info.version),
+        usage=Usage(
+            input_tokens=explanation.input_tokens,
+            output_tokens=explanation.output_tokens,
+            history_used=explanation.history_used,
+        ),
+        timing=Timing(
+            queue_ms=_ms(done.queue_s),
+            inference_ms=_ms(done.inference_s),
+            total_ms=_ms(time.monotonic() - started),
+        ),
+    )
+
+
+def server_timing(timing: Timing) -> str:
+    return (
+        f"queue;dur={timing.queue_ms:.3f}, inference;dur={timing.inference_ms:.3f}, "
+        f"total;dur={timing.total_ms:.3f}"
+    )

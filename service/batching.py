@@ -1,0 +1,286 @@
+"""Dynamic batching: many concurrent requests, one engine call.
+
+Requests from the event loop go onto a bounded, thread-safe queue. One worker thread takes
+them off in batches (`collect_batch`), drops those whose deadline has passed, splits the rest
+by `num_beams` and calls the blocking `engine.explain_batch` once per group. Results are
+handed back to each request's own event loop with `call_soon_threadsafe`, so the loop never
+blocks on inference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from service.errors import (
+    BatchFailedError,
+    DeadlineExceededError,
+    NotReadyError,
+    OverloadedError,
+    ServiceError,
+)
+from service.runtime.engine import BatchTimings, ExplainJob, Explanation, ExplanationEngine
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class BatchObserver(Protocol):
+    """Where the batcher reports what it does (`service.metrics.Metrics` is one)."""
+
+    def queue_depth(self, depth: int) -> None: ...
+
+    def queue_wait(self, seconds: float) -> None: ...
+
+    def batch(self, size: int, timings: BatchTimings) -> None: ...
+
+    def deadline_exceeded(self) -> None: ...
+
+    def rejected(self, reason: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class CompletedJob:
+    """An explanation and where its time went."""
+
+    explanation: Explanation
+    queue_s: float
+    inference_s: float
+
+
+@dataclass(eq=False)
+class _Pending:
+    job: ExplainJob
+    deadline: float
+    enqueued: float
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[CompletedJob]
+
+
+def collect_batch(
+    source: queue.Queue[T],
+    *,
+    max_size: int,
+    max_wait_s: float,
+    first_timeout_s: float,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[T]:
+    """Wait up to `first_timeout_s` for one item, then collect until `max_size` items or
+    `max_wait_s` after the first; whatever is already queued when the wait ends still joins."""
+    try:
+        first = source.get(timeout=first_timeout_s)
+    except queue.Empty:
+        return []
+    batch = [first]
+    until = clock() + max_wait_s
+    while len(batch) < max_size:
+        remaining = until - clock()
+        try:
+            batch.append(source.get(timeout=remaining) if remaining > 0 else source.get_nowait())
+        except queue.Empty:
+            break
+    return batch
+
+
+def group_by_beams(jobs: Sequence[T], beams: Callable[[T], int]) -> list[list[T]]:
+    """Split a batch into groups of equal beam width, keeping first-seen order."""
+    groups: dict[int, list[T]] = {}
+    for job in jobs:
+        groups.setdefault(beams(job), []).append(job)
+    return list(groups.values())
+
+
+class DynamicBatcher:
+    """Coalesces concurrent `submit` calls into engine batches on one worker thread.
+
+    `submit` fails fast: `NotReadyError` before `start()` or after `stop()`, `OverloadedError`
+    (with a retry-after hint) when `max_queue` requests already wait. A request not done by
+    its deadline gets `DeadlineExceededError`, whether it is still queued (the worker drops
+    it unrun) or running. An exception from the engine, or a wrong number of outputs, fails
+    that batch's requests with `BatchFailedError`; the worker keeps going. After
+    `max_consecutive_failures` failed batches in a row `healthy` turns False, until one
+    succeeds.
+    """
+
+    def __init__(
+        self,
+        engine: ExplanationEngine,
+        *,
+        max_batch_size: int,
+        max_wait_ms: float,
+        max_queue: int,
+        observer: BatchObserver,
+        max_consecutive_failures: int = 3,
+        poll_interval_s: float = 0.05,
+    ) -> None:
+        self._engine = engine
+        self._max_batch_size = max_batch_size
+        self._max_wait_s = max_wait_ms / 1000.0
+        self._queue: queue.Queue[_Pending] = queue.Queue(maxsize=max_queue)
+        self._observer = observer
+        self._max_failures = max_consecutive_failures
+        self._poll_s = poll_interval_s
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._accepting = False
+        self._failures = 0
+        self._batch_s = 0.05  # a running mean of batch time, for Retry-After
+
+    @property
+    def healthy(self) -> bool:
+        alive = self._thread is not None and self._thread.is_alive()
+        return alive and self._accepting and self._failures < self._max_failures
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("the batcher was already started")
+        self._accepting = True
+        self._thread = threading.Thread(target=self._run, name="prism-batcher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop accepting, let the worker drain the queue for up to `timeout_s`, then fail
+        whatever is still queued with `NotReadyError`."""
+        self._accepting = False
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                logger.warning("batcher worker still busy after %.1fs; abandoning it", timeout_s)
+        while True:
+            try:
+                pending = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            _resolve(pending, error=NotReadyError("the service is shutting down"))
+        self._notify(self._observer.queue_depth, 0)
+
+    async def submit(self, job: ExplainJob, deadline: float) -> CompletedJob:
+        """Queue `job` and wait for its explanation until `deadline` (`time.monotonic()`)."""
+        if not self._accepting:
+            self._notify(self._observer.rejected, "not_ready")
+            raise NotReadyError("the service is not ready")
+        now = time.monotonic()
+        if now >= deadline:
+            self._notify(self._observer.deadline_exceeded)
+            raise DeadlineExceededError("the request deadline passed before it was queued")
+        loop = asyncio.get_running_loop()
+        pending = _Pending(job, deadline, now, loop, loop.create_future())
+        try:
+            self._queue.put_nowait(pending)
+        except queue.Full:
+            self._notify(self._observer.rejected, "queue_full")
+            raise OverloadedError(
+                f"the queue is full ({self._queue.maxsize} requests waiting)",
+                retry_after_s=self._retry_after_s(),
+            ) from None
+        self._notify(self._observer.queue_depth, self._queue.qsize())
+        try:
+            return await asyncio.wait_for(pending.future, timeout=deadline - now)
+        except TimeoutError:
+            self._notify(self._observer.deadline_exceeded)
+            raise DeadlineExceededError("the request was not done by its deadline") from None
+        except DeadlineExceededError:
+            self._notify(self._observer.deadline_exceeded)
+            raise
+
+    def _retry_after_s(self) -> float:
+        batches_ahead = self._queue.qsize() / self._max_batch_size
+        return batches_ahead * self._batch_s
+
+    # --- the worker thread -------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            try:
+                batch = collect_batch(
+                    self._queue,
+                    max_size=self._max_batch_size,
+                    max_wait_s=self._max_wait_s,
+                    first_timeout_s=self._poll_s,
+                )
+                if not batch:
+                    if self._stopping.is_set():
+                        return
+                    continue
+                self._notify(self._observer.queue_depth, self._queue.qsize())
+                for group in group_by_beams(self._live(batch), lambda p: p.job.num_beams):
+                    self._run_group(group)
+            except Exception:  # never let the worker die: that would hang every request
+                logger.exception("batcher worker error")
+
+    def _live(self, batch: list[_Pending]) -> list[_Pending]:
+        now = time.monotonic()
+        live = []
+        for pending in batch:
+            if pending.future.done():  # the caller already gave up (deadline or cancel)
+                continue
+            if pending.deadline <= now:
+                _resolve(pending, error=DeadlineExceededError("the deadline passed in the queue"))
+            else:
+                live.append(pending)
+        return live
+
+    def _run_group(self, group: list[_Pending]) -> None:
+        started = time.monotonic()
+        for pending in group:
+            self._notify(self._observer.queue_wait, started - pending.enqueued)
+        try:
+            output = self._engine.explain_batch([p.job for p in group])
+            if len(output.results) != len(group):
+                raise RuntimeError(
+                    f"the engine returned {len(output.results)} results for {len(group)} jobs"
+                )
+        except Exception:
+            self._failures += 1
+            logger.exception("a batch of %d requests failed", len(group))
+            for pending in group:
+                _resolve(pending, error=BatchFailedError("the batch this request ran in failed"))
+            return
+        elapsed = time.monotonic() - started
+        self._failures = 0
+        self._batch_s = 0.8 * self._batch_s + 0.2 * elapsed
+        self._notify(self._observer.batch, len(group), output.timings)
+        for pending, explanation in zip(group, output.results, strict=True):
+            done = CompletedJob(explanation, started - pending.enqueued, elapsed)
+            _resolve(pending, result=done)
+
+    @staticmethod
+    def _notify(hook: Callable[..., None], *args: object) -> None:
+        # The observer is foreign code; a failing metric must not fail a request or the worker.
+        try:
+            hook(*args)
+        except Exception:
+            logger.warning(
+                "batch observer %s failed", getattr(hook, "__name__", hook), exc_info=True
+            )
+
+
+def _resolve(
+    pending: _Pending, *, result: CompletedJob | None = None, error: ServiceError | None = None
+) -> None:
+    """Settle `pending` on its own event loop (futures are not thread-safe)."""
+
+    def settle() -> None:
+        if pending.future.done():
+            return
+        if result is not None:
+            pending.future.set_result(result)
+        else:
+            pending.future.set_exception(error or BatchFailedError("the request failed"))
+
+    # RuntimeError: the request's loop has closed, so nobody is waiting any more.
+    with contextlib.suppress(RuntimeError):
+        pending.loop.call_soon_threadsafe(settle)

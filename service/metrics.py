@@ -1,0 +1,236 @@
+"""Prometheus metrics on the app's own registry, and the middleware that records requests.
+
+One `Metrics` per app keeps tests isolated. Every update goes through `_never_raises`, so a
+broken metric is logged and never fails a request. Labels stay low-cardinality: `route` is
+the route template (never the raw path) and `user_id` is never a label.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import ParamSpec
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+)
+from prometheus_client.registry import Collector
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.errors import internal_error_response
+from service.runtime.engine import BatchTimings, Explanation, ModelInfo
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+
+# 1 ms to 30 s: health checks at the bottom, long beam-search generations at the top.
+LATENCY_BUCKETS = (
+    *(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75),
+    *(1.0, 1.5, 2.5, 5.0, 10.0, 30.0),
+)
+QUEUE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+TOKEN_BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 256)
+STAGES = ("prepare", "encode", "decode", "total")
+REJECT_REASONS = ("queue_full", "not_ready")
+UNMATCHED_ROUTE = "unmatched"
+
+REQUEST_ID: ContextVar[str | None] = ContextVar("prism_request_id", default=None)
+_VALID_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
+
+
+def _never_raises(method: Callable[P, None]) -> Callable[P, None]:
+    @functools.wraps(method)
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            method(*args, **kwargs)
+        except Exception:
+            logger.warning("updating metrics in %s failed", method.__name__, exc_info=True)
+
+    return guarded
+
+
+class Metrics:
+    """The DESIGN.md metric table, plus readiness, deadlines and rejections."""
+
+    def __init__(self, *, gpu_collector: Collector | None = None) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.http_requests = Counter(
+            "prism_http_requests_total", "HTTP requests served.", ["route", "status"], registry=r
+        )
+        self.http_duration = Histogram(
+            "prism_http_request_duration_seconds",
+            "HTTP request latency.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_wait_seconds = Histogram(
+            "prism_queue_wait_seconds",
+            "Time requests spent waiting in the batcher's queue.",
+            buckets=QUEUE_BUCKETS,
+            registry=r,
+        )
+        self.inference_duration = Histogram(
+            "prism_inference_duration_seconds",
+            "Inference time of a batch, per stage.",
+            ["stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "prism_batch_size", "Requests per engine batch.", buckets=BATCH_BUCKETS, registry=r
+        )
+        self.generated_tokens = Histogram(
+            "prism_generated_tokens",
+            "Tokens generated per request.",
+            buckets=TOKEN_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth_gauge = Gauge(
+            "prism_queue_depth", "Requests waiting in the batcher's queue now.", registry=r
+        )
+        self.unknown_users = Counter(
+            "prism_unknown_user_requests_total",
+            "Requests for unknown users (zero-vector fallback).",
+            registry=r,
+        )
+        self.deadlines = Counter(
+            "prism_deadline_exceeded_total", "Requests that missed their deadline.", registry=r
+        )
+        self.rejections = Counter(
+            "prism_rejected_requests_total",
+            "Requests the batcher refused.",
+            ["reason"],
+            registry=r,
+        )
+        self.ready = Gauge(
+            "prism_ready", "1 when the model is loaded, warm and healthy.", registry=r
+        )
+        self.model_info = Info("prism_model", "The model being served.", registry=r)
+        for stage in STAGES:
+            self.inference_duration.labels(stage=stage)
+        for reason in REJECT_REASONS:
+            self.rejections.labels(reason=reason)
+        if gpu_collector is not None:
+            r.register(gpu_collector)
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    @_never_raises
+    def track_readiness(self, probe: Callable[[], bool]) -> None:
+        self.ready.set_function(lambda: 1.0 if probe() else 0.0)
+
+    @_never_raises
+    def set_model(self, info: ModelInfo) -> None:
+        self.model_info.info(
+            {"name": info.name, "version": info.version, "provider": info.provider}
+        )
+
+    @_never_raises
+    def observe_request(self, route: str, status: int, seconds: float) -> None:
+        self.http_requests.labels(route=route, status=str(status)).inc()
+        self.http_duration.labels(route=route).observe(seconds)
+
+    @_never_raises
+    def explained(self, explanation: Explanation) -> None:
+        self.generated_tokens.observe(explanation.output_tokens)
+        if not explanation.user_known:
+            self.unknown_users.inc()
+
+    # --- service.batching.BatchObserver ----------------------------------------------
+
+    @_never_raises
+    def queue_depth(self, depth: int) -> None:
+        self.queue_depth_gauge.set(depth)
+
+    @_never_raises
+    def queue_wait(self, seconds: float) -> None:
+        self.queue_wait_seconds.observe(seconds)
+
+    @_never_raises
+    def batch(self, size: int, timings: BatchTimings) -> None:
+        self.batch_size.observe(size)
+        stage = self.inference_duration
+        stage.labels(stage="prepare").observe(timings.prepare_s)
+        stage.labels(stage="encode").observe(timings.encode_s)
+        stage.labels(stage="decode").observe(timings.decode_s)
+        stage.labels(stage="total").observe(timings.total_s)
+
+    @_never_raises
+    def deadline_exceeded(self) -> None:
+        self.deadlines.inc()
+
+    @_never_raises
+    def rejected(self, reason: str) -> None:
+        self.rejections.labels(reason=reason).inc()
+
+
+def route_template(scope: Scope) -> str:
+    """The template of the route that served `scope` (`/v1/explanations`), never the raw path."""
+    path = getattr(scope.get("route"), "path", None)
+    return path if isinstance(path, str) else UNMATCHED_ROUTE
+
+
+class RequestTelemetryMiddleware:
+    """Outermost middleware: `X-Request-ID`, request metrics for every response, and the
+    catch-all that logs an unhandled exception once and answers 500 without internals."""
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = _request_id(scope)
+        token = REQUEST_ID.set(request_id)
+        status = 500
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            logger.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
+            if not response_started:
+                await internal_error_response()(scope, receive, send_with_id)
+        finally:
+            self.metrics.observe_request(
+                route_template(scope), status, time.perf_counter() - started
+            )
+            REQUEST_ID.reset(token)
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            candidate = bytes(value).decode("latin-1")
+            if _VALID_REQUEST_ID.match(candidate):
+                return candidate
+            break
+    return uuid.uuid4().hex

@@ -1,0 +1,135 @@
+"""Service configuration: every field maps to a `PRISM_*` environment variable.
+
+Only the app factory and the lifespan read `Settings`; every other component gets plain
+values through its constructor, so tests build `Settings(...)` directly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Provider = Literal["auto", "cuda", "cpu"]
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PRISM_", extra="ignore", frozen=True)
+
+    # --- the model -------------------------------------------------------------------
+    store_dir: Path = Field(default=Path("store"), description="Root directory of the model store.")
+    model_name: str = Field(
+        default="prism-movies", min_length=1, description="Name of the model to serve."
+    )
+    model_ref: str = Field(
+        default="production",
+        min_length=1,
+        description="Version or alias (`latest`, `production`) of the model to serve.",
+    )
+    provider: Provider = Field(
+        default="auto",
+        description="ONNX Runtime execution provider: `auto` (CUDA when present, else CPU), "
+        "`cuda` or `cpu`.",
+    )
+    intra_op_threads: int = Field(
+        default=0,
+        ge=0,
+        description="ONNX Runtime intra-op threads; 0 keeps the ONNX Runtime default.",
+    )
+    auto_export: bool = Field(
+        default=True,
+        description="Export a version to ONNX on load when it has no ONNX artifacts "
+        "(needs the training extra).",
+    )
+    warmup: bool = Field(
+        default=True,
+        description="Run a warm-up batch after loading; `/readyz` stays 503 until it is done.",
+    )
+
+    # --- batching and deadlines ------------------------------------------------------
+    max_batch_size: int = Field(
+        default=16, ge=1, le=1024, description="Most requests the batcher puts in one batch."
+    )
+    max_wait_ms: float = Field(
+        default=5.0,
+        ge=0.0,
+        le=1000.0,
+        description="How long the batcher waits for more requests after the first one, in ms.",
+    )
+    max_queue: int = Field(
+        default=256,
+        ge=1,
+        description="Requests that may wait in the queue; beyond this the service answers "
+        "503 with `Retry-After`.",
+    )
+    request_timeout_ms: float = Field(
+        default=10_000.0,
+        gt=0.0,
+        description="Deadline of a request in ms; a request that is not done by then gets 504.",
+    )
+
+    # --- request limits --------------------------------------------------------------
+    max_history: int = Field(
+        default=50, ge=0, description="Most history items a request may carry."
+    )
+    max_input_tokens: int | None = Field(
+        default=None,
+        ge=8,
+        description="Encoder input budget in tokens (the oldest history is truncated first); "
+        "unset uses the model's own budget.",
+    )
+    max_title_chars: int = Field(
+        default=300, ge=1, description="Longest item title accepted, in characters."
+    )
+    max_attributes: int = Field(
+        default=32, ge=0, description="Most attribute keys an item may carry."
+    )
+    max_slate_size: int = Field(
+        default=32, ge=1, description="Most requests in one `POST /v1/explanations/batch`."
+    )
+    max_body_bytes: int = Field(
+        default=262_144,
+        ge=1024,
+        description="Largest request body accepted, in bytes; larger bodies get 413.",
+    )
+    default_max_new_tokens: int = Field(
+        default=48, ge=1, description="Tokens generated when a request sets no `max_new_tokens`."
+    )
+    max_new_tokens_limit: int = Field(
+        default=96, ge=1, description="Largest `max_new_tokens` a request may ask for."
+    )
+    max_num_beams: int = Field(
+        default=4, ge=1, description="Largest `num_beams` a request may ask for."
+    )
+
+    # --- access and operations -------------------------------------------------------
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="When set, `/v1/*` needs `Authorization: Bearer <key>` or `X-API-Key: "
+        "<key>`, else 401.",
+    )
+    log_level: LogLevel = Field(default="info", description="Log level of the service loggers.")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _limits_agree(self) -> Self:
+        if self.default_max_new_tokens > self.max_new_tokens_limit:
+            raise ValueError(
+                f"default_max_new_tokens ({self.default_max_new_tokens}) exceeds "
+                f"max_new_tokens_limit ({self.max_new_tokens_limit})"
+            )
+        return self
+
+    @property
+    def api_key_value(self) -> str | None:
+        """The key as plain text, or None when auth is off (an empty key also means off)."""
+        if self.api_key is None:
+            return None
+        return self.api_key.get_secret_value() or None

@@ -1,0 +1,185 @@
+"""Test doubles and helpers for the service's unit tests.
+
+The engines here exist for faults and delays a real engine cannot produce on demand (a
+batch that raises, sleeps or returns the wrong number of outputs); the integration suite
+runs the real ONNX engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from service.main import create_app
+from service.runtime.engine import (
+    BatchOutput,
+    BatchTimings,
+    ExplainJob,
+    Explanation,
+    ModelInfo,
+)
+from service.settings import Settings
+
+KNOWN_USERS = frozenset({"4217", "7"})
+TIMINGS = BatchTimings(prepare_s=0.001, encode_s=0.002, decode_s=0.003, total_s=0.006)
+INFO = ModelInfo(
+    name="prism-test",
+    version="2026-01-01.1",
+    provider="cpu",
+    input_format="prism-input/1",
+    num_users=2,
+    d_model=16,
+)
+
+
+class ScriptedEngine:
+    """An `ExplanationEngine` whose behaviour the test sets: a delay per batch, a gate that
+    holds batches until opened (`gate.clear()` / `gate.set()`), batches that raise (by
+    number or by user), a wrong number of outputs, a warm-up that waits for a signal. It
+    records every batch it was given."""
+
+    def __init__(
+        self,
+        *,
+        delay_s: float = 0.0,
+        fail_batches: Sequence[int] = (),
+        fail_users: Sequence[str] = (),
+        drop_one_output: bool = False,
+        warmup_gate: threading.Event | None = None,
+    ) -> None:
+        self.delay_s = delay_s
+        self.fail_batches = set(fail_batches)  # 1-based batch numbers that raise
+        self.fail_users = set(fail_users)  # a batch with any of these users raises
+        self.drop_one_output = drop_one_output
+        self.warmup_gate = warmup_gate
+        self.gate = threading.Event()
+        self.gate.set()
+        self.batches: list[list[ExplainJob]] = []
+        self.warmed = False
+        self.closed = False
+        self._lock = threading.Lock()
+
+    @property
+    def info(self) -> ModelInfo:
+        return INFO
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        return [len(b) for b in self.batches]
+
+    def warmup(self) -> None:
+        if self.warmup_gate is not None:
+            self.warmup_gate.wait(30)
+        self.warmed = True
+
+    def close(self) -> None:
+        self.closed = True
+
+    def explain_batch(self, jobs: Sequence[ExplainJob]) -> BatchOutput:
+        with self._lock:
+            self.batches.append(list(jobs))
+            number = len(self.batches)
+        self.gate.wait(30)
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        if number in self.fail_batches or any(j.user_id in self.fail_users for j in jobs):
+            raise RuntimeError(f"scripted failure of batch {number}")
+        results = [self._explain(job) for job in jobs]
+        if self.drop_one_output:
+            results = results[:-1]
+        return BatchOutput(results=results, timings=TIMINGS)
+
+    @staticmethod
+    def _explain(job: ExplainJob) -> Explanation:
+        liked = job.history[-1].title if job.history else "what you watch"
+        return Explanation(
+            text=f"Because you liked {liked}, try {job.item.title}. [{job.user_id}]",
+            user_known=job.user_id in KNOWN_USERS,
+            input_tokens=10 + 5 * len(job.history),
+            output_tokens=min(7, job.max_new_tokens),
+            history_used=len(job.history),
+        )
+
+
+EXAMPLE: dict[str, Any] = {
+    "user_id": "4217",
+    "history": [
+        "E.T. the Extra-Terrestrial (1982)",
+        {"item_id": "260", "title": "Star Wars (1977)", "attributes": {"genres": ["Sci-Fi"]}},
+    ],
+    "recommended_item": {
+        "item_id": "2011",
+        "title": "Back to the Future (1985)",
+        "attributes": {"genres": ["Comedy", "Sci-Fi"], "year": 1985},
+    },
+}
+
+
+@pytest.fixture(autouse=True)
+def _no_prism_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Settings read PRISM_* variables; a developer's shell must not change the tests.
+    for name in list(os.environ):
+        if name.startswith("PRISM_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def wait_ready(client: httpx.AsyncClient, timeout_s: float = 10.0) -> None:
+    until = time.monotonic() + timeout_s
+    while time.monotonic() < until:
+        if (await client.get("/readyz")).status_code == 200:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the app did not become ready")
+
+
+@asynccontextmanager
+async def serve(
+    engine: Any | None = None, *, ready: bool = True, **overrides: Any
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """Run the app (lifespan included) with `engine` (a fresh `ScriptedEngine` if None) and
+    yield it with a client on its ASGI transport."""
+    app = create_app(Settings(**overrides), engine=engine or ScriptedEngine())
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://prism") as client:
+            if ready:
+                await wait_ready(client)
+            yield app, client
+
+
+# The suite runs with --import-mode=importlib, so test modules reach these through fixtures.
+
+
+@pytest.fixture
+def make_engine() -> type[ScriptedEngine]:
+    return ScriptedEngine
+
+
+@pytest.fixture
+def serve_app() -> Any:
+    return serve
+
+
+@pytest.fixture
+def example() -> dict[str, Any]:
+    return copy.deepcopy(EXAMPLE)
+
+
+@pytest.fixture
+def ready() -> Any:
+    return wait_ready
