@@ -171,6 +171,7 @@ class _Lifecycle:
             max_history=s.max_history,
             max_input_tokens=s.max_input_tokens,
             auto_export=s.auto_export,
+            min_new_tokens=s.min_new_tokens,
         )
         return engine, model_card(engine.info, version.manifest)
 

@@ -104,6 +104,12 @@ class Settings(BaseSettings):
     max_num_beams: int = Field(
         default=4, ge=1, description="Largest `num_beams` a request may ask for."
     )
+    min_new_tokens: int = Field(
+        default=4,
+        ge=0,
+        description="EOS is banned until this many tokens (BOS included) are generated, so an "
+        "answer is never empty.",
+    )
 
     # --- access and operations -------------------------------------------------------
     api_key: SecretStr | None = Field(

@@ -37,12 +37,15 @@ class OnnxExplainer:
         users: UserTable,
         input_config: InputConfig,
         info: ModelInfo,
+        *,
+        min_new_tokens: int = 0,
     ) -> None:
         self._generator = generator
         self._tokenizer = tokenizer
         self._users = users
         self._config = input_config
         self._info = info
+        self._min_new_tokens = min_new_tokens
         self._special = {tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id}
 
     @property
@@ -75,6 +78,7 @@ class OnnxExplainer:
                 max_new_tokens=[jobs[i].max_new_tokens for i in members],
                 num_beams=num_beams,
                 banned=[self._tokenizer.banned_slot_ids(built[i].slot_values) for i in members],
+                min_new_tokens=self._min_new_tokens,
             )
             encode_s += out.encode_s
             decode_s += out.decode_s

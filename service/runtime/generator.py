@@ -164,9 +164,16 @@ class Seq2SeqGenerator:
         )
 
     def _process(
-        self, scores: FloatArray, step: int, banned: Sequence[Sequence[int]] | None, per_row: int
+        self,
+        scores: FloatArray,
+        step: int,
+        banned: Sequence[Sequence[int]] | None,
+        per_row: int,
+        min_new_tokens: int,
     ) -> None:
-        """Forced BOS, then the per-row bans: the order transformers applies its processors in."""
+        """Min length, forced BOS, then the per-row bans: transformers' processor order."""
+        if step < min_new_tokens:
+            scores[:, self.ids.eos_token_id] = -np.inf
         if step == 0 and self.ids.forced_bos_token_id is not None:
             scores[:] = -np.inf
             scores[:, self.ids.forced_bos_token_id] = 0.0
@@ -184,10 +191,18 @@ class Seq2SeqGenerator:
         max_new_tokens: Sequence[int],
         num_beams: int = 1,
         banned: Sequence[Sequence[int]] | None = None,
+        min_new_tokens: int = 0,
     ) -> Generated:
+        """`max_new_tokens` per row; `min_new_tokens` bans EOS until that many tokens exist."""
         if num_beams > 1:
             return self._beam(
-                input_ids, attention_mask, user_embeds, max_new_tokens, num_beams, banned
+                input_ids,
+                attention_mask,
+                user_embeds,
+                max_new_tokens,
+                num_beams,
+                banned,
+                min_new_tokens,
             )
         start = time.perf_counter()
         runner = self._encode(input_ids, attention_mask, user_embeds)
@@ -201,7 +216,7 @@ class Seq2SeqGenerator:
         step = 0
         while alive.any() and step < int(limits.max()):
             scores = runner.step(tokens, beam_idx).astype(np.float32, copy=True)
-            self._process(scores, step, banned, 1)
+            self._process(scores, step, banned, 1, min_new_tokens)
             nxt = scores.argmax(axis=-1).astype(np.int64)
             nxt[~alive] = self.ids.pad_token_id
             for row in np.flatnonzero(alive):
@@ -219,6 +234,7 @@ class Seq2SeqGenerator:
         max_new_tokens: Sequence[int],
         k: int,
         banned: Sequence[Sequence[int]] | None,
+        min_new_tokens: int,
         length_penalty: float = 1.0,
     ) -> Generated:
         """A numpy port of transformers' vectorised beam search (early_stopping=False)."""
@@ -247,7 +263,7 @@ class Seq2SeqGenerator:
         while True:
             logits = runner.step(running[:, :, cur - 1].reshape(-1), beam_idx)
             logp = _log_softmax(logits.astype(np.float32))
-            self._process(logp, cur - 1, banned, k)
+            self._process(logp, cur - 1, banned, k, min_new_tokens)
             vocab = logp.shape[-1]
             acc = (logp.reshape(b, k, vocab) + running_scores[:, :, None]).reshape(b, k * vocab)
             top = np.argsort(-acc, axis=1, kind="stable")[:, :keep]

@@ -57,6 +57,7 @@ def load_engine(
     max_history: int,
     max_input_tokens: int | None,
     auto_export: bool,
+    min_new_tokens: int = 0,
 ) -> OnnxExplainer:
     manifest = version.manifest
     config = check_format(manifest.input_format)
@@ -106,4 +107,4 @@ def load_engine(
         info.d_model,
         generator.io_binding,
     )
-    return OnnxExplainer(generator, tokenizer, users, config, info)
+    return OnnxExplainer(generator, tokenizer, users, config, info, min_new_tokens=min_new_tokens)

@@ -55,9 +55,9 @@ def _generators(onnx_dir):
     return onnx_spec, enc, dec
 
 
-@pytest.mark.parametrize("num_beams", [2, 4])
+@pytest.mark.parametrize(("num_beams", "min_new_tokens"), [(1, 6), (2, 0), (4, 0), (4, 6)])
 def test_beam_search_matches_transformers_and_io_binding_matches_numpy(
-    tiny_model_dir, exported, num_beams
+    tiny_model_dir, exported, num_beams, min_new_tokens
 ):
     onnx_dir, _ = exported
     model = UserAwareBart.load(tiny_model_dir)
@@ -73,7 +73,9 @@ def test_beam_search_matches_transformers_and_io_binding_matches_numpy(
         torch.from_numpy(ids),
         torch.from_numpy(mask),
         rows,
-        generation_config=plain_generation_config(meta.generation, num_beams=num_beams),
+        generation_config=plain_generation_config(
+            meta.generation, num_beams=num_beams, min_new_tokens=min_new_tokens
+        ),
         banned_tokens=banned_slot_matrix(
             tok, [b.slot_values for b in built], model.bart.config.vocab_size
         ),
@@ -86,7 +88,13 @@ def test_beam_search_matches_transformers_and_io_binding_matches_numpy(
         gen = Seq2SeqGenerator(enc, dec, onnx_spec, ids_cfg, io_binding=io_binding)
         outputs.append(
             gen.generate(
-                ids, mask, users, max_new_tokens=[16] * 6, num_beams=num_beams, banned=banned
+                ids,
+                mask,
+                users,
+                max_new_tokens=[16] * 6,
+                num_beams=num_beams,
+                banned=banned,
+                min_new_tokens=min_new_tokens,
             ).tokens
         )
     expected = [[int(t) for t in row[1:] if int(t) != tok.pad_id] for row in ref]

@@ -1,0 +1,187 @@
+"""The real server process (uvicorn on 127.0.0.1) and the real model, called like a ranker would."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+
+import httpx
+import pytest
+
+from tests.conftest import start_server, stop_server
+
+pytestmark = pytest.mark.e2e
+
+ET = "E.T. the Extra-Terrestrial (1982)"
+STAR_WARS = {
+    "item_id": "260",
+    "title": "Star Wars (1977)",
+    "attributes": {"genres": ["Action", "Sci-Fi"]},
+}
+BTTF = {
+    "item_id": "2011",
+    "title": "Back to the Future (1985)",
+    "attributes": {"genres": ["Comedy", "Sci-Fi"], "year": 1985},
+}
+
+
+def body(user_id="user-1", history=(ET, STAR_WARS), item=BTTF, **options):
+    payload = {"user_id": user_id, "history": list(history), "recommended_item": item}
+    if options:
+        payload["options"] = options
+    return payload
+
+
+def metric(text: str, name: str, labels: str = "") -> float:
+    pattern = re.compile(rf"^{re.escape(name)}{re.escape(labels)}\s+([0-9.e+-]+)$", re.MULTILINE)
+    match = pattern.search(text)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_health_and_readiness(live_server):
+    assert httpx.get(f"{live_server.base_url}/healthz").status_code == 200
+    ready = httpx.get(f"{live_server.base_url}/readyz")
+    assert ready.status_code == 200 and ready.json()["provider"] == "cpu"
+
+
+def test_known_user_gets_an_explanation_with_usage_timing_and_server_timing(
+    live_server, tiny_store
+):
+    r = httpx.post(
+        f"{live_server.base_url}/v1/explanations", json=body(max_new_tokens=12), timeout=30
+    )
+    assert r.status_code == 200, r.text
+    data = r.json()
+    assert data["user_known"] is True and data["explanation"]
+    assert data["model"] == {"name": tiny_store.name, "version": tiny_store.version}
+    assert 0 < data["usage"]["output_tokens"] <= 12 and data["usage"]["input_tokens"] > 10
+    assert data["timing"]["total_ms"] >= data["timing"]["inference_ms"] > 0
+    assert "inference;dur=" in r.headers["server-timing"]
+
+
+def test_unknown_user_falls_back_to_the_zero_vector_and_is_counted(live_server):
+    before = metric(
+        httpx.get(f"{live_server.base_url}/metrics").text, "prism_unknown_user_requests_total"
+    )
+    r = httpx.post(
+        f"{live_server.base_url}/v1/explanations",
+        json=body(user_id=987654, max_new_tokens=8),
+        timeout=30,
+    )
+    assert r.status_code == 200 and r.json()["user_known"] is False and r.json()["explanation"]
+    after = metric(
+        httpx.get(f"{live_server.base_url}/metrics").text, "prism_unknown_user_requests_total"
+    )
+    assert after == before + 1
+
+
+def test_slate_returns_results_in_order(live_server):
+    slate = {
+        "requests": [
+            body(user_id="user-2", max_new_tokens=6),
+            body(user_id="nobody", history=(), max_new_tokens=6, num_beams=2),
+        ]
+    }
+    r = httpx.post(f"{live_server.base_url}/v1/explanations/batch", json=slate, timeout=30)
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert [x["explanation"]["user_known"] for x in results] == [True, False]
+    assert all(x["error"] is None for x in results)
+
+
+@pytest.mark.parametrize(
+    ("payload", "param"),
+    [
+        (body(item={"title": "   "}), "recommended_item.title"),
+        (body(history=[ET] * 51), "history"),
+        (body(max_new_tokens=8, temperature=0.7), "options.temperature"),
+        (body(num_beams=99), "options.num_beams"),
+        (body(user_id=["a"]), "user_id"),
+    ],
+)
+def test_bad_input_gets_422_naming_the_field(live_server, payload, param):
+    r = httpx.post(f"{live_server.base_url}/v1/explanations", json=payload)
+    assert r.status_code == 422
+    error = r.json()["error"]
+    assert error["param"] == param and error["type"] and error["message"]
+
+
+def test_oversized_payload_gets_413_and_the_service_stays_ready(live_server):
+    huge = body(history=[{"title": "x" * 250, "attributes": {"note": "y" * 250}}] * 50)
+    huge["padding"] = "z" * 400_000
+    r = httpx.post(f"{live_server.base_url}/v1/explanations", json=huge)
+    assert r.status_code == 413 and r.json()["error"]["type"]
+    assert httpx.get(f"{live_server.base_url}/readyz").status_code == 200
+
+
+def test_concurrent_requests_are_batched(live_server):
+    async def burst():
+        async with httpx.AsyncClient(base_url=live_server.base_url, timeout=60) as client:
+            return await asyncio.gather(
+                *(
+                    client.post(
+                        "/v1/explanations",
+                        json=body(user_id=f"user-{k % 8 + 1}", max_new_tokens=24),
+                    )
+                    for k in range(24)
+                )
+            )
+
+    before = httpx.get(f"{live_server.base_url}/metrics").text
+    responses = asyncio.run(burst())
+    assert all(r.status_code == 200 for r in responses)
+    after = httpx.get(f"{live_server.base_url}/metrics").text
+    batches = metric(after, "prism_batch_size_count") - metric(before, "prism_batch_size_count")
+    requests = metric(after, "prism_batch_size_sum") - metric(before, "prism_batch_size_sum")
+    assert requests == 24 and batches < 24  # some requests shared a batch
+
+
+def test_metrics_exposition_passes_promtool(live_server):
+    text = httpx.get(f"{live_server.base_url}/metrics").text
+    assert (
+        "prism_http_request_duration_seconds_bucket" in text
+        and "prism_inference_duration_seconds" in text
+    )
+    assert "user_id" not in text
+    check = subprocess.run(
+        ["promtool", "check", "metrics"], check=False, input=text, capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+@pytest.fixture
+def constrained_server(tiny_store, tmp_path, request):
+    server = start_server(tiny_store, tmp_path, env=request.param)
+    yield server
+    stop_server(server)
+
+
+@pytest.mark.parametrize(
+    "constrained_server",
+    [{"PRISM_MAX_QUEUE": "1", "PRISM_MAX_BATCH_SIZE": "1", "PRISM_MAX_WAIT_MS": "0"}],
+    indirect=True,
+)
+def test_full_queue_answers_503_with_retry_after(constrained_server):
+    async def flood():
+        async with httpx.AsyncClient(base_url=constrained_server.base_url, timeout=60) as client:
+            return await asyncio.gather(
+                *(client.post("/v1/explanations", json=body(max_new_tokens=96)) for _ in range(30))
+            )
+
+    responses = asyncio.run(flood())
+    codes = [r.status_code for r in responses]
+    assert 200 in codes and 503 in codes and set(codes) <= {200, 503}
+    rejected = next(r for r in responses if r.status_code == 503)
+    assert int(rejected.headers["retry-after"]) >= 1 and rejected.json()["error"]["type"]
+    assert httpx.get(f"{constrained_server.base_url}/readyz").status_code == 200
+
+
+@pytest.mark.parametrize("constrained_server", [{"PRISM_REQUEST_TIMEOUT_MS": "1"}], indirect=True)
+def test_request_past_its_deadline_gets_504(constrained_server):
+    r = httpx.post(
+        f"{constrained_server.base_url}/v1/explanations", json=body(max_new_tokens=96), timeout=30
+    )
+    assert r.status_code == 504 and r.json()["error"]["type"]
+    text = httpx.get(f"{constrained_server.base_url}/metrics").text
+    assert metric(text, "prism_http_requests_total", '{route="/v1/explanations",status="504"}') >= 1
