@@ -32,6 +32,7 @@ class Explanation:
     input_tokens: int
     output_tokens: int
     history_used: int
+    token_ids: tuple[int, ...] = ()  # what the decoder generated (forced BOS and EOS included)
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,10 @@ class OnnxExplainer:
         return self._info
 
     @property
+    def generator(self) -> Seq2SeqGenerator:
+        return self._generator
+
+    @property
     def input_config(self) -> InputConfig:
         return self._config
 
@@ -91,6 +95,7 @@ class OnnxExplainer:
                     input_tokens=len(built[index].input_ids),
                     output_tokens=sum(1 for t in tokens if t not in self._special),
                     history_used=built[index].history_used,
+                    token_ids=tuple(tokens),
                 )
         total = time.perf_counter() - start
         timings = BatchTimings(prepared - start, encode_s, decode_s, total)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from pathlib import Path
 
 from model_store import onnx_spec as spec
-from model_store.prompt import check_format
+from model_store.prompt import InputConfig, check_format
 from model_store.store import ModelStore, ModelVersion
 from model_store.tokenizer import PrismTokenizer
 from model_store.users import UserTable
@@ -59,8 +60,8 @@ def load_engine(
     auto_export: bool,
     min_new_tokens: int = 0,
 ) -> OnnxExplainer:
-    manifest = version.manifest
-    config = check_format(manifest.input_format)
+    """The engine for a verified version, exporting its ONNX graphs first if it has none."""
+    config = check_format(version.manifest.input_format)
     # The service may tighten the model's own limits, never loosen them.
     config = dataclasses.replace(
         config,
@@ -68,10 +69,29 @@ def load_engine(
         max_input_tokens=min(config.max_input_tokens, max_input_tokens or config.max_input_tokens),
     )
     version = ensure_onnx(store, version, auto_export=auto_export)
-    encoder, decoder = open_sessions(
-        [version.file(ENCODER_PATH), version.file(DECODER_PATH)],
-        choice=provider,
+    return build_engine(
+        version,
+        graphs=(version.file(ENCODER_PATH), version.file(DECODER_PATH)),
+        provider=provider,
         intra_op_threads=intra_op_threads,
+        input_config=config,
+        min_new_tokens=min_new_tokens,
+    )
+
+
+def build_engine(
+    version: ModelVersion,
+    *,
+    graphs: tuple[Path, Path],
+    provider: ProviderChoice,
+    intra_op_threads: int,
+    input_config: InputConfig,
+    min_new_tokens: int = 0,
+) -> OnnxExplainer:
+    """An engine over the given encoder/decoder graphs (benchmarks pass quantised ones)."""
+    manifest = version.manifest
+    encoder, decoder = open_sessions(
+        list(graphs), choice=provider, intra_op_threads=intra_op_threads
     )
     onnx = spec.OnnxSpec.load(version.path / spec.ONNX_DIR)
     tokenizer = PrismTokenizer.from_file(version.path / "tokenizer")
@@ -82,9 +102,9 @@ def load_engine(
             f"(vocab={tokenizer.vocab_size}) does not fit the graphs "
             f"(d={onnx.d_model}, vocab={onnx.vocab_size})"
         )
-    if config.max_input_tokens > onnx.max_positions:
+    if input_config.max_input_tokens > onnx.max_positions:
         raise ModelLoadError(
-            f"max_input_tokens {config.max_input_tokens} exceeds the model's "
+            f"max_input_tokens {input_config.max_input_tokens} exceeds the model's "
             f"{onnx.max_positions} positions"
         )
     generator = Seq2SeqGenerator(
@@ -107,4 +127,6 @@ def load_engine(
         info.d_model,
         generator.io_binding,
     )
-    return OnnxExplainer(generator, tokenizer, users, config, info, min_new_tokens=min_new_tokens)
+    return OnnxExplainer(
+        generator, tokenizer, users, input_config, info, min_new_tokens=min_new_tokens
+    )

@@ -1,0 +1,333 @@
+"""Engines side by side, in one run, on the same weights and the same requests.
+
+    python -m benchmarks.engines --store store --name prism-movies
+
+Every engine runs in its own subprocess (so each one's peak RSS is its own), one after the
+other, on the same request file: PyTorch eager `generate` (HF, KV cache), ONNX Runtime with
+numpy feeds (what the service runs on CPU), ONNX Runtime with IO binding (what it runs on
+CUDA), and ONNX Runtime on dynamically quantised int8 graphs. Every engine does the whole
+request path: build the input, generate greedily with the slot ban, fill the slots. The table
+reports per-batch latency percentiles, throughput, peak RSS and whether the tokens agree with
+PyTorch's, plus ratios against PyTorch. Timings on a shared machine are noisy: compare the
+ratios within one run, not absolute numbers across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ENGINES = ("torch", "ort", "ort-iobinding", "ort-int8")
+
+
+def make_requests(version_path: Path, count: int, seed: int) -> list[dict[str, Any]]:
+    from model_store.users import UserTable
+    from training.data.catalog import load_catalog
+
+    items = sorted(load_catalog().values(), key=lambda i: i.item_id or "")
+    known = UserTable.load(version_path / "users").ids()
+    rng = random.Random(seed)
+    requests = []
+    for k in range(count):
+        chosen = rng.sample(items, rng.randint(6, 31))
+        user = rng.choice(known) if known and k % 2 == 0 else f"bench-unknown-{k}"
+        requests.append(
+            {
+                "user_id": user,
+                "history": [
+                    {"title": i.title, "item_id": i.item_id, "attributes": dict(i.attributes)}
+                    for i in chosen[:-1]
+                ],
+                "item": {
+                    "title": chosen[-1].title,
+                    "item_id": chosen[-1].item_id,
+                    "attributes": dict(chosen[-1].attributes),
+                },
+            }
+        )
+    return requests
+
+
+def _jobs(requests: list[dict[str, Any]], max_new_tokens: int) -> list[Any]:
+    from service.runtime.engine import ExplainJob
+    from training.examples import item_from_json
+
+    return [
+        ExplainJob(
+            r["user_id"],
+            tuple(item_from_json(h) for h in r["history"]),
+            item_from_json(r["item"]),
+            max_new_tokens,
+            1,
+        )
+        for r in requests
+    ]
+
+
+def _torch_runner(version_path: Path, threads: int, min_new_tokens: int) -> Any:
+    import torch
+
+    from model_store.modeling import (
+        PrismMeta,
+        UserAwareBart,
+        banned_slot_matrix,
+        plain_generation_config,
+    )
+    from model_store.prompt import build_input, check_format
+    from model_store.slots import fill_slots
+    from model_store.tokenizer import PrismTokenizer
+    from model_store.users import UserTable
+    from service.runtime.explainer import pad_batch
+
+    torch.set_num_threads(threads)
+    model = UserAwareBart.load(version_path)
+    meta = PrismMeta.load(version_path)
+    tokenizer = PrismTokenizer.from_file(version_path / "tokenizer")
+    table = UserTable.load(version_path / "users")
+    config = check_format(meta.input_format)
+    generation = plain_generation_config(meta.generation, min_new_tokens=min_new_tokens)
+
+    def run(jobs: list[Any]) -> list[list[int]]:
+        built = [build_input(list(j.history), j.item, tokenizer, config) for j in jobs]
+        ids, mask = pad_batch([b.input_ids for b in built], tokenizer.pad_id)
+        rows = torch.tensor([table.row(j.user_id) for j in jobs])
+        banned = banned_slot_matrix(
+            tokenizer, [b.slot_values for b in built], int(model.bart.config.vocab_size or 0)
+        )
+        out = model.generate(
+            torch.from_numpy(ids),
+            torch.from_numpy(mask),
+            rows,
+            generation_config=generation,
+            banned_tokens=banned,
+            max_new_tokens=jobs[0].max_new_tokens,
+        )
+        tokens = [[t for t in row[1:] if t != tokenizer.pad_id] for row in out.tolist()]
+        for b, row in zip(built, tokens, strict=True):
+            fill_slots(tokenizer.decode(row), b.slot_values)
+        return tokens
+
+    return run
+
+
+def _ort_runner(
+    store_dir: Path, name: str, ref: str, engine: str, threads: int, min_new_tokens: int, tmp: Path
+) -> Any:
+    from model_store.prompt import check_format
+    from model_store.store import ModelStore
+    from service.runtime.loader import DECODER_PATH, ENCODER_PATH, build_engine
+
+    version = ModelStore(store_dir).resolve(name, ref)
+    graphs = (version.file(ENCODER_PATH), version.file(DECODER_PATH))
+    if engine == "ort-int8":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantised = []
+        for graph in graphs:
+            target = tmp / f"{graph.stem}.int8.onnx"
+            quantize_dynamic(str(graph), str(target), weight_type=QuantType.QInt8)
+            quantised.append(target)
+        graphs = (quantised[0], quantised[1])
+    explainer = build_engine(
+        version,
+        graphs=graphs,
+        provider="cpu",
+        intra_op_threads=threads,
+        input_config=check_format(version.manifest.input_format),
+        min_new_tokens=min_new_tokens,
+    )
+    if engine == "ort-iobinding":
+        explainer.generator.io_binding = True  # the CUDA path, exercised on CPU
+
+    def run(jobs: list[Any]) -> list[list[int]]:
+        return [list(r.token_ids) for r in explainer.explain_batch(jobs).results]
+
+    return run
+
+
+def worker(args: argparse.Namespace) -> None:
+    from model_store.store import ModelStore
+
+    requests = json.loads(Path(args.inputs).read_text())
+    jobs = _jobs(requests, args.max_new_tokens)
+    version = ModelStore(Path(args.store)).resolve(args.name, args.ref)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.worker == "torch":
+            run = _torch_runner(version.path, args.threads, args.min_new_tokens)
+        else:
+            run = _ort_runner(
+                Path(args.store),
+                args.name,
+                args.ref,
+                args.worker,
+                args.threads,
+                args.min_new_tokens,
+                Path(tmp),
+            )
+        result: dict[str, Any] = {"engine": args.worker, "batches": {}}
+        for batch_size in args.batch_sizes:
+            run(jobs[:batch_size])  # warm-up for this shape family
+            latencies, tokens, generated = [], [], 0
+            for start in range(0, len(jobs) - batch_size + 1, batch_size):
+                begin = time.perf_counter()
+                out = run(jobs[start : start + batch_size])
+                latencies.append(time.perf_counter() - begin)
+                tokens.extend(out)
+                generated += sum(len(t) for t in out)
+            result["batches"][str(batch_size)] = {
+                "latencies_s": latencies,
+                "tokens": tokens,
+                "generated_tokens": generated,
+            }
+        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    Path(args.result).write_text(json.dumps(result))
+
+
+def _row(
+    engine: str, batch: int, data: dict[str, Any], reference: dict[str, Any] | None
+) -> dict[str, Any]:
+    lat = np.asarray(data["latencies_s"]) * 1000
+    total_s = float(np.sum(lat)) / 1000
+    requests = len(data["tokens"])
+    agree = None
+    if reference is not None:
+        same = sum(a == b for a, b in zip(data["tokens"], reference["tokens"], strict=True))
+        agree = same / max(requests, 1)
+    return {
+        "engine": engine,
+        "batch": batch,
+        "p50_ms": float(np.percentile(lat, 50)),
+        "p95_ms": float(np.percentile(lat, 95)),
+        "requests_per_s": requests / total_s if total_s else 0.0,
+        "tokens_per_s": data["generated_tokens"] / total_s if total_s else 0.0,
+        "token_agreement": agree,
+    }
+
+
+def render(rows: list[dict[str, Any]], rss: dict[str, float], setup: dict[str, Any]) -> str:
+    lines = [
+        f"# Engine comparison ({setup['date']})",
+        "",
+        "Setup: " + ", ".join(f"{k}={v}" for k, v in setup.items() if k != "date"),
+        "",
+        "| engine | batch | p50 ms | p95 ms | req/s | tokens/s | peak RSS MB "
+        "| tokens = torch | speed-up vs torch (p50) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    base = {r["batch"]: r["p50_ms"] for r in rows if r["engine"] == "torch"}
+    for r in rows:
+        ratio = base.get(r["batch"], 0) / r["p50_ms"] if r["p50_ms"] else 0
+        agree = "n/a" if r["token_agreement"] is None else f"{r['token_agreement']:.3f}"
+        lines.append(
+            f"| {r['engine']} | {r['batch']} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} "
+            f"| {r['requests_per_s']:.1f} | {r['tokens_per_s']:.0f} | {rss[r['engine']]:.0f} "
+            f"| {agree} | {ratio:.2f}x |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", default="store")
+    parser.add_argument("--name", default="prism-movies")
+    parser.add_argument("--ref", default="production")
+    parser.add_argument("--requests", type=int, default=64)
+    parser.add_argument(
+        "--batch-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1, 16]
+    )
+    parser.add_argument("--max-new-tokens", type=int, default=40)
+    parser.add_argument("--min-new-tokens", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--engines", default=",".join(ENGINES))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--worker", choices=ENGINES, help=argparse.SUPPRESS)
+    parser.add_argument("--inputs", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(args)
+        return 0
+
+    from model_store.store import ModelStore
+
+    version = ModelStore(Path(args.store)).resolve(args.name, args.ref)
+    engines = [e for e in args.engines.split(",") if e]
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs = Path(tmp) / "requests.json"
+        inputs.write_text(json.dumps(make_requests(version.path, args.requests, args.seed)))
+        for engine in engines:
+            result_file = Path(tmp) / f"{engine}.json"
+            command = [
+                sys.executable,
+                "-m",
+                "benchmarks.engines",
+                "--worker",
+                engine,
+                "--inputs",
+                str(inputs),
+                "--result",
+                str(result_file),
+                "--store",
+                args.store,
+                "--name",
+                args.name,
+                "--ref",
+                args.ref,
+                "--batch-sizes",
+                ",".join(map(str, args.batch_sizes)),
+                "--max-new-tokens",
+                str(args.max_new_tokens),
+                "--min-new-tokens",
+                str(args.min_new_tokens),
+                "--threads",
+                str(args.threads),
+            ]
+            print(f"running {engine} ...", flush=True)
+            subprocess.run(command, check=True)
+            results[engine] = json.loads(result_file.read_text())
+    rows = []
+    for engine in engines:
+        for batch in args.batch_sizes:
+            reference = results.get("torch", {}).get("batches", {}).get(str(batch))
+            data = results[engine]["batches"][str(batch)]
+            rows.append(_row(engine, batch, data, reference if engine != "torch" else None))
+    manifest = version.manifest
+    setup = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "model": f"{version.name}@{version.version}",
+        "d_model": manifest.d_model,
+        "requests": args.requests,
+        "history": "5-30 items",
+        "max_new_tokens": args.max_new_tokens,
+        "greedy": "yes",
+        "threads": args.threads,
+        "cpu": platform.processor() or platform.machine(),
+    }
+    table = render(rows, {e: results[e]["peak_rss_mb"] for e in engines}, setup)
+    print(table)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
+    (out_dir / f"engines-{stamp}.md").write_text(table)
+    (out_dir / f"engines-{stamp}.json").write_text(
+        json.dumps({"setup": setup, "rows": rows}, indent=2)
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Locust load tests for the Prism service (see loadtests/README.md)."""
