@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import cached_property
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -42,7 +43,9 @@ class Item:
     item_id: str | None = None
     attributes: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
-    @property
+    # Cached: evidence and metrics read these many times per request. cached_property writes
+    # the instance __dict__ directly, so it works on a frozen dataclass.
+    @cached_property
     def year(self) -> int | None:
         raw = self.attributes.get("year")
         if isinstance(raw, int | float) and not isinstance(raw, bool):
@@ -52,14 +55,14 @@ class Item:
         match = _YEAR_SUFFIX.search(self.title)
         return int(match.group(1)) if match else None
 
-    @property
+    @cached_property
     def features(self) -> tuple[str, ...]:
         for key in FEATURE_KEYS:
             if key in self.attributes:
                 return _as_features(self.attributes[key])
         return ()
 
-    @property
+    @cached_property
     def display_title(self) -> str:
         """The title as a sentence would write it: no year suffix, leading article restored."""
         return display_title(self.title)
