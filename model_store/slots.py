@@ -42,6 +42,7 @@ ALL_SLOTS: tuple[str, ...] = (
     *SIMILAR,
     *HISTORY,
 )
+FEATURE_SLOTS = frozenset({*SHARED, *ITEM_ONLY, DECADE, DECADE_SHORT, YEAR})
 SLOT_PATTERN = re.compile(r"<(?:item|g\d|a\d|decs|dec|year|s\d|h\d{1,2})>")
 
 # Genres written in lower case inside a sentence ("a sci-fi film"); other features (Yelp
@@ -172,6 +173,7 @@ class Filled:
 
 _ARTICLE_BEFORE_SLOT = re.compile(r"\b([Aa])n? (?=(<[a-z0-9]+>))")
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([,.;:!?])")
+_SENTENCE_START = re.compile(r"(^|[.!?]\s+)([a-z])")
 
 
 def _needs_an(word: str) -> bool:
@@ -189,25 +191,32 @@ def fill_slots(template: str, values: Mapping[str, str]) -> Filled:
         a = match.group(1)
         return f"{a}n " if _needs_an(value) else f"{a} "
 
-    text = _ARTICLE_BEFORE_SLOT.sub(article, template)
+    # Sentence capitals are decided on the template, before titles with their own "." or "!"
+    # ("E.T. the Extra-Terrestrial", "Mars Attacks!") are filled in.
+    text = _ARTICLE_BEFORE_SLOT.sub(article, template.strip())
+    text = _SENTENCE_START.sub(lambda m: m.group(1) + m.group(2).upper(), text)
     unfilled: list[str] = []
 
     def replace(match: re.Match[str]) -> str:
         slot = match.group(0)
-        if slot in values:
-            return values[slot]
-        unfilled.append(slot)
-        return ""
+        if slot not in values:
+            unfilled.append(slot)
+            return ""
+        value = values[slot]
+        before = text[: match.start()].rstrip()
+        if value and (not before or before[-1] in ".!?"):
+            value = value[0].upper() + value[1:]
+        return value
 
     text = SLOT_PATTERN.sub(replace, text)
     text = _SPACE_BEFORE_PUNCT.sub(r"\1", re.sub(r"\s{2,}", " ", text)).strip()
-    text = re.sub(r"(^|[.!?]\s+)([a-z])", lambda m: m.group(1) + m.group(2).upper(), text)
     return Filled(text, tuple(unfilled))
 
 
-def _surface_pattern(surface: str) -> re.Pattern[str]:
+def _surface_pattern(surface: str, *, case_sensitive: bool = False) -> re.Pattern[str]:
     # Word boundaries that also work for titles ending in punctuation ("E.T.", "Alien³").
-    return re.compile(r"(?<![\w])" + re.escape(surface) + r"(?![\w])", re.IGNORECASE)
+    flags = 0 if case_sensitive else re.IGNORECASE
+    return re.compile(r"(?<![\w])" + re.escape(surface) + r"(?![\w])", flags)
 
 
 def title_variants(item: Item) -> tuple[tuple[str, int], ...]:
@@ -254,7 +263,10 @@ def delexicalise(
     mentions.sort(key=lambda m: (-len(m[0]), m[2]))
     taken: list[tuple[int, int, str]] = []
     for surface, slot, _ in mentions:
-        for match in _surface_pattern(surface).finditer(text):
+        # One-word titles ("Up", "Her", "Big") only match with their capital: "grew up" is
+        # not a mention of Up. Longer titles and features match in any case.
+        one_word_title = slot not in FEATURE_SLOTS and len(surface.split()) == 1
+        for match in _surface_pattern(surface, case_sensitive=one_word_title).finditer(text):
             start, end = match.span()
             if not any(start < t_end and t_start < end for t_start, t_end, _ in taken):
                 taken.append((start, end, slot))

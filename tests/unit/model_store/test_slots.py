@@ -93,3 +93,24 @@ def test_delexicalise_prefers_the_longest_title():
 def test_every_slot_matches_the_slot_pattern():
     assert all(slots.SLOT_PATTERN.fullmatch(s) for s in slots.ALL_SLOTS)
     assert len(set(slots.ALL_SLOTS)) == len(slots.ALL_SLOTS)
+
+
+def test_titles_with_their_own_punctuation_keep_their_case():
+    et = Item("E.T. the Extra-Terrestrial (1982)", None, {"genres": ["Sci-Fi"]})
+    mars = Item("Mars Attacks! (1996)", None, {"genres": ["Comedy", "Sci-Fi"]})
+    values = {"<item>": et.display_title, "<s1>": mars.display_title, "<g1>": "sci-fi"}
+    filled = slots.fill_slots("<item> is a <g1> classic. <g1> fans liked <s1> is the idea.", values)
+    assert (
+        filled.text
+        == "E.T. the Extra-Terrestrial is a sci-fi classic. Sci-fi fans liked Mars Attacks! is the idea."
+    )
+
+
+def test_one_word_titles_only_match_with_their_capital():
+    up = Item("Up (2009)", None, {"genres": ["Animation", "Comedy"]})
+    toy = Item("Toy Story (1995)", None, {"genres": ["Animation", "Comedy"]})
+    ev = slots.compute_evidence([up], toy)
+    out = slots.delexicalise(
+        "Kids who grew up with Up will love Toy Story.", [up], toy, ev, history_used=1
+    )
+    assert out == "Kids who grew up with <s1> will love <item>."

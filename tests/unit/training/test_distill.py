@@ -139,7 +139,7 @@ def test_records_carry_the_request_the_texts_and_their_slot_templates(tmp_path):
         student = build_input(sample.history, sample.item, WordCountEncoder(), InputConfig())
         assert record["history_used"] == student.history_used
         filled = slots.fill_slots(record["target"], student.slot_values)
-        assert filled.unfilled == () and filled.text == record["text"]
+        assert filled.unfilled == () and filled.text.lower() == record["text"].lower()
         assert "<item>" in record["target"]
 
 
@@ -276,7 +276,10 @@ def test_a_short_title_used_as_an_ordinary_word_is_dropped(tmp_path):
     assert stats.ambiguous == 1 and stats.kept == 0
     titled = Scripted(lambda k, r: "After Up, Alien is a bold next choice for you.")
     run([sample], titled, tmp_path / "e.jsonl", profiles={})
-    assert read_distilled(tmp_path / "e.jsonl")[0]["target"] == "After <h1>, <item> is a bold next choice for you."
+    assert (
+        read_distilled(tmp_path / "e.jsonl")[0]["target"]
+        == "After <h1>, <item> is a bold next choice for you."
+    )
 
 
 def test_a_teacher_that_keeps_failing_stops_the_run_and_keeps_the_file(tmp_path):
