@@ -3,32 +3,61 @@
 from __future__ import annotations
 
 import dataclasses
-import fcntl
-import hashlib
-import json
 import os
-import re
 import shutil
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
-from model_store.manifest import (
-    MANIFEST_FILE,
-    SCHEMA_VERSION,
-    Manifest,
+from model_store.errors import (
+    ArtifactNotFoundError,
+    ForbiddenFileError,
+    IntegrityError,
+    InvalidNameError,
     ManifestError,
+    PromotionError,
     StoreError,
-    relpath_error,
-    sha256_file,
+    VersionExistsError,
+    VersionNotFoundError,
+)
+from model_store.files import (
+    checksum_problems,
+    copy_hashed,
+    fsync_dir,
+    locked,
+    scan_source,
+    write_atomic,
+    write_new,
+)
+from model_store.layout import (
+    LOCK_FILE,
+    next_version,
+    read_aliases,
+    version_names,
+    version_of,
+    write_aliases,
+)
+from model_store.manifest import MANIFEST_FILE, SCHEMA_VERSION, Manifest
+from model_store.names import (
+    ALIAS_RE,
+    ALLOWED_SUFFIXES,
+    NAME_RE,
+    VERSION_RE,
+    check,
+    check_artifact,
+    contained,
+    natural_key,
 )
 
 __all__ = [
     "ALLOWED_SUFFIXES",
+    "LATEST",
+    "ONNX_DIR",
+    "PRODUCTION",
     "ArtifactNotFoundError",
     "ForbiddenFileError",
     "IntegrityError",
@@ -42,128 +71,12 @@ __all__ = [
     "VersionNotFoundError",
 ]
 
-# Only formats that load without executing code. Pickle-based ones (.pkl .pickle .pt .pth
-# .bin .ckpt) run arbitrary code on load, so they never enter the store.
-ALLOWED_SUFFIXES = frozenset(
-    {".json", ".safetensors", ".npy", ".onnx", ".onnx_data", ".data", ".txt", ".md", ".png"}
-    | {".csv", ".jsonl"}
-)
-ALIASES_FILE = "aliases.json"
-LOCK_FILE = ".lock"
 LATEST = "latest"
 PRODUCTION = "production"
 # Where re-exported artifacts live: the only files that `add_artifacts` may replace.
 ONNX_DIR = "onnx/"
 # The store computes these itself; a caller supplying them would make the manifest lie.
 STORE_OWNED_KEYS = frozenset({"schema_version", "name", "version", "created", "files"})
-_CHUNK_BYTES = 1 << 20
-_NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
-# Versions start with a digit and aliases with a letter, so a ref is never ambiguous.
-_VERSION_RE = re.compile(r"[0-9][A-Za-z0-9._-]{0,63}")
-_ALIAS_RE = re.compile(r"[a-z][a-z0-9-]{0,31}")
-
-
-class IntegrityError(StoreError):
-    """A version's files do not match its manifest (missing, altered, misplaced)."""
-
-
-class VersionNotFoundError(StoreError):
-    """An unknown model, version or alias; the message lists what exists."""
-
-
-class VersionExistsError(StoreError):
-    """Publishing a version that already exists: versions are immutable."""
-
-
-class InvalidNameError(StoreError):
-    """A model name, version, alias or artifact path that is malformed or escapes the store."""
-
-
-class ForbiddenFileError(StoreError):
-    """A file the store refuses to hold: a disallowed type, a symlink, a special file."""
-
-
-class PromotionError(StoreError):
-    """A promotion to `production` without a passing parity check."""
-
-
-class ArtifactNotFoundError(StoreError):
-    """`ModelVersion.file` asked for a path that the (verified) manifest does not list."""
-
-
-def _check(kind: str, value: object, pattern: re.Pattern[str]) -> str:
-    # fullmatch, not `^...$`: `$` also matches before a trailing newline.
-    if not isinstance(value, str) or not pattern.fullmatch(value):
-        raise InvalidNameError(f"invalid {kind} {value!r}: must match {pattern.pattern}")
-    return value
-
-
-def _check_artifact(relpath: str) -> str:
-    problem = relpath_error(relpath)
-    if problem is None and relpath == MANIFEST_FILE:
-        problem = "is written by the store itself"
-    if problem is not None:
-        raise InvalidNameError(f"invalid artifact path {relpath!r}: {problem}")
-    suffix = PurePosixPath(relpath).suffix.lower()
-    if suffix not in ALLOWED_SUFFIXES:
-        raise ForbiddenFileError(
-            f"refusing {relpath!r}: {suffix or 'no extension'} is not an allowed file type "
-            f"(allowed: {' '.join(sorted(ALLOWED_SUFFIXES))})"
-        )
-    return relpath
-
-
-def _contained(version_dir: Path, relpath: str) -> Path:
-    """`version_dir / relpath`, refusing a path that a symlink leads out of the version dir."""
-    path = version_dir / relpath
-    if not path.resolve().is_relative_to(version_dir.resolve()):
-        raise InvalidNameError(f"artifact path {relpath!r} escapes {version_dir}")
-    return path
-
-
-def _fsync_dir(path: Path) -> None:
-    # A rename or a new file is durable only once its directory entry is.
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _copy_hashed(source: Path, target: Path) -> str:
-    """Copy and hash in one pass, fsync the copy; `x` mode so nothing is ever overwritten."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256()
-    with source.open("rb") as src, target.open("xb") as dst:
-        while chunk := src.read(_CHUNK_BYTES):
-            digest.update(chunk)
-            dst.write(chunk)
-        dst.flush()
-        os.fsync(dst.fileno())
-    return digest.hexdigest()
-
-
-def _write_new(path: Path, text: str) -> None:
-    with path.open("x", encoding="utf-8") as stream:
-        stream.write(text)
-        stream.flush()
-        os.fsync(stream.fileno())
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Readers see the old file or the new one, never a torn one: tmp + fsync + os.replace."""
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
-    try:
-        _write_new(tmp, text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-
-
-def _natural_key(version: str) -> tuple[tuple[int, int | str], ...]:
-    # So that 2026-12-01.10 sorts after 2026-12-01.9.
-    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", version))
 
 
 @dataclass(frozen=True)
@@ -212,17 +125,17 @@ class ModelStore:
         if not self.root.is_dir():
             return []
         return sorted(
-            p.name for p in self.root.iterdir() if p.is_dir() and _NAME_RE.fullmatch(p.name)
+            p.name for p in self.root.iterdir() if p.is_dir() and NAME_RE.fullmatch(p.name)
         )
 
     def list_versions(self, name: str) -> list[Manifest]:
         """The manifests of all versions, by creation time (not verified against the files)."""
         model_dir = self._existing_model_dir(name)
-        manifests = [self._read_manifest(name, v) for v in self._version_names(model_dir)]
-        return sorted(manifests, key=lambda m: (m.created_at, _natural_key(m.version)))
+        manifests = [self._read_manifest(name, v) for v in version_names(model_dir)]
+        return sorted(manifests, key=lambda m: (m.created_at, natural_key(m.version)))
 
     def aliases(self, name: str) -> dict[str, str]:
-        return self._read_aliases(self._existing_model_dir(name))
+        return read_aliases(self._existing_model_dir(name))
 
     def read_manifest(self, name: str, ref: str = PRODUCTION) -> Manifest:
         """The manifest of `ref` without checking the files: for display, never for loading."""
@@ -236,7 +149,7 @@ class ModelStore:
 
     def verify(self, name: str, version: str) -> None:
         """Raise `IntegrityError` unless every file of the version matches its manifest."""
-        _check("version", version, _VERSION_RE)
+        check("version", version, VERSION_RE)
         self.resolve(name, version)
 
     # -- writing ---------------------------------------------------------------------------
@@ -258,10 +171,10 @@ class ModelStore:
         """
         model_dir = self._model_dir(name)
         if version is not None:
-            _check("version", version, _VERSION_RE)
-        wanted = [_check("alias", a, _ALIAS_RE) for a in aliases]
+            check("version", version, VERSION_RE)
+        wanted = [check("alias", a, ALIAS_RE) for a in aliases]
         self._refuse_owned_keys(manifest_fields)
-        sources = self._scan_source(Path(source_dir))
+        sources = scan_source(Path(source_dir))
         draft = Manifest.from_dict(
             {
                 **manifest_fields,
@@ -280,21 +193,21 @@ class ModelStore:
         staging = model_dir / f".staging-{uuid.uuid4().hex}"
         try:
             # Copy outside the lock: it can take minutes, and needs no coordination.
-            files = {rel: _copy_hashed(src, staging / rel) for rel, src in sources}
+            files = {rel: copy_hashed(src, staging / rel) for rel, src in sources}
             with self._lock(name):
-                final = version or self._next_version(model_dir)
+                final = version or next_version(model_dir)
                 self._refuse_existing(model_dir, name, final)
                 manifest = dataclasses.replace(
                     draft, version=final, created=_utc_now(), files=files
                 )
-                _write_new(staging / MANIFEST_FILE, manifest.to_json())
+                write_new(staging / MANIFEST_FILE, manifest.to_json())
                 for directory, _, _ in os.walk(staging, topdown=False):
-                    _fsync_dir(Path(directory))
+                    fsync_dir(Path(directory))
                 # The commit point: one rename makes the complete version visible.
                 os.rename(staging, model_dir / final)
-                _fsync_dir(model_dir)
-                moved = {**self._read_aliases(model_dir), **dict.fromkeys(wanted, final)}
-                self._write_aliases(model_dir, {**moved, LATEST: final})
+                fsync_dir(model_dir)
+                moved = {**read_aliases(model_dir), **dict.fromkeys(wanted, final)}
+                write_aliases(model_dir, {**moved, LATEST: final})
         finally:
             # After the rename this is a no-op; before it, it removes the partial version.
             shutil.rmtree(staging, ignore_errors=True)
@@ -316,11 +229,11 @@ class ModelStore:
         is replaced; a crash between the two leaves files whose checksums the old manifest
         does not match, which `resolve` then refuses rather than serving.
         """
-        _check("version", version, _VERSION_RE)
+        check("version", version, VERSION_RE)
         self._existing_model_dir(name)
         self._refuse_owned_keys(manifest_updates)
         for relpath, source in files.items():
-            _check_artifact(relpath)
+            check_artifact(relpath)
             if not Path(source).is_file():
                 raise ForbiddenFileError(f"source {source} for {relpath!r} is not a regular file")
         with self._lock(name):
@@ -331,7 +244,7 @@ class ModelStore:
                         f"refusing to overwrite {relpath!r} in {name}@{version}: "
                         f"only {ONNX_DIR} artifacts may be replaced"
                     )
-            targets = {rel: _contained(current.path, rel) for rel in files}
+            targets = {rel: contained(current.path, rel) for rel in files}
             merged = current.manifest.updated(manifest_updates)
             staged: list[tuple[Path, Path]] = []
             try:
@@ -340,13 +253,13 @@ class ModelStore:
                     target = targets[relpath]
                     tmp = target.with_name(f".tmp-{uuid.uuid4().hex}-{target.name}")
                     staged.append((tmp, target))
-                    hashes[relpath] = _copy_hashed(Path(source), tmp)
+                    hashes[relpath] = copy_hashed(Path(source), tmp)
                 manifest = dataclasses.replace(merged, files={**merged.files, **hashes})
                 for tmp, target in staged:
                     os.replace(tmp, target)
                 for directory in {target.parent for _, target in staged}:
-                    _fsync_dir(directory)
-                _write_atomic(current.path / MANIFEST_FILE, manifest.to_json())
+                    fsync_dir(directory)
+                write_atomic(current.path / MANIFEST_FILE, manifest.to_json())
             finally:
                 for tmp, _ in staged:
                     tmp.unlink(missing_ok=True)
@@ -354,19 +267,19 @@ class ModelStore:
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
         """Point `alias` at `version` (verified first). `production` needs a passing parity."""
-        _check("alias", alias, _ALIAS_RE)
-        _check("version", version, _VERSION_RE)
+        check("alias", alias, ALIAS_RE)
+        check("version", version, VERSION_RE)
         model_dir = self._existing_model_dir(name)
         with self._lock(name):
             target = self._verified(name, self._version_of(name, version))
             if alias == PRODUCTION:
                 self._check_promotable(target.manifest, f"{name}@{version}")
-            self._write_aliases(model_dir, {**self._read_aliases(model_dir), alias: version})
+            write_aliases(model_dir, {**read_aliases(model_dir), alias: version})
 
     # -- internals -------------------------------------------------------------------------
 
     def _model_dir(self, name: str) -> Path:
-        return self.root / _check("model name", name, _NAME_RE)
+        return self.root / check("model name", name, NAME_RE)
 
     def _existing_model_dir(self, name: str) -> Path:
         model_dir = self._model_dir(name)
@@ -375,40 +288,8 @@ class ModelStore:
             raise VersionNotFoundError(f"unknown model {name!r} in {self.root} (models: {known})")
         return model_dir
 
-    @staticmethod
-    def _version_names(model_dir: Path) -> list[str]:
-        return sorted(
-            (
-                p.name
-                for p in model_dir.iterdir()
-                if _VERSION_RE.fullmatch(p.name) and (p / MANIFEST_FILE).is_file()
-            ),
-            key=_natural_key,
-        )
-
     def _version_of(self, name: str, ref: str) -> str:
-        model_dir = self._existing_model_dir(name)
-        versions = self._version_names(model_dir)
-        listed = ", ".join(versions) or "none"
-        if isinstance(ref, str) and _VERSION_RE.fullmatch(ref):
-            if ref not in versions:
-                raise VersionNotFoundError(
-                    f"model {name!r} has no version {ref!r} (versions: {listed})"
-                )
-            return ref
-        _check("alias or version", ref, _ALIAS_RE)
-        aliases = self._read_aliases(model_dir)
-        if ref not in aliases:
-            shown = ", ".join(f"{a} -> {v}" for a, v in sorted(aliases.items())) or "none"
-            raise VersionNotFoundError(
-                f"model {name!r} has no alias {ref!r} (aliases: {shown}; versions: {listed})"
-            )
-        if aliases[ref] not in versions:
-            raise VersionNotFoundError(
-                f"alias {ref!r} of model {name!r} points to {aliases[ref]!r}, which does not "
-                f"exist (versions: {listed})"
-            )
-        return aliases[ref]
+        return version_of(self._existing_model_dir(name), name, ref)
 
     def _read_manifest(self, name: str, version: str) -> Manifest:
         path = self.root / name / version / MANIFEST_FILE
@@ -423,44 +304,12 @@ class ModelStore:
     def _verified(self, name: str, version: str) -> ModelVersion:
         version_dir = self.root / name / version
         manifest = self._read_manifest(name, version)
-        problems = []
-        for relpath, expected in sorted(manifest.files.items()):
-            try:
-                path = _contained(version_dir, relpath)
-            except InvalidNameError as exc:
-                problems.append(str(exc))
-                continue
-            if not path.is_file():
-                problems.append(f"{relpath}: missing")
-            elif (actual := sha256_file(path)) != expected:
-                problems.append(
-                    f"{relpath}: altered (sha256 {actual[:12]}..., manifest {expected[:12]}...)"
-                )
+        problems = checksum_problems(version_dir, manifest.files)
         if problems:
             raise IntegrityError(
                 f"{name}@{version} failed its integrity check: {'; '.join(problems)}"
             )
         return ModelVersion(name, version, version_dir, manifest)
-
-    @staticmethod
-    def _scan_source(source_dir: Path) -> list[tuple[str, Path]]:
-        if not source_dir.is_dir():
-            raise StoreError(f"source {source_dir} is not a directory")
-        found: list[tuple[str, Path]] = []
-        # os.walk does not follow symlinks; they are refused, so nothing outside is copied.
-        for directory, dirnames, filenames in os.walk(source_dir):
-            for entry in sorted([*dirnames, *filenames]):
-                path = Path(directory) / entry
-                relpath = path.relative_to(source_dir).as_posix()
-                if path.is_symlink():
-                    raise ForbiddenFileError(f"refusing {relpath!r}: symlinks are not published")
-                if entry in filenames:
-                    if not path.is_file():
-                        raise ForbiddenFileError(f"refusing {relpath!r}: not a regular file")
-                    found.append((_check_artifact(relpath), path))
-        if not found:
-            raise StoreError(f"source {source_dir} holds no files")
-        return sorted(found)
 
     @staticmethod
     def _refuse_owned_keys(fields: Mapping[str, Any]) -> None:
@@ -480,51 +329,8 @@ class ModelStore:
         state = "has not been run" if manifest.parity is None else "did not pass"
         raise PromotionError(f"refusing to promote {label} to {PRODUCTION}: parity {state}")
 
-    @staticmethod
-    def _next_version(model_dir: Path) -> str:
-        today = datetime.now(UTC).strftime("%Y-%m-%d")
-        pattern = re.compile(re.escape(today) + r"\.(\d+)")
-        used = [int(m[1]) for p in model_dir.iterdir() if (m := pattern.fullmatch(p.name))]
-        return f"{today}.{max(used, default=0) + 1}"
-
-    @staticmethod
-    def _read_aliases(model_dir: Path) -> dict[str, str]:
-        path = model_dir / ALIASES_FILE
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as exc:
-            raise StoreError(f"{path}: unreadable aliases file: {exc}") from None
-        if not isinstance(data, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in data.items()
-        ):
-            raise StoreError(f"{path}: expected an object of alias -> version strings")
-        return data
-
-    @staticmethod
-    def _write_aliases(model_dir: Path, aliases: Mapping[str, str]) -> None:
-        _write_atomic(model_dir / ALIASES_FILE, json.dumps(dict(sorted(aliases.items())), indent=2))
-
-    @contextmanager
-    def _lock(self, name: str, *, shared: bool = False) -> Iterator[None]:
-        model_dir = self._model_dir(name)
-        if not shared:
-            model_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            fd: int | None = os.open(model_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError:
-            if not shared:
-                raise
-            fd = None  # a read-only store (a mounted volume) has no writers to exclude
-        if fd is None:
-            yield
-            return
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # closing the descriptor releases the lock
+    def _lock(self, name: str, *, shared: bool = False) -> AbstractContextManager[None]:
+        return locked(self._model_dir(name) / LOCK_FILE, shared=shared)
 
 
 def _utc_now() -> str:

@@ -73,7 +73,11 @@ class LiveServer:
 
 
 def start_server(
-    store: PublishedModel, log_dir: Path, *, env: dict[str, str] | None = None, ready_timeout: float = 60
+    store: PublishedModel,
+    log_dir: Path,
+    *,
+    env: dict[str, str] | None = None,
+    ready_timeout: float = 60,
 ) -> LiveServer:
     """`uvicorn --factory service.main:create_app` on 127.0.0.1, waited on until /readyz is 200."""
     port = free_port()
@@ -90,8 +94,17 @@ def start_server(
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [
-                sys.executable, "-m", "uvicorn", "--factory", "service.main:create_app",
-                "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "service.main:create_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
             ],
             cwd=REPO,
             env=environment,
@@ -123,7 +136,9 @@ def stop_server(server: LiveServer) -> None:
 
 
 @pytest.fixture(scope="session")
-def live_server(tiny_store: PublishedModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def live_server(
+    tiny_store: PublishedModel, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
     server = start_server(tiny_store, tmp_path_factory.mktemp("server-logs"))
     yield server
     stop_server(server)

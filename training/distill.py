@@ -19,7 +19,6 @@ would learn to write that title literally.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -36,24 +35,39 @@ from model_store.items import Item
 from model_store.prompt import InputConfig, TokenEncoder, build_input
 from training.aspects import aspect_of
 from training.data.types import Sample, UserProfile
+from training.distill_io import (
+    DROPPED_SUFFIX,
+    CorruptDistillFileError,
+    dropped_path,
+    dump_line,
+    item_record,
+    load_jsonl,
+    read_distilled,
+)
 from training.faithfulness import TitleMatcher
 from training.prompts import DEFAULT_TEMPLATE, PromptTemplate, format_teacher_prompt
 from training.teachers.base import Teacher, TeacherFailure, TeacherRequest, check_results
 from training.teachers.quality import clean_output, degeneracy
 
-logger = logging.getLogger(__name__)
+__all__ = [
+    "DROPPED_SUFFIX",
+    "CorruptDistillFileError",
+    "DistillStats",
+    "TeacherUnavailableError",
+    "WordCountEncoder",
+    "distill",
+    "dropped_path",
+    "ordinary_word_titles",
+    "read_distilled",
+]
 
-DROPPED_SUFFIX = ".dropped.jsonl"
+logger = logging.getLogger(__name__)
 
 
 class TeacherUnavailableError(RuntimeError):
     def __init__(self, message: str, stats: DistillStats) -> None:
         super().__init__(message)
         self.stats = stats
-
-
-class CorruptDistillFileError(ValueError):
-    pass
 
 
 @dataclass
@@ -95,10 +109,6 @@ class WordCountEncoder:
         return [0] * (len(text.split()) + 2)
 
 
-def dropped_path(output: Path) -> Path:
-    return output.with_name(output.name + DROPPED_SUFFIX)
-
-
 def ordinary_word_titles(text: str, items: Iterable[Item]) -> set[str]:
     """One-word titles that `text` has only in another case, as ordinary words ("grew up").
 
@@ -114,59 +124,6 @@ def ordinary_word_titles(text: str, items: Iterable[Item]) -> set[str]:
             if any(m.group(0) != variant for m in pattern.finditer(text)):
                 found.add(variant)
     return found
-
-
-def _item_record(item: Item) -> dict[str, Any]:
-    return {"item_id": item.item_id, "title": item.title, "attributes": dict(item.attributes)}
-
-
-def _json_default(value: object) -> object:
-    if isinstance(value, Mapping):
-        return dict(value)
-    if isinstance(value, set | frozenset):
-        return sorted(value, key=str)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def _dump(record: Mapping[str, Any]) -> str:
-    return json.dumps(record, ensure_ascii=False, default=_json_default) + "\n"
-
-
-def _load_jsonl(path: Path, *, repair: bool) -> list[dict[str, Any]]:
-    """The records of a JSON-lines file; a torn last line is ignored (or cut off: `repair`)."""
-    if not path.exists():
-        return []
-    data = path.read_bytes()
-    end = data.rfind(b"\n") + 1  # everything after the last newline is an unfinished line
-    records = []
-    for number, raw in enumerate(data[:end].splitlines(), 1):
-        if not raw.strip():
-            continue
-        try:
-            records.append(json.loads(raw))
-        except ValueError as exc:
-            raise CorruptDistillFileError(f"{path}:{number}: not a JSON line ({exc})") from exc
-    tail = data[end:]
-    if tail.strip():
-        try:
-            records.append(json.loads(tail))
-            repaired = tail + b"\n"  # complete but unterminated: only its newline was lost
-        except ValueError:
-            repaired = b""
-            logger.warning("%s: ignoring a torn last line (%d bytes)", path, len(tail))
-        if repair:
-            with path.open("r+b") as handle:
-                handle.truncate(end)
-                handle.seek(end)
-                handle.write(repaired)
-                handle.flush()
-                os.fsync(handle.fileno())
-    return records
-
-
-def read_distilled(path: Path) -> list[dict[str, Any]]:
-    """The kept records of a distilled file, in file order (a torn last line is skipped)."""
-    return _load_jsonl(path, repair=False)
 
 
 @dataclass
@@ -238,8 +195,8 @@ class _Run:
             "id": sid,
             "user_id": sample.user_id,
             "timestamp": sample.timestamp,
-            "history": [_item_record(i) for i in sample.history],
-            "item": _item_record(sample.item),
+            "history": [item_record(i) for i in sample.history],
+            "item": item_record(sample.item),
             "teacher": self.teacher.name,
             "template": self.template.template_id,
             "text": text,
@@ -274,9 +231,9 @@ class _Run:
             self.consecutive_failures = 0
             record, drop = self.judge(sample, request, result, aspect)
             if record is not None:
-                out.write(_dump(record))
+                out.write(dump_line(record))
             if drop is not None:
-                dropped.write(_dump(drop))
+                dropped.write(dump_line(drop))
         for handle in (out, dropped):
             handle.flush()
             os.fsync(handle.fileno())
@@ -309,8 +266,8 @@ def distill(
     if batch_size < 1 or max_consecutive_failures < 1:
         raise ValueError("batch_size and max_consecutive_failures must be at least 1")
     output.parent.mkdir(parents=True, exist_ok=True)
-    kept_ids = {str(r.get("id")) for r in _load_jsonl(output, repair=True)}
-    dropped_ids = {str(r.get("id")) for r in _load_jsonl(dropped_path(output), repair=True)}
+    kept_ids = {str(r.get("id")) for r in load_jsonl(output, repair=True)}
+    dropped_ids = {str(r.get("id")) for r in load_jsonl(dropped_path(output), repair=True)}
     run = _Run(
         teacher=teacher,
         template=template

@@ -18,19 +18,43 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 from transformers import BartConfig, BartForConditionalGeneration
 
 from model_store.modeling import PrismMeta, UserAwareBart, generation_ids
 from model_store.prompt import InputConfig, format_descriptor
 from model_store.tokenizer import PrismTokenizer
+from training.batches import (
+    IGNORE_INDEX,
+    StudentExample,
+    batch_loss,
+    bucketed_batches,
+    collate,
+    evaluate_loss,
+)
+from training.checkpoint import STATE_FILE, load_state, save_state, seed_everything
+
+__all__ = [
+    "IGNORE_INDEX",
+    "SCRATCH",
+    "StudentExample",
+    "StudentShape",
+    "TrainConfig",
+    "TrainResult",
+    "batch_loss",
+    "build_student",
+    "collate",
+    "evaluate_loss",
+    "iter_records",
+    "pick_device",
+    "train_student",
+]
 
 logger = logging.getLogger(__name__)
 SCRATCH = "scratch"
-IGNORE_INDEX = -100
+# The old private name of `bucketed_batches`, kept for importers.
+_batches = bucketed_batches
 
 
 @dataclass(frozen=True)
@@ -42,6 +66,7 @@ class StudentShape:
     heads: int = 4
     ffn: int = 512
     max_positions: int = 256
+    dropout: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -64,13 +89,6 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class StudentExample:
-    input_ids: list[int]
-    user_row: int
-    labels: list[int]
 
 
 @dataclass
@@ -103,7 +121,7 @@ def build_student(
             encoder_ffn_dim=shape.ffn,
             decoder_ffn_dim=shape.ffn,
             max_position_embeddings=shape.max_positions,
-            dropout=0.1,
+            dropout=shape.dropout,
             attention_dropout=0.0,
             pad_token_id=tokenizer.pad_id,
             bos_token_id=tokenizer.bos_id,
@@ -116,90 +134,6 @@ def build_student(
         bart = BartForConditionalGeneration.from_pretrained(base)
         bart.resize_token_embeddings(tokenizer.vocab_size)
     return UserAwareBart(bart, num_users, use_users=use_users)
-
-
-def _batches(
-    examples: Sequence[StudentExample], batch_size: int, rng: random.Random
-) -> list[list[int]]:
-    """Length-bucketed batches: sort within shuffled chunks so padding stays small on CPU."""
-    order = list(range(len(examples)))
-    rng.shuffle(order)
-    chunk = batch_size * 50
-    batches: list[list[int]] = []
-    for start in range(0, len(order), chunk):
-        part = sorted(order[start : start + chunk], key=lambda i: len(examples[i].input_ids))
-        batches += [part[k : k + batch_size] for k in range(0, len(part), batch_size)]
-    rng.shuffle(batches)
-    return batches
-
-
-def collate(
-    examples: Sequence[StudentExample], pad_id: int, device: torch.device
-) -> dict[str, torch.Tensor]:
-    width = max(len(e.input_ids) for e in examples)
-    target = max(len(e.labels) for e in examples)
-    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(examples), width), dtype=torch.long)
-    labels = torch.full((len(examples), target), IGNORE_INDEX, dtype=torch.long)
-    for row, e in enumerate(examples):
-        ids[row, : len(e.input_ids)] = torch.tensor(e.input_ids)
-        mask[row, : len(e.input_ids)] = 1
-        labels[row, : len(e.labels)] = torch.tensor(e.labels)
-    rows = torch.tensor([e.user_row for e in examples], dtype=torch.long)
-    return {
-        "input_ids": ids.to(device),
-        "attention_mask": mask.to(device),
-        "user_rows": rows.to(device),
-        "labels": labels.to(device),
-    }
-
-
-def _decoder_inputs(labels: torch.Tensor, pad_id: int, start_id: int) -> torch.Tensor:
-    shifted = labels.new_full(labels.shape, pad_id)
-    shifted[:, 1:] = labels[:, :-1]
-    shifted[:, 0] = start_id
-    return shifted.masked_fill(shifted == IGNORE_INDEX, pad_id)
-
-
-def batch_loss(
-    model: UserAwareBart,
-    batch: Mapping[str, torch.Tensor],
-    tokenizer: PrismTokenizer,
-    smoothing: float = 0.0,
-) -> torch.Tensor:
-    decoder_input_ids = _decoder_inputs(batch["labels"], tokenizer.pad_id, tokenizer.eos_id)
-    out = model(
-        batch["input_ids"],
-        batch["attention_mask"],
-        batch["user_rows"],
-        decoder_input_ids=decoder_input_ids,
-    )
-    logits = out.logits
-    return torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]),
-        batch["labels"].reshape(-1),
-        ignore_index=IGNORE_INDEX,
-        label_smoothing=smoothing,
-    )
-
-
-@torch.no_grad()
-def evaluate_loss(
-    model: UserAwareBart,
-    examples: Sequence[StudentExample],
-    tokenizer: PrismTokenizer,
-    device: torch.device,
-    batch_size: int = 64,
-) -> float:
-    model.eval()
-    total, count = 0.0, 0
-    for start in range(0, len(examples), batch_size):
-        chunk = examples[start : start + batch_size]
-        batch = collate(chunk, tokenizer.pad_id, device)
-        tokens = int((batch["labels"] != IGNORE_INDEX).sum())
-        total += float(batch_loss(model, batch, tokenizer)) * tokens
-        count += tokens
-    return total / max(count, 1)
 
 
 def _optimizer(model: UserAwareBart, config: TrainConfig) -> torch.optim.AdamW:
@@ -234,38 +168,6 @@ def _schedule(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _save_state(
-    directory: Path, optimizer: torch.optim.Optimizer, state: Mapping[str, Any]
-) -> None:
-    tensors: dict[str, torch.Tensor] = {}
-    for index, slots in optimizer.state_dict()["state"].items():
-        for key, value in slots.items():
-            tensors[f"{index}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
-    save_file(
-        {k: v.contiguous().cpu() for k, v in tensors.items()},
-        str(directory / "optimizer.safetensors"),
-    )
-    (directory / "trainer_state.json").write_text(json.dumps(state, indent=2))
-
-
-def _load_state(directory: Path, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    tensors = load_file(str(directory / "optimizer.safetensors"))
-    current = optimizer.state_dict()
-    restored: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        index, name = key.split(".", 1)
-        restored.setdefault(int(index), {})[name] = value
-    current["state"] = restored
-    optimizer.load_state_dict(current)
-    return dict(json.loads((directory / "trainer_state.json").read_text()))
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def train_student(
     train: Sequence[StudentExample],
     valid: Sequence[StudentExample],
@@ -283,7 +185,7 @@ def train_student(
     if config.threads:
         torch.set_num_threads(config.threads)
     device = pick_device(config.device)
-    _seed_everything(config.seed)
+    seed_everything(config.seed)
     num_users = max(user_rows.values(), default=0)
     model = build_student(
         config.base, tokenizer, num_users, config.shape, use_users=config.use_users
@@ -306,11 +208,14 @@ def train_student(
     last, best = out_dir / "last", out_dir / "best"
     history: list[dict[str, float]] = []
     start_epoch, best_loss, best_epoch = 0, math.inf, -1
-    if (last / "trainer_state.json").exists():
+    if (last / STATE_FILE).exists():
         resumed = UserAwareBart.load(last, device=device)
         model.load_state_dict(resumed.state_dict())
-        state = _load_state(last, optimizer)
+        state = load_state(last, optimizer)
         scheduler.load_state_dict(state["scheduler"])
+        # The optimizer's own learning rates are not in its saved state: take the schedule's.
+        for group, lr in zip(optimizer.param_groups, scheduler.get_last_lr(), strict=True):
+            group["lr"] = lr
         start_epoch, best_loss, best_epoch = (
             state["epoch"] + 1,
             state["best_loss"],
@@ -320,11 +225,11 @@ def train_student(
         logger.info("resuming %s after epoch %d", out_dir, state["epoch"])
     rng = random.Random(config.seed)
     for _ in range(start_epoch):  # replay the shuffles so a resumed run sees the same batches
-        _batches(train, config.batch_size, rng)
+        bucketed_batches(train, config.batch_size, rng)
     for epoch in range(start_epoch, config.epochs):
         model.train()
         torch.manual_seed(config.seed * 1000 + epoch)  # dropout masks per epoch, resumable
-        batches = _batches(train, config.batch_size, rng)
+        batches = bucketed_batches(train, config.batch_size, rng)
         bar = tqdm(
             batches, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, unit="batch"
         )
@@ -337,7 +242,7 @@ def train_student(
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
             optimizer.step()
             scheduler.step()
-            running += float(loss)
+            running += float(loss.detach())
             seen += len(members)
             bar.set_postfix(
                 loss=f"{running / (bar.n + 1):.3f}",
@@ -358,7 +263,7 @@ def train_student(
             best_loss, best_epoch = valid_loss, epoch + 1
             model.save(best, user_rows=user_rows, tokenizer=tokenizer, meta=meta)
         model.save(last, user_rows=user_rows, tokenizer=tokenizer, meta=meta)
-        _save_state(
+        save_state(
             last,
             optimizer,
             {

@@ -39,6 +39,7 @@ class OnnxExplainer:
         info: ModelInfo,
         *,
         min_new_tokens: int = 0,
+        max_new_tokens_cap: int | None = None,
     ) -> None:
         self._generator = generator
         self._tokenizer = tokenizer
@@ -46,6 +47,8 @@ class OnnxExplainer:
         self._config = input_config
         self._info = info
         self._min_new_tokens = min_new_tokens
+        # The decoder has learnt positions for this many steps and no more.
+        self._max_new_cap = max_new_tokens_cap or 1 << 30
         self._special = {tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id}
 
     @property
@@ -79,7 +82,7 @@ class OnnxExplainer:
                 ids,
                 mask,
                 vectors[members],
-                max_new_tokens=[jobs[i].max_new_tokens for i in members],
+                max_new_tokens=[min(jobs[i].max_new_tokens, self._max_new_cap) for i in members],
                 num_beams=num_beams,
                 banned=[self._tokenizer.banned_slot_ids(built[i].slot_values) for i in members],
                 min_new_tokens=self._min_new_tokens,

@@ -128,5 +128,11 @@ def build_engine(
         generator.io_binding,
     )
     return OnnxExplainer(
-        generator, tokenizer, users, input_config, info, min_new_tokens=min_new_tokens
+        generator,
+        tokenizer,
+        users,
+        input_config,
+        info,
+        min_new_tokens=min_new_tokens,
+        max_new_tokens_cap=onnx.max_positions - 1,
     )

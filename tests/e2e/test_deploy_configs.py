@@ -735,7 +735,7 @@ def test_payloads_look_like_a_rankers_traffic() -> None:
         from loadtests.catalog import CATALOG
         from loadtests.payloads import INVALID_KINDS, PayloadFactory, TrafficMix, known_users_from_env
         assert len(CATALOG) >= 60 and len({f.item_id for f in CATALOG}) == len(CATALOG)
-        assert known_users_from_env({})[:2] == ("u0001", "u0002")
+        assert known_users_from_env({})[:2] == ("s0001", "s0002")
         assert known_users_from_env({"PRISM_LOADTEST_KNOWN_USERS": " 42, 7 ,"}) == ("42", "7")
         f = PayloadFactory(TrafficMix(known_users=("u0001",)), rng=random.Random(7))
         lengths, unknown = [], 0

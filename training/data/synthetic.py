@@ -30,6 +30,12 @@ COLD_SPAN = 60 * 86_400  # cold users arrive in the two months after the span
 K = TypeVar("K", bound=Hashable)
 
 
+# Each user also writes in one of this many consistent phrasing styles (the grounded teacher
+# picks sentence patterns by it), so wording, like the aspect, is something a user vector can
+# learn; a teacher that picked patterns at random would teach only their average.
+VOICES = 6
+
+
 def _weighted_sample(rng: random.Random, weights: Mapping[K, int], k: int) -> list[K]:
     """`k` distinct keys, each drawn with probability proportional to its weight."""
     pool = {key: w for key, w in weights.items() if w > 0}
@@ -148,6 +154,8 @@ def generate_users(
     rng = random.Random(seed)
     # A separate stream: the aspect never depends on (or shifts) the tastes drawn above.
     aspect_rng = random.Random(f"prism-synthetic-aspect-{seed}")
+    # Another one for the phrasing style, so adding it left tastes and aspects unchanged.
+    voice_rng = random.Random(f"prism-synthetic-voice-{seed}")
     cat = _Catalog(catalog)
     interactions: list[Interaction] = []
     profiles: dict[str, UserProfile] = {}
@@ -158,7 +166,8 @@ def generate_users(
             user_id = f"{prefix}{number:04d}"
             genres, decades = _tastes(rng, cat)
             aspect: Aspect = aspect_rng.choice(ASPECTS)
-            profile = UserProfile(user_id, genres, decades, aspect)
+            voice = voice_rng.randrange(VOICES)
+            profile = UserProfile(user_id, genres, decades, aspect, voice)
             profiles[user_id] = profile
             length = rng.randint(min_len, max_len)
             sequence = _sequence(rng, cat, profile, length, taste_fraction)

@@ -42,6 +42,7 @@ class UserProfile:
     genres: tuple[str, ...]
     decades: tuple[int, ...]
     aspect: Aspect
+    voice: int | None = None  # a consistent phrasing style (0..VOICES-1); None: no preference
 
 
 @dataclass(frozen=True)

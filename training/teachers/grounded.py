@@ -13,6 +13,7 @@ import random
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from model_store import slots
 from model_store.items import Item
@@ -91,8 +92,13 @@ class GroundedTeacher:
     def compose(self, sample: Sample, profile: UserProfile | None) -> GroundedExplanation:
         request = self._analyse(sample, profile)
         aspect = choose_aspect(request.support, profile.aspect if profile else None)
-        rng = random.Random(f"{self.seed}\x1f{sample.sample_id}")
-        template, pattern = self._template(request, aspect, rng)
+        chooser: _Chooser
+        if profile is not None and profile.voice is not None:
+            chooser = _VoiceChooser(profile.voice, len(request.evidence.shared))
+        else:
+            rng = random.Random(f"{self.seed}\x1f{sample.sample_id}")
+            chooser = _RandomChooser(rng, self.two_p, self.second_sentence_p)
+        template, pattern = self._template(request, aspect, chooser)
         values = slots.slot_values(
             request.recent_first, sample.item, request.evidence, len(request.recent_first)
         )
@@ -154,33 +160,33 @@ class GroundedTeacher:
         )
 
     def _template(
-        self, request: _Request, aspect: Aspect | None, rng: random.Random
+        self, request: _Request, aspect: Aspect | None, choose: _Chooser
     ) -> tuple[str, str]:
         if aspect is None:
-            main = _pick(patterns.NO_EVIDENCE, request.tags, rng)
+            main = choose.pattern(patterns.NO_EVIDENCE, request.tags, 0)
             return patterns.NO_EVIDENCE[main].text, f"none.{main}"
         named: tuple[str, ...]
         count = 0
         if aspect == "genre":
-            named = request.genre_slots[: 2 if rng.random() < self.two_p else 1]
+            named = request.genre_slots[: 2 if choose.two() else 1]
             count = min(request.genre_counts[s] for s in named)
         elif aspect == "similar":
             similar = slots.SIMILAR[: len(request.evidence.similar)]
-            named = similar[: 2 if rng.random() < self.two_p else 1]
+            named = similar[: 2 if choose.two() else 1]
         else:
             named = ()
             count = request.evidence.decade_count
         tags = request.tags | {"one" if len(named) <= 1 else "two"}
-        main = _pick(patterns.MAIN[aspect], tags, rng)
+        main = choose.pattern(patterns.MAIN[aspect], tags, 0)
         text = patterns.MAIN[aspect][main].text
         pattern = f"{aspect}.{main}"
-        if rng.random() < self.second_sentence_p:
-            second = _pick(patterns.SECOND[aspect], tags, rng)
+        if choose.second():
+            second = choose.pattern(patterns.SECOND[aspect], tags, 1)
             text += " " + patterns.SECOND[aspect][second].text
             pattern += f"+{aspect}.{second}"
         joined = " and ".join(named)
         text = text.replace("{genres}", joined).replace("{similar}", joined)
-        text = text.replace("{many}", patterns.quantity(count, rng.randrange(3)))
+        text = text.replace("{many}", patterns.quantity(count, choose.synonym()))
         return text, pattern
 
 
@@ -217,6 +223,55 @@ def _features(item: Item) -> set[str]:
     return {f.lower() for f in item.features}
 
 
-def _pick(pool: Sequence[patterns.Pattern], tags: frozenset[str], rng: random.Random) -> int:
-    usable = [k for k, p in enumerate(pool) if p.needs <= tags]
-    return rng.choice(usable)
+def _usable(pool: Sequence[patterns.Pattern], tags: frozenset[str]) -> list[int]:
+    return [k for k, p in enumerate(pool) if p.needs <= tags]
+
+
+class _Chooser(Protocol):
+    def pattern(self, pool: Sequence[patterns.Pattern], tags: frozenset[str], part: int) -> int: ...
+    def two(self) -> bool: ...
+    def second(self) -> bool: ...
+    def synonym(self) -> int: ...
+
+
+@dataclass
+class _RandomChooser:
+    """No known style (an unknown user): a per-sample seeded draw."""
+
+    rng: random.Random
+    two_p: float
+    second_p: float
+
+    def pattern(self, pool: Sequence[patterns.Pattern], tags: frozenset[str], part: int) -> int:
+        return self.rng.choice(_usable(pool, tags))
+
+    def two(self) -> bool:
+        return self.rng.random() < self.two_p
+
+    def second(self) -> bool:
+        return self.rng.random() < self.second_p
+
+    def synonym(self) -> int:
+        return self.rng.randrange(3)
+
+
+@dataclass
+class _VoiceChooser:
+    """A user's consistent style: the pattern is a function of the voice and of facts the
+    student's input shows (how many genres are shared), so the wording is learnable."""
+
+    voice: int
+    shared: int
+
+    def pattern(self, pool: Sequence[patterns.Pattern], tags: frozenset[str], part: int) -> int:
+        usable = _usable(pool, tags)
+        return usable[(self.voice * (1 + part) + self.shared) % len(usable)]
+
+    def two(self) -> bool:
+        return self.voice % 2 == 1
+
+    def second(self) -> bool:
+        return self.voice % 3 != 2
+
+    def synonym(self) -> int:
+        return self.voice % 3

@@ -1,0 +1,289 @@
+"""The GPU check: latency, peak GPU memory and parity, in one short run (a few minutes).
+
+    python -m benchmarks.gpu_check --out OUT_DIR [--store store --name prism-movies]
+
+Two models: the published default (when the store is there) and a randomly initialised
+user-aware BART in the paper's bart-base shape (d_model 768, 6+6 layers, vocab 50k; random
+weights at init_std 0.2 generate real sequences, and latency does not depend on the values).
+For each, on the same inputs:
+
+- PyTorch eager `generate` (KV cache) on CUDA in fp32 and fp16: p50/p95 per batch, peak
+  memory (`torch.cuda.max_memory_allocated` and this process's NVML figure);
+- ONNX Runtime on CPU (and on CUDA with IO binding when this ORT build has the provider;
+  `session.get_providers()` is checked, since ORT falls back to CPU silently);
+- parity: ORT greedy tokens against PyTorch CUDA fp32 greedy tokens.
+
+Output lengths are fixed (EOS is banned until `max_new_tokens`) so every engine generates the
+same number of tokens. Without CUDA the script still runs and says so (the GPU rows are
+skipped), which is how it is tested on CPU machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from transformers import BartConfig, BartForConditionalGeneration
+
+from model_store import onnx_spec as spec
+from model_store.export import export_onnx
+from model_store.modeling import UserAwareBart, plain_generation_config
+
+GEN_IDS = {
+    "decoder_start_token_id": 2,
+    "forced_bos_token_id": 0,
+    "bos_token_id": 0,
+    "eos_token_id": 2,
+    "pad_token_id": 1,
+}
+
+
+def bart_base_shaped(num_users: int = 1000, seed: int = 0) -> UserAwareBart:
+    torch.manual_seed(seed)
+    config = BartConfig(
+        vocab_size=50_330,  # bart-base's 50,265 plus the slot tokens
+        d_model=768,
+        encoder_layers=6,
+        decoder_layers=6,
+        encoder_attention_heads=12,
+        decoder_attention_heads=12,
+        encoder_ffn_dim=3072,
+        decoder_ffn_dim=3072,
+        max_position_embeddings=1024,
+        init_std=0.2,
+        dropout=0.0,
+        forced_eos_token_id=None,
+    )
+    return UserAwareBart(BartForConditionalGeneration(config), num_users).eval()
+
+
+def _inputs(
+    batch: int, length: int, vocab: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(5, min(vocab, 3000), size=(batch, length), dtype=np.int64)
+    ids[:, 0], ids[:, -1] = 0, 2
+    mask = np.ones_like(ids)
+    rows = np.array([k % 2 * (k + 1) for k in range(batch)], dtype=np.int64)  # known / unknown
+    return ids, mask, rows
+
+
+def _timed(run: Callable[[], Any], repeats: int, sync: Callable[[], None]) -> list[float]:
+    run()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        sync()
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def _nvml_process_mb() -> float | None:
+    try:
+        import os
+
+        import pynvml
+
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        for proc in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
+            if proc.pid == os.getpid() and proc.usedGpuMemory:
+                return float(proc.usedGpuMemory) / 2**20
+    except Exception:
+        return None
+    return None
+
+
+def check_model(
+    label: str,
+    model: UserAwareBart,
+    *,
+    batches: list[int],
+    length: int,
+    new_tokens: int,
+    repeats: int,
+) -> dict[str, Any]:
+    vocab = int(model.bart.config.vocab_size or 0)
+    cuda = torch.cuda.is_available()
+    rows: list[dict[str, Any]] = []
+    generation = plain_generation_config(GEN_IDS, min_new_tokens=new_tokens)
+    reference: dict[int, list[list[int]]] = {}
+    for batch in batches:
+        ids, mask, users = _inputs(batch, length, vocab, seed=batch)
+        if cuda:
+            for dtype in (torch.float32, torch.float16):
+                device_model = model.to("cuda", dtype=dtype)
+                tensors = [torch.from_numpy(a).cuda() for a in (ids, mask, users)]
+                torch.cuda.reset_peak_memory_stats()
+                out: list[Any] = []
+
+                def run(
+                    m: UserAwareBart = device_model, t: list[Any] = tensors, o: list[Any] = out
+                ) -> None:
+                    o[:] = [m.generate(*t, generation_config=generation, max_new_tokens=new_tokens)]
+
+                times = _timed(run, repeats, torch.cuda.synchronize)
+                if dtype == torch.float32:
+                    reference[batch] = [[int(x) for x in r[1:]] for r in out[0].tolist()]
+                rows.append(
+                    {
+                        "model": label,
+                        "engine": f"torch-cuda-{str(dtype).split('.')[-1]}",
+                        "batch": batch,
+                        "p50_ms": statistics.median(times),
+                        "p95_ms": float(np.percentile(times, 95)),
+                        "peak_alloc_mb": torch.cuda.max_memory_allocated() / 2**20,
+                        "nvml_process_mb": _nvml_process_mb(),
+                    }
+                )
+            model = model.to("cpu", dtype=torch.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_dir = Path(tmp)
+        export_onnx(model, onnx_dir)
+        onnx = spec.OnnxSpec.load(onnx_dir)
+        providers = ["cpu"] + (
+            ["cuda"] if "CUDAExecutionProvider" in ort.get_available_providers() else []
+        )
+        from service.runtime.generator import GenerationIds, Seq2SeqGenerator
+        from service.runtime.session import OnnxSession
+
+        user_table = model.user_embeddings.weight.detach().float().numpy()
+        for provider in providers:
+            enc = OnnxSession(onnx_dir / spec.ENCODER_FILE, provider=provider)  # type: ignore[arg-type]
+            dec = OnnxSession(onnx_dir / spec.DECODER_FILE, provider=provider)  # type: ignore[arg-type]
+            generator = Seq2SeqGenerator(enc, dec, onnx, GenerationIds.from_manifest(GEN_IDS))
+            for batch in batches:
+                ids, mask, users = _inputs(batch, length, vocab, seed=batch)
+                vectors = user_table[users]
+                result: list[Any] = []
+
+                def run_ort(
+                    g: Seq2SeqGenerator = generator,
+                    i: Any = ids,
+                    m: Any = mask,
+                    v: Any = vectors,
+                    n: int = batch,
+                    r: list[Any] = result,
+                ) -> None:
+                    r[:] = [
+                        g.generate(
+                            i, m, v, max_new_tokens=[new_tokens] * n, min_new_tokens=new_tokens
+                        )
+                    ]
+
+                times = _timed(run_ort, repeats, lambda: None)
+                agree = None
+                if batch in reference:
+                    agree = (
+                        sum(a == b for a, b in zip(result[0].tokens, reference[batch], strict=True))
+                        / batch
+                    )
+                rows.append(
+                    {
+                        "model": label,
+                        "engine": f"ort-{enc.provider}"
+                        + ("-iobinding" if generator.io_binding else ""),
+                        "batch": batch,
+                        "p50_ms": statistics.median(times),
+                        "p95_ms": float(np.percentile(times, 95)),
+                        "parity_vs_torch_cuda_fp32": agree,
+                    }
+                )
+    return {"model": label, "parameters": sum(p.numel() for p in model.parameters()), "rows": rows}
+
+
+def render(results: list[dict[str, Any]], setup: dict[str, Any]) -> str:
+    lines = ["# GPU check", "", "Setup: " + ", ".join(f"{k}={v}" for k, v in setup.items()), ""]
+    lines += [
+        "| model | engine | batch | p50 ms | p95 ms | peak alloc MB | NVML process MB | tokens = torch CUDA fp32 |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+
+    def fmt(value: Any, digits: int = 1) -> str:
+        return "n/a" if value is None else f"{value:.{digits}f}"
+
+    for result in results:
+        for r in result["rows"]:
+            lines.append(
+                f"| {r['model']} ({result['parameters'] / 1e6:.1f}M) | {r['engine']} | {r['batch']} | {fmt(r['p50_ms'])} "
+                f"| {fmt(r['p95_ms'])} | {fmt(r.get('peak_alloc_mb'))} | {fmt(r.get('nvml_process_mb'))} "
+                f"| {fmt(r.get('parity_vs_torch_cuda_fp32'), 3)} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--store", default="store")
+    parser.add_argument("--name", default="prism-movies")
+    parser.add_argument("--batches", default="1,16")
+    parser.add_argument("--input-tokens", type=int, default=96)
+    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--skip-bart-base", action="store_true")
+    args = parser.parse_args(argv)
+    batches = [int(b) for b in args.batches.split(",")]
+    setup = {
+        "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name(0)
+        if torch.cuda.is_available()
+        else "none (GPU rows skipped)",
+        "onnxruntime": f"{ort.__version__} {ort.get_available_providers()}",
+        "cpu": platform.processor() or platform.machine(),
+        "input_tokens": args.input_tokens,
+        "new_tokens": args.new_tokens,
+        "repeats": args.repeats,
+    }
+    print(json.dumps(setup, indent=2), flush=True)
+    results = []
+    store_model = Path(args.store) / args.name
+    if store_model.exists():
+        from model_store.store import ModelStore
+
+        version = ModelStore(Path(args.store)).resolve(args.name, "production")
+        model = UserAwareBart.load(version.path)
+        results.append(
+            check_model(
+                f"{args.name}@{version.version}",
+                model,
+                batches=batches,
+                length=args.input_tokens,
+                new_tokens=args.new_tokens,
+                repeats=args.repeats,
+            )
+        )
+    if not args.skip_bart_base:
+        results.append(
+            check_model(
+                "bart-base shape, random",
+                bart_base_shaped(),
+                batches=batches,
+                length=args.input_tokens,
+                new_tokens=args.new_tokens,
+                repeats=args.repeats,
+            )
+        )
+    table = render(results, setup)
+    print(table)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "gpu_check.md").write_text(table)
+    (out / "gpu_check.json").write_text(json.dumps({"setup": setup, "results": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,64 @@
+"""The HTTP API's schemas (pydantic v2), kept apart from the runtime's value objects.
+
+`requests` holds the request models and `build_request_models`, which bounds them by the
+configured limits; `responses` the response and error models; `fields` the types and the
+bounded fields the request models share.
+"""
+
+from service.schemas.fields import (
+    DEFAULT_LIMITS,
+    MAX_ID_CHARS,
+    AttributeValue,
+    ExternalId,
+    RequestLimits,
+)
+from service.schemas.requests import (
+    EXAMPLE_REQUEST,
+    BatchExplainRequest,
+    ExplainOptions,
+    ExplainRequest,
+    ItemIn,
+    RequestModels,
+    build_request_models,
+)
+from service.schemas.responses import (
+    BatchExplainResponse,
+    BatchItemResult,
+    ErrorBody,
+    ErrorResponse,
+    ExplainResponse,
+    HealthResponse,
+    ModelCard,
+    ModelRef,
+    ModelsResponse,
+    ReadyResponse,
+    Timing,
+    Usage,
+)
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "EXAMPLE_REQUEST",
+    "MAX_ID_CHARS",
+    "AttributeValue",
+    "BatchExplainRequest",
+    "BatchExplainResponse",
+    "BatchItemResult",
+    "ErrorBody",
+    "ErrorResponse",
+    "ExplainOptions",
+    "ExplainRequest",
+    "ExplainResponse",
+    "ExternalId",
+    "HealthResponse",
+    "ItemIn",
+    "ModelCard",
+    "ModelRef",
+    "ModelsResponse",
+    "ReadyResponse",
+    "RequestLimits",
+    "RequestModels",
+    "Timing",
+    "Usage",
+    "build_request_models",
+]

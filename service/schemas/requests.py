@@ -1,0 +1,168 @@
+"""The request models (pydantic v2), and `build_request_models`, which bounds them per app.
+
+The request limits are settings, so the bounded request models are built per app by
+`build_request_models(limits)`: each is a subclass of the static model below with the
+configured bounds, and carries the same name, so `/docs` shows the limits really in force.
+The static models (bounded by `DEFAULT_LIMITS`) are what code and tests type against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+
+from model_store.items import Item
+from service.runtime.engine import ExplainJob
+from service.schemas.fields import (
+    DEFAULT_LIMITS,
+    AttributeValue,
+    ExternalId,
+    RequestLimits,
+    bounded_fields,
+)
+
+EXAMPLE_REQUEST: dict[str, Any] = {
+    "user_id": "4217",
+    "history": [
+        "E.T. the Extra-Terrestrial (1982)",
+        {
+            "item_id": "260",
+            "title": "Star Wars (1977)",
+            "attributes": {"genres": ["Action", "Sci-Fi"]},
+        },
+    ],
+    "recommended_item": {
+        "item_id": "2011",
+        "title": "Back to the Future (1985)",
+        "attributes": {"genres": ["Comedy", "Sci-Fi"], "year": 1985},
+    },
+    "options": {"max_new_tokens": 48, "num_beams": 1},
+}
+
+
+_DEFAULT_FIELDS = bounded_fields(DEFAULT_LIMITS)
+
+
+def _item_json_schema(schema: dict[str, Any]) -> None:
+    # The model accepts a bare title too; say so in the OpenAPI schema.
+    keys = ("type", "properties", "required", "additionalProperties")
+    obj = {k: schema.pop(k) for k in keys if k in schema}
+    title = {k: v for k, v in obj["properties"]["title"].items() if k != "title"}
+    schema["anyOf"] = [title, obj]
+
+
+class ItemIn(BaseModel):
+    """An item: either its title alone or an object with a title."""
+
+    model_config = ConfigDict(
+        extra="forbid", str_strip_whitespace=True, json_schema_extra=_item_json_schema
+    )
+
+    item_id: ExternalId | None = Field(default=None, description="The catalogue id.")
+    title: str = _DEFAULT_FIELDS["title"]
+    attributes: dict[str, AttributeValue] = _DEFAULT_FIELDS["attributes"]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_title(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return {"title": data}
+        if isinstance(data, dict | ItemIn):
+            return data
+        raise ValueError("an item is a title string or an object with a `title`")
+
+    def to_item(self) -> Item:
+        return Item(
+            title=self.title,
+            item_id=self.item_id,
+            attributes=MappingProxyType(dict(self.attributes)),
+        )
+
+
+class ExplainOptions(BaseModel):
+    """Generation options; unknown options are rejected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_new_tokens: int = _DEFAULT_FIELDS["max_new_tokens"]
+    num_beams: int = _DEFAULT_FIELDS["num_beams"]
+
+
+class ExplainRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_REQUEST]})
+
+    user_id: ExternalId = Field(
+        description="The user, as a string or an integer (normalised to a string). An unknown "
+        "user still gets a content-based explanation."
+    )
+    history: list[ItemIn] = _DEFAULT_FIELDS["history"]
+    recommended_item: ItemIn = _DEFAULT_FIELDS["recommended_item"]
+    options: ExplainOptions | None = _DEFAULT_FIELDS["options"]
+
+    def to_job(self, *, default_max_new_tokens: int) -> ExplainJob:
+        options = self.options
+        return ExplainJob(
+            user_id=self.user_id,
+            history=tuple(item.to_item() for item in self.history),
+            item=self.recommended_item.to_item(),
+            max_new_tokens=options.max_new_tokens if options else default_max_new_tokens,
+            num_beams=options.num_beams if options else 1,
+        )
+
+
+class BatchExplainRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"requests": [EXAMPLE_REQUEST]}]}
+    )
+
+    requests: list[ExplainRequest] = _DEFAULT_FIELDS["requests"]
+
+
+@dataclass(frozen=True)
+class RequestModels:
+    """The request models bounded by one app's limits."""
+
+    limits: RequestLimits
+    item: type[ItemIn]
+    options: type[ExplainOptions]
+    explain: type[ExplainRequest]
+    batch: type[BatchExplainRequest]
+
+
+def build_request_models(limits: RequestLimits) -> RequestModels:
+    f = bounded_fields(limits)
+    item = create_model(
+        "ItemIn",
+        __base__=ItemIn,
+        __module__=__name__,
+        __doc__=ItemIn.__doc__,
+        title=(str, f["title"]),
+        attributes=(dict[str, AttributeValue], f["attributes"]),
+    )
+    options = create_model(
+        "ExplainOptions",
+        __base__=ExplainOptions,
+        __module__=__name__,
+        __doc__=ExplainOptions.__doc__,
+        max_new_tokens=(int, f["max_new_tokens"]),
+        num_beams=(int, f["num_beams"]),
+    )
+    # mypy cannot see runtime classes as types; the bounded ones subclass the static ones.
+    explain = create_model(
+        "ExplainRequest",
+        __base__=ExplainRequest,
+        __module__=__name__,
+        history=(list[item], f["history"]),  # type: ignore[valid-type]
+        recommended_item=(item, f["recommended_item"]),
+        options=(options | None, f["options"]),  # type: ignore[arg-type]
+    )
+    batch = create_model(
+        "BatchExplainRequest",
+        __base__=BatchExplainRequest,
+        __module__=__name__,
+        requests=(list[explain], f["requests"]),  # type: ignore[valid-type]
+    )
+    return RequestModels(limits=limits, item=item, options=options, explain=explain, batch=batch)

@@ -1,0 +1,84 @@
+"""The response models (pydantic v2), the error body included."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ErrorBody(BaseModel):
+    type: str = Field(description="A stable, machine-readable error type.", examples=["overloaded"])
+    message: str = Field(description="What went wrong, for people.")
+    param: str | None = Field(
+        default=None,
+        description="The dotted path of the offending request field, if any.",
+        examples=["history.3.title"],
+    )
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+
+
+class Usage(BaseModel):
+    input_tokens: int = Field(description="Encoder input tokens after truncation.")
+    output_tokens: int = Field(description="Tokens generated.")
+    history_used: int = Field(description="History items that fit into the input budget.")
+
+
+class Timing(BaseModel):
+    queue_ms: float = Field(description="Time spent waiting in the batcher's queue.")
+    inference_ms: float = Field(description="Time of the batch this request ran in.")
+    total_ms: float = Field(description="Time from the request's arrival to its answer.")
+
+
+class ExplainResponse(BaseModel):
+    explanation: str
+    user_known: bool = Field(
+        description="False when the user id is unknown and the explanation is content-based."
+    )
+    model: ModelRef
+    usage: Usage
+    timing: Timing
+
+
+class BatchItemResult(BaseModel):
+    """Exactly one of `explanation` and `error` is set."""
+
+    explanation: ExplainResponse | None = None
+    error: ErrorBody | None = None
+
+
+class BatchExplainResponse(BaseModel):
+    results: list[BatchItemResult] = Field(description="One result per request, in order.")
+
+
+class ModelCard(BaseModel):
+    name: str
+    version: str
+    provider: str = Field(description="The execution provider that loaded: `cuda` or `cpu`.")
+    input_format: str = Field(description="`<format name>/<format version>`.")
+    num_users: int
+    d_model: int
+    created: str | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict, description="Evaluation metrics.")
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelCard]
+
+
+class HealthResponse(BaseModel):
+    status: str = Field(examples=["ok"])
+
+
+class ReadyResponse(BaseModel):
+    status: str = Field(examples=["ready"])
+    model: ModelRef
+    provider: str

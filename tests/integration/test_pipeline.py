@@ -1,0 +1,101 @@
+"""The whole offline chain at tiny size: data -> distill -> fine-tune -> evaluate -> publish -> serve."""
+
+import json
+
+from model_store.prompt import InputConfig
+from model_store.store import ModelStore
+from service.runtime.engine import ExplainJob
+from service.runtime.loader import load_engine
+from training.examples import item_from_json
+from training.finetune import StudentShape, TrainConfig
+from training.pipeline import PipelineConfig, run_pipeline
+
+EVAL_KEYS = {
+    "title_hallucination_rate",
+    "history_grounding_rate",
+    "aspect_match_full",
+    "aspect_match_no_user",
+    "usr",
+    "rouge_l",
+    "bleu4",
+    "num_test_samples",
+    "unfilled_slot_rate",
+    "distinct_patterns",
+}
+
+
+def tiny_config():
+    return PipelineConfig(
+        name="prism-pipeline-test",
+        num_users=24,
+        seed=3,
+        eval_samples=24,
+        base_eval_samples=4,
+        input=InputConfig(max_input_tokens=64),
+        vocab_size=400,
+        train=TrainConfig(
+            shape=StudentShape(
+                d_model=32, layers=1, heads=2, ffn=64, max_positions=80, dropout=0.0
+            ),
+            epochs=1,
+            batch_size=32,
+            lr=3e-3,
+            seed=3,
+            threads=1,
+        ),
+        quality_gate=False,
+        max_new_tokens=16,
+    )
+
+
+def test_tiny_pipeline_publishes_a_version_that_the_service_serves(tmp_path):
+    store_dir, work_dir = tmp_path / "store", tmp_path / "work"
+    version, evaluation = run_pipeline(
+        tiny_config(), store_dir=store_dir, work_dir=work_dir, progress=False
+    )
+
+    store = ModelStore(store_dir)
+    assert store.aliases("prism-pipeline-test") == {
+        "latest": version.version,
+        "production": version.version,
+    }
+    manifest = store.resolve("prism-pipeline-test").manifest
+    assert set(manifest.eval) >= EVAL_KEYS and manifest.eval["num_test_samples"] == 24
+    assert manifest.parity["passed"] and manifest.input_format["name"] == "prism-evidence"
+    assert {"eval/report.md", "eval/report.json", "eval/chart.png", "onnx/encoder.onnx"} <= set(
+        manifest.files
+    )
+    assert set(evaluation["systems"]) >= {
+        "Prism (full)",
+        "Prism w/o user",
+        "untrained base",
+        "teacher",
+    }
+    assert (work_dir / "distilled" / "train_anonymous.jsonl").exists()
+
+    engine = load_engine(
+        store,
+        store.resolve("prism-pipeline-test"),
+        provider="cpu",
+        intra_op_threads=1,
+        max_history=50,
+        max_input_tokens=None,
+        auto_export=False,
+        min_new_tokens=4,
+    )
+    record = json.loads((work_dir / "distilled" / "test.jsonl").read_text().splitlines()[0])
+    history = tuple(item_from_json(h) for h in record["history"])
+    item = item_from_json(record["item"])
+    out = engine.explain_batch(
+        [
+            ExplainJob(record["user_id"], history, item, 16, 1),
+            ExplainJob("nobody", history, item, 16, 1),
+        ]
+    )
+    assert [r.user_known for r in out.results] == [True, False]
+    assert all(r.text for r in out.results)
+
+    # Run again: every stage is done, and the published version is reused, not published twice.
+    again, _ = run_pipeline(tiny_config(), store_dir=store_dir, work_dir=work_dir, progress=False)
+    assert again.version == version.version
+    assert [m.version for m in store.list_versions("prism-pipeline-test")] == [version.version]

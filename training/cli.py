@@ -1,0 +1,127 @@
+"""`prism-train`: the offline pipeline from the command line.
+
+    prism-train build-default                        # the embedded default, offline (make model)
+    prism-train run --dataset movielens --data-dir data/raw/ml-1m \\
+        --teacher hf:google/flan-t5-xxl --base facebook/bart-base --name prism-ml1m
+    prism-train download ml-1m --dest data/raw       # public archives, for users with internet
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from model_store.prompt import InputConfig
+from training.finetune import SCRATCH, TrainConfig
+from training.pipeline import PipelineConfig, QualityGateError, default_config, run_pipeline
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", default="store", help="model store root (default: ./store)")
+    parser.add_argument("--name", default="prism-movies", help="model name in the store")
+    parser.add_argument("--work-dir", default=None, help="stage outputs (default: runs/<name>)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="prism-train", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    default = sub.add_parser("build-default", help="build and publish the embedded default model")
+    _common(default)
+    default.add_argument("--users", type=int, default=None, help="synthetic users (default 600)")
+    default.add_argument("--epochs", type=int, default=None)
+
+    run = sub.add_parser(
+        "run", help="the whole chain on a dataset, teacher and base of your choice"
+    )
+    _common(run)
+    run.add_argument("--dataset", choices=["synthetic", "movielens", "yelp"], default="synthetic")
+    run.add_argument("--data-dir", default=None, help="folder with the dataset's files")
+    run.add_argument(
+        "--teacher", default="grounded", help="grounded | hf:<model> | openai:<base url>"
+    )
+    run.add_argument("--teacher-model", default="", help="model name served by an OpenAI endpoint")
+    run.add_argument("--base", default=SCRATCH, help="scratch, or e.g. facebook/bart-base")
+    run.add_argument("--epochs", type=int, default=3)
+    run.add_argument("--batch-size", type=int, default=16)
+    run.add_argument("--lr", type=float, default=5e-5)
+    run.add_argument("--max-train-samples", type=int, default=None)
+    run.add_argument("--eval-samples", type=int, default=800)
+    run.add_argument("--max-input-tokens", type=int, default=512)
+    run.add_argument("--no-ablation", action="store_true", help="skip the w/o-user model")
+    run.add_argument("--no-quality-gate", action="store_true", help="promote even below the bars")
+    run.add_argument("--device", default="auto")
+
+    download = sub.add_parser("download", help="fetch a public dataset archive")
+    download.add_argument("dataset", help="ml-1m, ml-100k, ml-latest-small, ml-25m, ml-32m or yelp")
+    download.add_argument("--dest", default="data/raw")
+    return parser
+
+
+def _config(args: argparse.Namespace) -> PipelineConfig:
+    if args.command == "build-default":
+        config = default_config(seed=args.seed)
+        if args.users:
+            config = replace(config, num_users=args.users)
+        if args.epochs:
+            config = replace(config, train=replace(config.train, epochs=args.epochs))
+        return replace(config, name=args.name)
+    return PipelineConfig(
+        name=args.name,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        seed=args.seed,
+        teacher=args.teacher,
+        teacher_model=args.teacher_model,
+        max_train_samples=args.max_train_samples,
+        eval_samples=args.eval_samples,
+        input=InputConfig(max_input_tokens=args.max_input_tokens),
+        train=TrainConfig(
+            base=args.base,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            seed=args.seed,
+            device=args.device,
+        ),
+        ablation=not args.no_ablation,
+        quality_gate=not args.no_quality_gate and args.dataset == "synthetic",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.command == "download":
+        from training.data.download import main as download_main
+
+        return download_main([args.dataset, "--dest", args.dest])
+    config = _config(args)
+    work_dir = Path(args.work_dir or Path("runs") / config.name)
+    started = time.perf_counter()
+    try:
+        version, evaluation = run_pipeline(
+            config, store_dir=Path(args.store), work_dir=work_dir, progress=not args.no_progress
+        )
+    except QualityGateError as exc:
+        print(f"prism-train: {exc}", file=sys.stderr)
+        return 1
+    minutes = (time.perf_counter() - started) / 60
+    print(f"\npublished {version.name}@{version.version} in {minutes:.1f} min -> {args.store}")
+    for key, bar in evaluation["bars"].items():
+        status = "pass" if bar["passed"] else "FAIL"
+        print(f"  {key:26s} {bar['value']!s:>22} {bar['bar']:>8}  {status}")
+    print(f"report: {work_dir / 'eval' / 'report.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

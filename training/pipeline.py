@@ -1,0 +1,345 @@
+"""The whole offline chain: data -> Oracle distillation -> student fine-tuning -> evaluation ->
+publish (ONNX export + parity) -> promote.
+
+Every stage writes under `work_dir` and leaves a `<stage>.done.json` marker, so an
+interrupted run continues where it stopped: distillation resumes its JSONL, fine-tuning its
+last epoch, and finished stages are not run again. `build_default` is this chain with the
+project's own sample catalogue, synthetic users and the built-in grounded teacher.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from model_store.prompt import InputConfig
+from model_store.store import PRODUCTION, ModelStore, ModelVersion
+from model_store.tokenizer import PrismTokenizer
+from training import tokenization
+from training.data.types import SPLITS, Dataset, Sample
+from training.distill import distill, read_distilled
+from training.finetune import SCRATCH, StudentShape, TrainConfig, train_student
+from training.teachers.base import Teacher
+
+logger = logging.getLogger(__name__)
+ANONYMOUS_SPLIT = "train_anonymous"
+ANONYMOUS_USER = "~anonymous"  # never in a user index: the zero vector
+
+
+class QualityGateError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    name: str = "prism-movies"
+    dataset: str = "synthetic"  # synthetic | movielens | yelp
+    data_dir: str | None = None  # for movielens / yelp
+    num_users: int = 600  # synthetic users
+    seed: int = 0
+    teacher: str = "grounded"  # grounded | hf:<path or hub id> | openai:<base url>
+    teacher_model: str = ""  # the model name an OpenAI-compatible endpoint serves
+    max_train_samples: int | None = None
+    eval_samples: int = 800  # test requests scored per system (valid is capped the same)
+    base_eval_samples: int = 200  # the untrained base generates to the limit: keep it small
+    input: InputConfig = field(
+        default_factory=lambda: InputConfig(max_history=50, max_input_tokens=160)
+    )
+    vocab_size: int = 3000  # ByteLevel BPE trained on the corpus (scratch base only)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    ablation: bool = True  # also train "Prism w/o user"
+    quality_gate: bool = True  # promote only when the evaluation meets the bars
+    max_new_tokens: int = 48
+    anonymous_every: int = 10  # every Nth train request is also distilled with no user (0: off)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def default_config(seed: int = 0) -> PipelineConfig:
+    """The embedded default: sized to build in under 15 minutes on two CPU cores.
+
+    The input budget is small (96 tokens: the item, the evidence and the newest one or two
+    history entries) because the evidence already summarises the whole 50-item history, and
+    encoder length is what training time on a CPU is made of. Dropout is off: on this
+    machine its masks cost an eighth of every step.
+    """
+    return PipelineConfig(
+        seed=seed,
+        input=InputConfig(max_history=50, max_input_tokens=96),
+        train=TrainConfig(
+            shape=StudentShape(
+                d_model=128, layers=2, heads=4, ffn=512, max_positions=160, dropout=0.0
+            ),
+            epochs=4,
+            batch_size=64,
+            lr=2e-3,
+            # Each user row is updated only by that user's ~25 samples an epoch, against
+            # every batch for the shared weights: it needs a larger step to be learnt.
+            user_lr=2e-2,
+            seed=seed,
+            threads=2,
+        ),
+    )
+
+
+class Stages:
+    """Runs each stage once; a finished stage's summary is read back instead of re-run."""
+
+    def __init__(self, work_dir: Path) -> None:
+        self.work_dir = work_dir
+        self.timings: dict[str, float] = {}
+        work_dir.mkdir(parents=True, exist_ok=True)
+
+    def run(self, name: str, action: Callable[[], Mapping[str, Any]]) -> dict[str, Any]:
+        marker = self.work_dir / f"{name}.done.json"
+        if marker.exists():
+            done = json.loads(marker.read_text())
+            self.timings[name] = float(done.get("seconds", 0.0))
+            logger.info("stage %s: already done", name)
+            return dict(done["summary"])
+        logger.info("stage %s: running", name)
+        start = time.perf_counter()
+        summary = dict(action())
+        seconds = time.perf_counter() - start
+        self.timings[name] = seconds
+        marker.write_text(
+            json.dumps({"seconds": seconds, "summary": summary}, indent=2, default=str)
+        )
+        return summary
+
+
+def load_dataset(config: PipelineConfig) -> Dataset:
+    if config.dataset == "synthetic":
+        from training.data.synthetic import build_synthetic_dataset
+
+        return build_synthetic_dataset(
+            num_users=config.num_users, seed=config.seed, max_history=config.input.max_history
+        )
+    if config.data_dir is None:
+        raise ValueError(f"dataset {config.dataset!r} needs --data-dir")
+    if config.dataset == "movielens":
+        from training.data.movielens import load_movielens
+
+        return load_movielens(Path(config.data_dir), max_history=config.input.max_history)
+    if config.dataset == "yelp":
+        from training.data.yelp import load_yelp_dataset
+
+        return load_yelp_dataset(Path(config.data_dir), max_history=config.input.max_history)
+    raise ValueError(f"unknown dataset {config.dataset!r} (synthetic, movielens, yelp)")
+
+
+def make_teacher(config: PipelineConfig) -> Teacher:
+    kind, _, target = config.teacher.partition(":")
+    if kind == "grounded":
+        from training.teachers.grounded import GroundedTeacher
+
+        return GroundedTeacher(seed=config.seed)
+    if kind == "hf" and target:
+        from training.teachers.hf import HFTeacher
+
+        return HFTeacher(target)
+    if kind == "openai" and target:
+        from training.teachers.openai import OpenAICompatibleTeacher
+
+        return OpenAICompatibleTeacher(target, config.teacher_model or "default")
+    raise ValueError(f"unknown teacher {config.teacher!r} (grounded, hf:<model>, openai:<url>)")
+
+
+def _limit(config: PipelineConfig, split: str) -> int | None:
+    return config.max_train_samples if split == "train" else config.eval_samples
+
+
+def stage_distill(
+    config: PipelineConfig, dataset: Dataset, work_dir: Path, progress: bool
+) -> dict[str, Any]:
+    teacher = make_teacher(config)
+    out: dict[str, Any] = {"teacher": getattr(teacher, "name", config.teacher)}
+    jobs: dict[str, list[Sample]] = {}
+    for split in SPLITS:
+        cap = _limit(config, split)
+        jobs[split] = dataset.samples[split][:cap] if cap else dataset.samples[split]
+    if config.anonymous_every:
+        # Requests with no known user teach the content-based mode the zero vector serves:
+        # without them the zero vector is an input the student never saw in training.
+        jobs[ANONYMOUS_SPLIT] = [
+            replace(s, user_id=ANONYMOUS_USER) for s in jobs["train"][:: config.anonymous_every]
+        ]
+    for split, samples in jobs.items():
+        stats = distill(
+            samples,
+            teacher,
+            work_dir / "distilled" / f"{split}.jsonl",
+            profiles=dataset.profiles,
+            input_config=config.input,
+            catalogue_titles=list(dataset.items.values()),
+            progress=progress,
+        )
+        out[split] = stats.summary()
+    return out
+
+
+def stage_tokenizer(config: PipelineConfig, work_dir: Path) -> dict[str, Any]:
+    target = work_dir / "tokenizer"
+    target.mkdir(parents=True, exist_ok=True)
+    if config.train.base == SCRATCH:
+        from model_store.prompt import build_input
+        from training.distill import WordCountEncoder
+        from training.examples import request_of
+
+        records = read_distilled(work_dir / "distilled" / "train.jsonl")
+        wide = replace(config.input, max_input_tokens=100_000)
+        texts = [build_input(*request_of(r), WordCountEncoder(), wide).text for r in records]
+        texts += [str(r["text"]) for r in records]
+        tokenizer = tokenization.train_bpe(texts, vocab_size=config.vocab_size)
+    else:
+        tokenizer = tokenization.from_pretrained(config.train.base)
+    tokenizer.backend.save(str(target / "tokenizer.json"))
+    return {"vocab_size": tokenizer.vocab_size}
+
+
+def stage_finetune(
+    config: PipelineConfig, dataset: Dataset, work_dir: Path, *, use_users: bool, progress: bool
+) -> dict[str, Any]:
+    from training.examples import to_examples
+
+    tokenizer = PrismTokenizer.from_file(work_dir / "tokenizer")
+    train_config = replace(config.train, use_users=use_users)
+    records = {s: read_distilled(work_dir / "distilled" / f"{s}.jsonl") for s in ("train", "valid")}
+    anonymous = work_dir / "distilled" / f"{ANONYMOUS_SPLIT}.jsonl"
+    if anonymous.exists():
+        records["train"] += read_distilled(anonymous)
+    examples = {
+        s: to_examples(
+            r,
+            tokenizer,
+            config.input,
+            dataset.user_index,
+            max_target_tokens=train_config.max_target_tokens,
+            use_users=use_users,
+        )
+        for s, r in records.items()
+    }
+    result = train_student(
+        examples["train"],
+        examples["valid"],
+        tokenizer=tokenizer,
+        user_rows=dataset.user_index,
+        input_config=config.input,
+        config=train_config,
+        out_dir=work_dir / ("full" if use_users else "no_user"),
+        progress=progress,
+        extra_meta={
+            "dataset": dataset.name,
+            "teacher": config.teacher,
+            "pipeline": config.to_dict(),
+        },
+    )
+    return {
+        "best_dir": str(result.best_dir),
+        "best_epoch": result.best_epoch,
+        "best_valid_loss": result.best_valid_loss,
+        "history": result.history,
+        "seconds": result.seconds,
+        "parameters": result.parameters,
+        "train_examples": len(examples["train"]),
+    }
+
+
+def run_pipeline(
+    config: PipelineConfig, *, store_dir: Path, work_dir: Path, progress: bool = True
+) -> tuple[ModelVersion, dict[str, Any]]:
+    """Run (or resume) every stage; returns the published version and the evaluation."""
+    from training.evaluate_stage import stage_evaluate
+
+    started = time.perf_counter()
+    stages = Stages(work_dir)
+    (work_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2, default=str))
+    dataset = load_dataset(config)
+    stats = stages.run("dataset", lambda: _dataset_summary(dataset))
+    stages.run("distill", lambda: stage_distill(config, dataset, work_dir, progress))
+    stages.run("tokenizer", lambda: stage_tokenizer(config, work_dir))
+    full = stages.run(
+        "finetune_full",
+        lambda: stage_finetune(config, dataset, work_dir, use_users=True, progress=progress),
+    )
+    if config.ablation:
+        stages.run(
+            "finetune_no_user",
+            lambda: stage_finetune(config, dataset, work_dir, use_users=False, progress=progress),
+        )
+    evaluation = stages.run(
+        "evaluate",
+        lambda: stage_evaluate(
+            config, dataset, work_dir, stages.timings, stats, full, progress=progress
+        ),
+    )
+    version = _published(config, store_dir, work_dir) or _publish(
+        config, store_dir, work_dir, evaluation
+    )
+    total = time.perf_counter() - started
+    logger.info("pipeline finished in %.0f s: %s@%s", total, version.name, version.version)
+    return version, {**evaluation, "timings": stages.timings}
+
+
+def _dataset_summary(dataset: Dataset) -> dict[str, Any]:
+    from training.data.sequences import dataset_stats
+
+    summary = dict(dataset_stats(dataset))
+    if len(dataset.skipped):
+        logger.warning(dataset.skipped.summary())
+    return summary
+
+
+def _published(config: PipelineConfig, store_dir: Path, work_dir: Path) -> ModelVersion | None:
+    """The version an earlier run of this work dir published, if the store still has it."""
+    from model_store.store import StoreError
+
+    marker = work_dir / "publish.done.json"
+    if not marker.exists():
+        return None
+    version = json.loads(marker.read_text())["version"]
+    try:
+        found = ModelStore(store_dir).resolve(config.name, version)
+    except StoreError:
+        return None
+    logger.info("stage publish: already done (%s@%s)", found.name, found.version)
+    return found
+
+
+def _publish(
+    config: PipelineConfig, store_dir: Path, work_dir: Path, evaluation: Mapping[str, Any]
+) -> ModelVersion:
+    from model_store.publishing import publish_model
+
+    release = work_dir / "release"
+    shutil.rmtree(release, ignore_errors=True)
+    shutil.copytree(work_dir / "full" / "best", release)
+    shutil.copytree(work_dir / "eval", release / "eval")
+    bars = evaluation["bars"]
+    passed = all(b["passed"] for b in bars.values())
+    aliases = (PRODUCTION,) if passed or not config.quality_gate else ()
+    metrics = {**evaluation["manifest_eval"], "quality_bars_passed": passed}
+    version, parity = publish_model(
+        ModelStore(store_dir), config.name, release, eval_metrics=metrics, aliases=aliases
+    )
+    if not parity.passed:
+        raise QualityGateError(
+            f"{config.name}@{version.version} failed the parity check: {parity.first_mismatch}"
+        )
+    marker = {"version": version.version, "promoted": bool(aliases)}
+    (work_dir / "publish.done.json").write_text(json.dumps(marker))
+    if config.quality_gate and not passed:
+        failed = ", ".join(
+            f"{k}={v['value']} (bar {v['bar']})" for k, v in bars.items() if not v["passed"]
+        )
+        raise QualityGateError(
+            f"{config.name}@{version.version} published but not promoted: {failed}"
+        )
+    return version
