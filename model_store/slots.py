@@ -213,6 +213,26 @@ def fill_slots(template: str, values: Mapping[str, str]) -> Filled:
     return Filled(text, tuple(unfilled))
 
 
+# When a model writes no words at all (a degenerate generation), the service answers with the
+# first of these whose slots the request can fill: still faithful, never empty. It is counted
+# (`prism_fallback_explanations_total`) so that it cannot hide a broken model.
+EVIDENCE_SENTENCES = (
+    "<item> shares <g1> with <s1>, which you watched.",
+    "<item> is close to <s1>, which you watched.",
+    "<item> is a <g1> film, like others you have watched.",
+    "<item> comes from the <dec>.",
+    "<item> was picked for you from what you have watched.",
+)
+
+
+def evidence_sentence(values: Mapping[str, str]) -> str:
+    """The first evidence sentence whose slots `values` can all fill."""
+    for sentence in EVIDENCE_SENTENCES:
+        if all(slot in values for slot in SLOT_PATTERN.findall(sentence)):
+            return sentence
+    return EVIDENCE_SENTENCES[-1]
+
+
 def _surface_pattern(surface: str, *, case_sensitive: bool = False) -> re.Pattern[str]:
     # Word boundaries that also work for titles ending in punctuation ("E.T.", "Alien³").
     flags = 0 if case_sensitive else re.IGNORECASE

@@ -112,6 +112,11 @@ class Metrics:
         self.deadlines = Counter(
             "prism_deadline_exceeded_total", "Requests that missed their deadline.", registry=r
         )
+        self.fallbacks = Counter(
+            "prism_fallback_explanations_total",
+            "Explanations replaced by the evidence sentence because the model wrote no words.",
+            registry=r,
+        )
         self.rejections = Counter(
             "prism_rejected_requests_total",
             "Requests the batcher refused.",
@@ -152,6 +157,8 @@ class Metrics:
         self.generated_tokens.observe(explanation.output_tokens)
         if not explanation.user_known:
             self.unknown_users.inc()
+        if explanation.fallback:
+            self.fallbacks.inc()
 
     # --- service.batching.BatchObserver ----------------------------------------------
 

@@ -44,6 +44,7 @@ class SystemOutput:
     templates: list[str]
     unfilled: list[tuple[str, ...]] | None
     history_used: list[int]
+    fallbacks: int = 0  # answers the model left without words (served as the evidence sentence)
 
 
 def sample_of(record: Mapping[str, Any]) -> Sample:
@@ -63,6 +64,7 @@ def from_predictions(
         [p.template for p in predictions],
         [p.unfilled for p in predictions],
         used,
+        sum(p.fallback for p in predictions),
     )
 
 
@@ -115,6 +117,7 @@ def score_system(
             min_share=ASPECT_MIN_SHARE,
         )
     )
+    scores["fallback_rate"] = output.fallbacks / max(len(output.texts), 1)
     if references is not None:
         scores.update(corpus_scores(output.texts, references, templates=output.templates))
     else:
@@ -157,6 +160,7 @@ def manifest_eval(
         "unfilled_slot_rate_unconstrained": systems.get("Prism (no slot ban)", {}).get(
             "unfilled_slot_rate"
         ),
+        "fallback_rate": full.get("fallback_rate"),
         "num_test_samples": full.get("num_test_samples"),
     }
     return out

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from model_store.modeling import UserAwareBart, banned_slot_matrix, plain_generation_config
 from model_store.prompt import InputConfig, build_input
-from model_store.slots import fill_slots
+from model_store.slots import evidence_sentence, fill_slots
 from model_store.tokenizer import PrismTokenizer
 from model_store.users import UNKNOWN_ROW
 from service.runtime.explainer import pad_batch
@@ -28,6 +28,7 @@ class Prediction:
     template: str  # the slot template the model wrote
     text: str  # after filling from the request
     unfilled: tuple[str, ...]
+    fallback: bool = False  # no words: the service would answer with the evidence sentence
 
 
 @torch.no_grad()
@@ -73,5 +74,9 @@ def predict(
         for index, row, b in zip(members, generated.tolist(), built, strict=True):
             template = tokenizer.decode(row[1:])
             filled = fill_slots(template, b.slot_values)
-            results[index] = Prediction(template, filled.text, filled.unfilled)
+            fallback = not any(ch.isalnum() for ch in filled.text)
+            if fallback:  # as the service does (service.runtime.explainer)
+                template = evidence_sentence(b.slot_values)
+                filled = fill_slots(template, b.slot_values)
+            results[index] = Prediction(template, filled.text, filled.unfilled, fallback)
     return [results[i] for i in range(len(records))]

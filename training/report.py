@@ -57,6 +57,7 @@ GROUNDING_COLUMNS = (
     Column("aspect_match", "aspect match", "rate"),
     Column("aspect_eligible", "aspect eligible", "count"),
     Column("unfilled_slot_rate", "unfilled slots ↓", "rate"),
+    Column("fallback_rate", "fallback ↓", "rate"),
     Column("num_test_samples", "samples", "count"),
 )
 # The rates the chart compares across systems (each in [0, 1]).

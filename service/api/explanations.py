@@ -125,6 +125,7 @@ def _response(done: CompletedJob, info: ModelInfo, started: float) -> ExplainRes
     return ExplainResponse(
         explanation=explanation.text,
         user_known=explanation.user_known,
+        fallback=explanation.fallback,
         model=ModelRef(name=info.name, version=info.version),
         usage=Usage(
             input_tokens=explanation.input_tokens,

@@ -33,6 +33,7 @@ class Explanation:
     output_tokens: int
     history_used: int
     token_ids: tuple[int, ...] = ()  # what the decoder generated (forced BOS and EOS included)
+    fallback: bool = False  # the model wrote no words; the evidence sentence was served instead
 
 
 @dataclass(frozen=True)

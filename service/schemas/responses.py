@@ -43,6 +43,11 @@ class ExplainResponse(BaseModel):
     user_known: bool = Field(
         description="False when the user id is unknown and the explanation is content-based."
     )
+    fallback: bool = Field(
+        default=False,
+        description="True when the model wrote no words and a fixed evidence sentence, filled "
+        "from the request, was served instead.",
+    )
     model: ModelRef
     usage: Usage
     timing: Timing

@@ -93,7 +93,11 @@ def test_tiny_pipeline_publishes_a_version_that_the_service_serves(tmp_path):
         ]
     )
     assert [r.user_known for r in out.results] == [True, False]
-    assert all(r.text for r in out.results)
+    # A one-epoch tiny model may write nothing but spaces; the answer is then the evidence
+    # sentence, never empty, and says so.
+    assert all(r.text and (r.fallback or any(c.isalnum() for c in r.text)) for r in out.results), (
+        out.results
+    )
 
     # Run again: every stage is done, and the published version is reused, not published twice.
     again, _ = run_pipeline(tiny_config(), store_dir=store_dir, work_dir=work_dir, progress=False)

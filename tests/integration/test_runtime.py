@@ -102,3 +102,12 @@ def test_a_version_without_onnx_is_exported_once_and_cached(tiny_model_dir, tmp_
     assert manifest.parity and manifest.parity["passed"]
     assert "onnx/encoder.onnx" in manifest.files
     assert engine.explain_batch([ExplainJob("u", HISTORY, ITEM, 4, 1)]).results[0].text
+
+
+def test_an_answer_without_words_is_replaced_by_the_evidence_sentence(tiny_store, monkeypatch):
+    engine = engine_for(tiny_store.store_dir, tiny_store.name)
+    # Fault injection: the decoder "wrote" only punctuation and spaces.
+    monkeypatch.setattr(engine._tokenizer, "decode", lambda ids: " . ,")
+    result = engine.explain_batch([ExplainJob("u", HISTORY, ITEM, 8, 1)]).results[0]
+    assert result.fallback
+    assert result.text == "Back to the Future shares sci-fi with The Thing, which you watched."

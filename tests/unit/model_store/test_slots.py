@@ -114,3 +114,15 @@ def test_one_word_titles_only_match_with_their_capital():
         "Kids who grew up with Up will love Toy Story.", [up], toy, ev, history_used=1
     )
     assert out == "Kids who grew up with <s1> will love <item>."
+
+
+def test_the_evidence_sentence_uses_only_what_the_request_can_fill():
+    values = slots.slot_values(RECENT_FIRST, BTTF, evidence(), history_used=3)
+    assert slots.fill_slots(slots.evidence_sentence(values), values).text == (
+        "Back to the Future shares sci-fi with The Thing, which you watched."
+    )
+    bare = {"<item>": "Heat"}
+    assert (
+        slots.fill_slots(slots.evidence_sentence(bare), bare).text
+        == "Heat was picked for you from what you have watched."
+    )
