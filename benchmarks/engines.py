@@ -46,29 +46,22 @@ def make_requests(version_path: Path, count: int, seed: int) -> list[dict[str, A
         requests.append(
             {
                 "user_id": user,
-                "history": [
-                    {"title": i.title, "item_id": i.item_id, "attributes": dict(i.attributes)}
-                    for i in chosen[:-1]
-                ],
-                "item": {
-                    "title": chosen[-1].title,
-                    "item_id": chosen[-1].item_id,
-                    "attributes": dict(chosen[-1].attributes),
-                },
+                "history": [i.to_dict() for i in chosen[:-1]],
+                "item": chosen[-1].to_dict(),
             }
         )
     return requests
 
 
 def _jobs(requests: list[dict[str, Any]], max_new_tokens: int) -> list[Any]:
+    from model_store.items import Item
     from service.runtime.engine import ExplainJob
-    from training.examples import item_from_json
 
     return [
         ExplainJob(
             r["user_id"],
-            tuple(item_from_json(h) for h in r["history"]),
-            item_from_json(r["item"]),
+            tuple(Item.from_dict(h) for h in r["history"]),
+            Item.from_dict(r["item"]),
             max_new_tokens,
             1,
         )

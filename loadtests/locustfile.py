@@ -108,7 +108,7 @@ class PrismUser(HttpUser):
                 response.failure(f"{len(errors)} of {size} slate items failed: {errors[0]!r:.120}")
                 return
             for result in results:
-                _note_user_known(known, result.get("user_known"))
+                _note_user_known(known, result["explanation"].get("user_known"))
 
     @tag("models")
     @task(2)

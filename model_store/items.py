@@ -62,6 +62,19 @@ class Item:
                 return _as_features(self.attributes[key])
         return ()
 
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form used by distilled records and request files."""
+        return {"item_id": self.item_id, "title": self.title, "attributes": dict(self.attributes)}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Item:
+        item_id = raw.get("item_id")
+        return cls(
+            str(raw["title"]),
+            None if item_id is None else str(item_id),
+            dict(raw.get("attributes") or {}),
+        )
+
     @cached_property
     def display_title(self) -> str:
         """The title as a sentence would write it: no year suffix, leading article restored."""

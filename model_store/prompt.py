@@ -7,7 +7,7 @@ so training and serving can never disagree about what the model reads.
 Layout (format `prism-evidence` v1; `·` separates fields, `;` history entries):
 
     item: <item> Back to the Future (1985) · <g1> sci-fi · <a1> comedy
-    evidence: shared <g1> sci-fi x3 · decade <dec> 1980s <decs> '80s x2 · similar <s1> E.T. ...
+    evidence: history 3 · shared <g1> sci-fi x3 · decade <dec> 1980s <decs> '80s x2 · similar ...
     history: <h1> The Thing (1982) horror, sci-fi ; <h2> Star Wars (1977) action, sci-fi ; ...
 
 The item and the evidence come first and history entries follow, most recent first, so the
@@ -105,7 +105,9 @@ def _header(item: Item, ev: slots.Evidence, recent_first: Sequence[Item], cfg: I
             fields.append(f"{slot} {feature.lower()}")
     fields += _extra_attributes(item, cfg.max_extra_attributes)
 
-    evidence = []
+    # The history's size comes first: whether "3 of your films share sci-fi" is a pattern
+    # depends on how many films there are, and only the newest few are listed below.
+    evidence = [f"history {ev.history_size}"]
     if ev.shared:
         evidence.append(
             "shared "
@@ -125,7 +127,7 @@ def _header(item: Item, ev: slots.Evidence, recent_first: Sequence[Item], cfg: I
                 for s, p in zip(slots.SIMILAR, ev.similar, strict=False)
             )
         )
-    return f"item: {' · '.join(fields)}\nevidence: {' · '.join(evidence) or 'none'}\nhistory:"
+    return f"item: {' · '.join(fields)}\nevidence: {' · '.join(evidence)}\nhistory:"
 
 
 def _entry(position: int, item: Item) -> str:

@@ -54,7 +54,7 @@ class Settings(BaseSettings):
         default=16, ge=1, le=1024, description="Most requests the batcher puts in one batch."
     )
     max_wait_ms: float = Field(
-        default=5.0,
+        default=2.0,
         ge=0.0,
         le=1000.0,
         description="How long the batcher waits for more requests after the first one, in ms.",

@@ -29,7 +29,7 @@ def dropped_path(output: Path) -> Path:
 
 
 def item_record(item: Item) -> dict[str, Any]:
-    return {"item_id": item.item_id, "title": item.title, "attributes": dict(item.attributes)}
+    return item.to_dict()
 
 
 def _json_default(value: object) -> object:

@@ -25,7 +25,6 @@ from training.evaluation import (
     score_system,
     write_evaluation,
 )
-from training.examples import item_to_json
 from training.faithfulness import TitleMatcher
 from training.finetune import build_student, pick_device
 from training.predict import predict
@@ -70,7 +69,7 @@ def _case_studies(
             users.setdefault(profile.aspect, user_id)
     rows = []
     for history, item in case_study_requests(dataset):
-        record = {"history": [item_to_json(h) for h in history], "item": item_to_json(item)}
+        record = {"history": [h.to_dict() for h in history], "item": item.to_dict()}
         for label, user_id in [
             ("unknown user", "__unknown__"),
             *((f"user preferring {a}", u) for a, u in sorted(users.items())),
@@ -114,6 +113,7 @@ def stage_evaluate(
     full = UserAwareBart.load(work_dir / "full" / "best", device=device)
     generation = PrismMeta.load(work_dir / "full" / "best").generation
     common = {
+        "serve_fallback": False,
         "tokenizer": tokenizer,
         "input_config": config.input,
         "generation": generation,

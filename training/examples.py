@@ -18,16 +18,8 @@ from model_store.users import UNKNOWN_ROW
 from training.finetune import StudentExample
 
 
-def item_from_json(raw: Mapping[str, Any]) -> Item:
-    return Item(str(raw["title"]), raw.get("item_id"), dict(raw.get("attributes") or {}))
-
-
-def item_to_json(item: Item) -> dict[str, Any]:
-    return {"item_id": item.item_id, "title": item.title, "attributes": dict(item.attributes)}
-
-
 def request_of(record: Mapping[str, Any]) -> tuple[list[Item], Item]:
-    return [item_from_json(h) for h in record["history"]], item_from_json(record["item"])
+    return [Item.from_dict(h) for h in record["history"]], Item.from_dict(record["item"])
 
 
 def student_target(
@@ -45,6 +37,36 @@ def student_target(
     return built.input_ids, template
 
 
+Encoded = tuple[list[int], str, list[int]]  # encoder ids, user id, target ids
+
+
+def encode_records(
+    records: Iterable[Mapping[str, Any]],
+    tokenizer: PrismTokenizer,
+    config: InputConfig,
+    *,
+    max_target_tokens: int,
+) -> list[Encoded]:
+    """Encoder and target ids per record; the costly part, independent of the user table."""
+    out = []
+    for record in records:
+        input_ids, template = student_target(record, tokenizer, config)
+        labels = tokenizer.encode(template)
+        if len(labels) > max_target_tokens:
+            labels = [*labels[: max_target_tokens - 1], tokenizer.eos_id]
+        out.append((input_ids, str(record["user_id"]), labels))
+    return out
+
+
+def with_users(
+    encoded: Iterable[Encoded], user_rows: Mapping[str, int], *, use_users: bool = True
+) -> list[StudentExample]:
+    return [
+        StudentExample(ids, user_rows.get(user, UNKNOWN_ROW) if use_users else UNKNOWN_ROW, labels)
+        for ids, user, labels in encoded
+    ]
+
+
 def to_examples(
     records: Iterable[Mapping[str, Any]],
     tokenizer: PrismTokenizer,
@@ -54,12 +76,5 @@ def to_examples(
     max_target_tokens: int,
     use_users: bool = True,
 ) -> list[StudentExample]:
-    out = []
-    for record in records:
-        input_ids, template = student_target(record, tokenizer, config)
-        labels = tokenizer.encode(template)
-        if len(labels) > max_target_tokens:
-            labels = [*labels[: max_target_tokens - 1], tokenizer.eos_id]
-        row = user_rows.get(str(record["user_id"]), UNKNOWN_ROW) if use_users else UNKNOWN_ROW
-        out.append(StudentExample(input_ids, row, labels))
-    return out
+    encoded = encode_records(records, tokenizer, config, max_target_tokens=max_target_tokens)
+    return with_users(encoded, user_rows, use_users=use_users)

@@ -207,25 +207,28 @@ def stage_tokenizer(config: PipelineConfig, work_dir: Path) -> dict[str, Any]:
 def stage_finetune(
     config: PipelineConfig, dataset: Dataset, work_dir: Path, *, use_users: bool, progress: bool
 ) -> dict[str, Any]:
-    from training.examples import to_examples
+    from training.examples import Encoded, encode_records, with_users
 
     tokenizer = PrismTokenizer.from_file(work_dir / "tokenizer")
     train_config = replace(config.train, use_users=use_users)
-    records = {s: read_distilled(work_dir / "distilled" / f"{s}.jsonl") for s in ("train", "valid")}
-    anonymous = work_dir / "distilled" / f"{ANONYMOUS_SPLIT}.jsonl"
-    if anonymous.exists():
-        records["train"] += read_distilled(anonymous)
-    examples = {
-        s: to_examples(
-            r,
-            tokenizer,
-            config.input,
-            dataset.user_index,
-            max_target_tokens=train_config.max_target_tokens,
-            use_users=use_users,
-        )
-        for s, r in records.items()
-    }
+    examples = {}
+    for split in ("train", "valid"):
+        # Encoding re-delexicalises every target against the student's window: done once,
+        # shared by the full and the w/o-user model.
+        cache = work_dir / "examples" / f"{split}.json"
+        if cache.exists():
+            encoded: list[Encoded] = [tuple(e) for e in json.loads(cache.read_text())]
+        else:
+            records = read_distilled(work_dir / "distilled" / f"{split}.jsonl")
+            anonymous = work_dir / "distilled" / f"{ANONYMOUS_SPLIT}.jsonl"
+            if split == "train" and anonymous.exists():
+                records += read_distilled(anonymous)
+            encoded = encode_records(
+                records, tokenizer, config.input, max_target_tokens=train_config.max_target_tokens
+            )
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps(encoded))
+        examples[split] = with_users(encoded, dataset.user_index, use_users=use_users)
     result = train_student(
         examples["train"],
         examples["valid"],

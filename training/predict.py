@@ -45,8 +45,12 @@ def predict(
     ban_unfillable: bool = True,
     progress: bool = False,
     desc: str = "predict",
+    serve_fallback: bool = True,
 ) -> list[Prediction]:
-    """`user_rows=None` gives every request the zero vector (the cold-start path)."""
+    """`user_rows=None` gives every request the zero vector (the cold-start path).
+
+    `serve_fallback=False` keeps what the model wrote even when it has no words (evaluation
+    scores the model, and counts how often the service would have had to step in)."""
     model = model.eval()
     device = next(model.parameters()).device
     config = plain_generation_config(generation)
@@ -75,7 +79,7 @@ def predict(
             template = tokenizer.decode(row[1:])
             filled = fill_slots(template, b.slot_values)
             fallback = not any(ch.isalnum() for ch in filled.text)
-            if fallback:  # as the service does (service.runtime.explainer)
+            if fallback and serve_fallback:  # as the service does (service.runtime.explainer)
                 template = evidence_sentence(b.slot_values)
                 filled = fill_slots(template, b.slot_values)
             results[index] = Prediction(template, filled.text, filled.unfilled, fallback)

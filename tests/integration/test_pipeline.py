@@ -2,11 +2,11 @@
 
 import json
 
+from model_store.items import Item
 from model_store.prompt import InputConfig
 from model_store.store import ModelStore
 from service.runtime.engine import ExplainJob
 from service.runtime.loader import load_engine
-from training.examples import item_from_json
 from training.finetune import StudentShape, TrainConfig
 from training.pipeline import PipelineConfig, run_pipeline
 
@@ -84,8 +84,8 @@ def test_tiny_pipeline_publishes_a_version_that_the_service_serves(tmp_path):
         min_new_tokens=4,
     )
     record = json.loads((work_dir / "distilled" / "test.jsonl").read_text().splitlines()[0])
-    history = tuple(item_from_json(h) for h in record["history"])
-    item = item_from_json(record["item"])
+    history = tuple(Item.from_dict(h) for h in record["history"])
+    item = Item.from_dict(record["item"])
     out = engine.explain_batch(
         [
             ExplainJob(record["user_id"], history, item, 16, 1),

@@ -24,7 +24,7 @@ def test_item_and_evidence_come_first_and_history_is_most_recent_first():
     assert lines[0].startswith(
         "item: <item> Target Film (1990) · <g1> drama · <a1> war · director Someone"
     )
-    assert lines[1].startswith("evidence: shared <g1> drama x3")
+    assert lines[1].startswith("evidence: history 3 · shared <g1> drama x3")
     assert (
         lines[2].index("<h1> Film 2")
         < lines[2].index("<h2> Film 1")
@@ -58,7 +58,7 @@ def test_a_budget_smaller_than_the_item_cuts_the_tail_but_keeps_bos_and_eos():
 
 def test_empty_history_still_builds_a_content_based_input():
     built = prompt.build_input([], ITEM, WordEncoder(), prompt.InputConfig())
-    assert "evidence: decade <dec> 1990s <decs> '90s x0" in built.text
+    assert "evidence: history 0 · decade <dec> 1990s <decs> '90s x0" in built.text
     assert built.history_used == 0 and "<s1>" not in built.slot_values
 
 

@@ -12,7 +12,7 @@ def test_defaults_are_the_documented_ones() -> None:
     s = Settings()
     assert s.store_dir == Path("store")
     assert (s.model_name, s.model_ref, s.provider) == ("prism-movies", "production", "auto")
-    assert (s.max_batch_size, s.max_wait_ms, s.max_queue) == (16, 5.0, 256)
+    assert (s.max_batch_size, s.max_wait_ms, s.max_queue) == (16, 2.0, 256)
     assert s.request_timeout_ms == 10_000
     assert (s.max_history, s.max_title_chars, s.max_attributes, s.max_slate_size) == (
         50,
