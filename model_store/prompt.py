@@ -117,7 +117,10 @@ def _header(item: Item, ev: slots.Evidence, recent_first: Sequence[Item], cfg: I
         )
     if ev.decade is not None:
         long_form, short_form = slots.decade_forms(ev.decade)
-        decade = f"{slots.DECADE} {long_form} {slots.DECADE_SHORT} {short_form}"
+        if ev.decade_count:
+            decade = f"{slots.DECADE} {long_form} {slots.DECADE_SHORT} {short_form}"
+        else:  # no slot to copy: the decade is not shared (see `slots.slot_values`)
+            decade = f"{long_form} {short_form}"
         evidence.append(f"decade {decade} x{ev.decade_count}")
     if ev.similar:
         evidence.append(

@@ -156,8 +156,12 @@ def slot_values(
     for slot, feature in zip(ITEM_ONLY, evidence.item_only, strict=False):
         values[slot] = feature_surface(feature)
     if item.year is not None:
-        values[DECADE], values[DECADE_SHORT] = decade_forms(item.year)
         values[YEAR] = str(item.year)
+        # The decade slots exist only when the history shares the decade: every sentence that
+        # names "the '80s" ties it to what the user watched, so without a shared decade the
+        # claim would be false, and the slot ban keeps the model from making it.
+        if evidence.decade_count > 0:
+            values[DECADE], values[DECADE_SHORT] = decade_forms(item.year)
     for slot, position in zip(SIMILAR, evidence.similar, strict=False):
         values[slot] = recent_first[position].display_title
     for position in range(min(history_used, MAX_HISTORY_SLOTS)):
@@ -169,6 +173,7 @@ def slot_values(
 class Filled:
     text: str
     unfilled: tuple[str, ...]  # slots the model wrote that this request cannot fill
+    fallback: bool = False  # the template had no words: the evidence sentence is the text
 
 
 _ARTICLE_BEFORE_SLOT = re.compile(r"\b([Aa])n? (?=(<[a-z0-9]+>))")
@@ -225,6 +230,16 @@ EVIDENCE_SENTENCES = (
 )
 
 
+def render(template: str, values: Mapping[str, str], *, serve_fallback: bool = True) -> Filled:
+    """A model's template as the service answers it: filled, or, when it has no words, the
+    evidence sentence (flagged). `serve_fallback=False` keeps the wordless text, flagged."""
+    filled = fill_slots(template, values)
+    if any(ch.isalnum() for ch in filled.text):
+        return filled
+    text = fill_slots(evidence_sentence(values), values).text if serve_fallback else filled.text
+    return Filled(text, filled.unfilled, fallback=True)
+
+
 def evidence_sentence(values: Mapping[str, str]) -> str:
     """The first evidence sentence whose slots `values` can all fill."""
     for sentence in EVIDENCE_SENTENCES:
@@ -274,9 +289,11 @@ def delexicalise(
             for surface in (feature, *FEATURE_SYNONYMS.get(feature.lower(), ())):
                 mentions.append((surface, slot, 0))
     if item.year is not None:
-        long_form, short_form = decade_forms(item.year)
-        mentions += [(long_form, DECADE, 0), (short_form, DECADE_SHORT, 0)]
-        mentions += [(short_form[1:], DECADE_SHORT, 0), (str(item.year), YEAR, 0)]
+        mentions.append((str(item.year), YEAR, 0))
+        if evidence.decade_count > 0:  # as in `slot_values`: no shared decade, no decade slot
+            long_form, short_form = decade_forms(item.year)
+            mentions += [(long_form, DECADE, 0), (short_form, DECADE_SHORT, 0)]
+            mentions.append((short_form[1:], DECADE_SHORT, 0))
 
     # Longest surface first, a full title before an alias of the same length; a span once
     # taken is never matched again.

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from model_store.modeling import UserAwareBart, banned_slot_matrix, plain_generation_config
 from model_store.prompt import InputConfig, build_input
-from model_store.slots import evidence_sentence, fill_slots
+from model_store.slots import render
 from model_store.tokenizer import PrismTokenizer
 from model_store.users import UNKNOWN_ROW
 from service.runtime.explainer import pad_batch
@@ -77,10 +77,6 @@ def predict(
         )
         for index, row, b in zip(members, generated.tolist(), built, strict=True):
             template = tokenizer.decode(row[1:])
-            filled = fill_slots(template, b.slot_values)
-            fallback = not any(ch.isalnum() for ch in filled.text)
-            if fallback and serve_fallback:  # as the service does (service.runtime.explainer)
-                template = evidence_sentence(b.slot_values)
-                filled = fill_slots(template, b.slot_values)
-            results[index] = Prediction(template, filled.text, filled.unfilled, fallback)
+            filled = render(template, b.slot_values, serve_fallback=serve_fallback)
+            results[index] = Prediction(template, filled.text, filled.unfilled, filled.fallback)
     return [results[i] for i in range(len(records))]

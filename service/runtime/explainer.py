@@ -10,7 +10,7 @@ import numpy as np
 
 from model_store.items import Item
 from model_store.prompt import InputConfig, StudentInput, build_input
-from model_store.slots import evidence_sentence, fill_slots
+from model_store.slots import render
 from model_store.tokenizer import PrismTokenizer
 from model_store.users import UserTable
 from service.runtime.engine import BatchOutput, BatchTimings, ExplainJob, Explanation, ModelInfo
@@ -90,13 +90,7 @@ class OnnxExplainer:
             encode_s += out.encode_s
             decode_s += out.decode_s
             for index, tokens in zip(members, out.tokens, strict=True):
-                template = self._tokenizer.decode(tokens)
-                filled = fill_slots(template, built[index].slot_values)
-                fallback = not any(ch.isalnum() for ch in filled.text)
-                if fallback:
-                    filled = fill_slots(
-                        evidence_sentence(built[index].slot_values), built[index].slot_values
-                    )
+                filled = render(self._tokenizer.decode(tokens), built[index].slot_values)
                 results[index] = Explanation(
                     text=filled.text,
                     user_known=known[index],
@@ -104,7 +98,7 @@ class OnnxExplainer:
                     output_tokens=sum(1 for t in tokens if t not in self._special),
                     history_used=built[index].history_used,
                     token_ids=tuple(tokens),
-                    fallback=fallback,
+                    fallback=filled.fallback,
                 )
         total = time.perf_counter() - start
         timings = BatchTimings(prepared - start, encode_s, decode_s, total)

@@ -126,3 +126,15 @@ def test_the_evidence_sentence_uses_only_what_the_request_can_fill():
         slots.fill_slots(slots.evidence_sentence(bare), bare).text
         == "Heat was picked for you from what you have watched."
     )
+
+
+def test_decade_slots_exist_only_when_the_history_shares_the_decade():
+    annie = Item("Annie Hall (1977)", None, {"genres": ["Comedy"]})
+    ev = slots.compute_evidence([annie], BTTF)
+    values = slots.slot_values([annie], BTTF, ev, history_used=1)
+    assert ev.decade_count == 0 and slots.DECADE not in values and values[slots.YEAR] == "1985"
+    # A teacher's unfounded "1980s" stays literal text: no slot can make the claim for it.
+    out = slots.delexicalise(
+        "Back to the Future is pure 1980s fun from 1985.", [annie], BTTF, ev, history_used=1
+    )
+    assert out == "<item> is pure 1980s fun from <year>."

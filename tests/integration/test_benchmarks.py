@@ -1,0 +1,63 @@
+"""The prepared benchmark scripts run end to end (on the tiny model, so they cannot rot)."""
+
+import json
+
+from benchmarks import engines, gpu_check
+
+
+def test_engine_comparison_writes_a_table_with_token_agreement(tiny_store, tmp_path):
+    code = engines.main(
+        [
+            "--store",
+            str(tiny_store.store_dir),
+            "--name",
+            tiny_store.name,
+            "--requests",
+            "4",
+            "--batch-sizes",
+            "1,2",
+            "--max-new-tokens",
+            "6",
+            "--threads",
+            "1",
+            "--engines",
+            "torch,ort,ort-iobinding",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert code == 0
+    (report,) = tmp_path.glob("engines-*.json")
+    rows = json.loads(report.read_text())["rows"]
+    assert {(r["engine"], r["batch"]) for r in rows} == {
+        (e, b) for e in ("torch", "ort", "ort-iobinding") for b in (1, 2)
+    }
+    # Same weights, same inputs, greedy: ONNX Runtime writes PyTorch's tokens.
+    assert all(r["token_agreement"] == 1.0 for r in rows if r["engine"] != "torch")
+
+
+def test_gpu_check_runs_without_a_gpu_and_says_so(tiny_store, tmp_path):
+    code = gpu_check.main(
+        [
+            "--store",
+            str(tiny_store.store_dir),
+            "--name",
+            tiny_store.name,
+            "--out",
+            str(tmp_path),
+            "--batches",
+            "1",
+            "--input-tokens",
+            "12",
+            "--new-tokens",
+            "4",
+            "--repeats",
+            "1",
+            "--skip-bart-base",
+        ]
+    )
+    assert code == 0
+    result = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert result["setup"]["cuda"].startswith("none")
+    engines_seen = {r["engine"] for r in result["results"][0]["rows"]}
+    assert "ort-cpu" in engines_seen
