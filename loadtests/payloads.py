@@ -25,11 +25,11 @@ def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
 
 
 def known_users_from_env(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
-    """PRISM_LOADTEST_KNOWN_USERS (comma list) or the default model's users s0001..s0600."""
+    """PRISM_LOADTEST_KNOWN_USERS (comma list) or the default model's users s0001..s0500."""
     env = os.environ if env is None else env
     raw = env.get("PRISM_LOADTEST_KNOWN_USERS", "")
     users = tuple(u.strip() for u in raw.split(",") if u.strip())
-    return users or tuple(f"s{i:04d}" for i in range(1, 601))
+    return users or tuple(f"s{i:04d}" for i in range(1, 501))
 
 
 @dataclass(frozen=True)

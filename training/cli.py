@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     default = sub.add_parser("build-default", help="build and publish the embedded default model")
     _common(default)
-    default.add_argument("--users", type=int, default=None, help="synthetic users (default 600)")
+    default.add_argument("--users", type=int, default=None, help="synthetic users (default 500)")
     default.add_argument("--epochs", type=int, default=None)
 
     run = sub.add_parser(

@@ -72,6 +72,7 @@ def default_config(seed: int = 0) -> PipelineConfig:
     """
     return PipelineConfig(
         seed=seed,
+        num_users=500,  # ~13k training requests: two students in ~10 minutes
         input=InputConfig(max_history=50, max_input_tokens=96),
         train=TrainConfig(
             shape=StudentShape(
