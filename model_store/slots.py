@@ -179,6 +179,7 @@ class Filled:
 _ARTICLE_BEFORE_SLOT = re.compile(r"\b([Aa])n? (?=(<[a-z0-9]+>))")
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([,.;:!?])")
 _SENTENCE_START = re.compile(r"(^|[.!?]\s+)([a-z])")
+_REPEATED_SLOT = re.compile(r"(<[a-z0-9]+>)(?:\s+(?:and|or|&)\s+\1)+")
 
 
 def _needs_an(word: str) -> bool:
@@ -198,7 +199,10 @@ def fill_slots(template: str, values: Mapping[str, str]) -> Filled:
 
     # Sentence capitals are decided on the template, before titles with their own "." or "!"
     # ("E.T. the Extra-Terrestrial", "Mars Attacks!") are filled in.
-    text = _ARTICLE_BEFORE_SLOT.sub(article, template.strip())
+    # "<g1> and <g1>": the model reached for a second slot the request lacks (it is banned)
+    # and repeated the first; say it once.
+    text = _REPEATED_SLOT.sub(r"\1", template.strip())
+    text = _ARTICLE_BEFORE_SLOT.sub(article, text)
     text = _SENTENCE_START.sub(lambda m: m.group(1) + m.group(2).upper(), text)
     unfilled: list[str] = []
 

@@ -181,6 +181,15 @@ def judge(
     # Only titles that occur as substrings can match: compiling the rest is wasted time.
     roles = {n: r for n, r in _request_roles(example).items() if n.lower() in lowered}
     named = TitleMatcher(roles).mentions(text_ok) if roles else set()
+    # TitleMatcher skips one-word titles under five letters in free text ("big", "up"); the
+    # request's own short titles ("1917", "Heat") still count when written with their case.
+    named |= {
+        n
+        for n in roles
+        if len(n.split()) == 1
+        and len(n) < 5
+        and re.search(rf"(?<![\w]){re.escape(n)}(?![\w])", text_ok)
+    }
     named_roles = set().union(*(roles.get(n, set()) for n in named))
     masked = _mask(text_ok, named | matcher.mentions(text_ok))
 

@@ -52,7 +52,7 @@ def build_tiny_model(
     *,
     num_users: int = 8,
     seed: int = 0,
-    eos_bias: float = 4.0,
+    eos_bias: float = 3.75,
     max_input_tokens: int = 256,
 ) -> Path:
     torch.manual_seed(seed)

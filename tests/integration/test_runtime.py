@@ -55,8 +55,19 @@ def test_known_and_unknown_users_both_get_explanations(engine, tiny_store):
         assert 0 < result.output_tokens <= 12 and result.input_tokens > 5
     assert out.results[0].history_used == 3 and out.results[2].history_used == 0
     assert out.timings.total_s >= out.timings.encode_s + out.timings.decode_s > 0
-    # A user vector changes the encoder input, so the known user's text differs from the zero vector's.
-    assert out.results[0].text != out.results[1].text
+
+
+def test_the_user_vector_reaches_the_encoder_graph(engine, tiny_store):
+    import numpy as np
+
+    ids = np.array([engine.prepare(ExplainJob("u", HISTORY, ITEM, 4, 1)).input_ids])
+    mask = np.ones_like(ids)
+    vectors, known = engine._users.lookup([tiny_store.known_users[0], "never-seen"])
+    assert known == [True, False] and not vectors[1].any() and vectors[0].any()
+    feeds = {"input_ids": ids, "attention_mask": mask}
+    with_user = engine.generator.encoder.run({**feeds, "user_embeds": vectors[:1]})
+    zero = engine.generator.encoder.run({**feeds, "user_embeds": vectors[1:]})
+    assert not np.allclose(with_user[0], zero[0])  # the cross-attention keys move with v_u
 
 
 def test_batching_does_not_change_results(engine, tiny_store):

@@ -138,3 +138,14 @@ def test_decade_slots_exist_only_when_the_history_shares_the_decade():
         "Back to the Future is pure 1980s fun from 1985.", [annie], BTTF, ev, history_used=1
     )
     assert out == "<item> is pure 1980s fun from <year>."
+
+
+def test_a_slot_repeated_in_a_list_is_said_once():
+    values = {"<item>": "Alien", "<g1>": "sci-fi"}
+    assert slots.fill_slots(
+        "If you enjoy <g1> and <g1>, <item> belongs on your list.", values
+    ).text == ("If you enjoy sci-fi, Alien belongs on your list.")
+    # A slot used twice in different places stays.
+    assert (
+        slots.fill_slots("Like <item>, <item> is fun.", values).text == "Like Alien, Alien is fun."
+    )

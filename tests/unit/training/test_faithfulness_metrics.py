@@ -189,3 +189,16 @@ def test_evidence_thresholds():
     assert has_evidence_for("era", ev, min_support=2, min_share=0.5)  # The Thing and E.T.
     assert not has_evidence_for("era", ev, min_support=2, min_share=0.6)
     assert has_evidence_for("similar", ev)
+
+
+def test_a_short_title_from_the_request_is_a_title_not_a_year_claim():
+    from model_store.items import Item
+    from training.faithfulness import TitleMatcher
+    from training.faithfulness_metrics import ExplanationExample, evaluate_explanations
+
+    war = Item("1917 (2019)", "a", {"genres": ["War"]})
+    dunkirk = Item("Dunkirk (2017)", "b", {"genres": ["War"]})
+    example = ExplanationExample((war,), dunkirk, "Dunkirk is very much in the same vein as 1917.")
+    scores = evaluate_explanations([example], TitleMatcher([war, dunkirk]))
+    assert scores["attribute_claims"] == 0
+    assert scores["history_grounding_rate"] == 1.0 and scores["item_mention_rate"] == 1.0
