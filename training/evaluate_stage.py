@@ -11,8 +11,6 @@ import torch
 
 from model_store.items import Item
 from model_store.modeling import PrismMeta, UserAwareBart
-from model_store.prompt import build_input
-from model_store.slots import fill_slots
 from model_store.tokenizer import PrismTokenizer
 from training.data.types import Dataset
 from training.distill import read_distilled
@@ -207,5 +205,3 @@ def stage_evaluate(
         )
     return {"systems": systems, "manifest_eval": eval_metrics, "bars": bars, "case_studies": cases}
 
-
-__all__ = ["build_input", "fill_slots", "stage_evaluate"]

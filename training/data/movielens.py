@@ -111,24 +111,35 @@ def _finish(directory: Path, items: dict[str, Item], ratings: _Ratings) -> Loade
     return items, ratings.out, ratings.skipped
 
 
+def _movie_row(
+    fields: list[str], items: dict[str, Item], file: str, line: int, skipped: SkipLog
+) -> None:
+    """One `id, title, genres` row (ml-1m and the CSV releases), or one skipped line."""
+    if len(fields) != 3:
+        skipped.skip(file, line, f"expected 3 fields, found {len(fields)}")
+        return
+    try:
+        movie_id = int(fields[0])
+    except ValueError:
+        skipped.skip(file, line, f"non-integer movie id {fields[0]!r}")
+        return
+    title = fields[1].strip()
+    _add_movie(
+        items,
+        _movie(movie_id, title, _split_genres(fields[2]), _title_year(title)),
+        file,
+        line,
+        skipped,
+    )
+
+
 def load_ml1m(directory: str | Path) -> Loaded:
     """`movies.dat` ("MovieID::Title::Genres") and `ratings.dat`, both latin-1."""
     root = Path(directory)
     skipped = SkipLog()
     items: dict[str, Item] = {}
     for line, text in _lines(root / "movies.dat", "latin-1", skipped):
-        fields = text.split("::")
-        if len(fields) != 3:
-            skipped.skip("movies.dat", line, f"expected 3 fields, found {len(fields)}")
-            continue
-        try:
-            movie_id = int(fields[0])
-        except ValueError:
-            skipped.skip("movies.dat", line, f"non-integer movie id {fields[0]!r}")
-            continue
-        title = fields[1].strip()
-        item = _movie(movie_id, title, _split_genres(fields[2]), _title_year(title))
-        _add_movie(items, item, "movies.dat", line, skipped)
+        _movie_row(text.split("::"), items, "movies.dat", line, skipped)
     ratings = _Ratings(items, skipped)
     for line, text in _lines(root / "ratings.dat", "latin-1", skipped):
         ratings.add(text.split("::"), "ratings.dat", line)
@@ -182,17 +193,7 @@ def load_ml_csv(directory: str | Path) -> Loaded:
         except csv.Error as error:
             skipped.skip("movies.csv", line, f"bad CSV quoting ({error})")
             continue
-        if len(fields) != 3:
-            skipped.skip("movies.csv", line, f"expected 3 fields, found {len(fields)}")
-            continue
-        try:
-            movie_id = int(fields[0])
-        except ValueError:
-            skipped.skip("movies.csv", line, f"non-integer movie id {fields[0]!r}")
-            continue
-        title = fields[1].strip()
-        item = _movie(movie_id, title, _split_genres(fields[2]), _title_year(title))
-        _add_movie(items, item, "movies.csv", line, skipped)
+        _movie_row(fields, items, "movies.csv", line, skipped)
     ratings = _Ratings(items, skipped)
     for line, text in _lines(root / "ratings.csv", "utf-8", skipped):
         if line == 1 and text.strip() == "userId,movieId,rating,timestamp":
