@@ -48,7 +48,7 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy service model_store training
+	$(BIN)/mypy service model_store training benchmarks
 
 format: install
 	$(BIN)/ruff format .

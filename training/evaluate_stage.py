@@ -204,4 +204,3 @@ def stage_evaluate(
             "bar %s: %s (%s) %s", key, bar["value"], bar["bar"], "pass" if bar["passed"] else "FAIL"
         )
     return {"systems": systems, "manifest_eval": eval_metrics, "bars": bars, "case_studies": cases}
-
