@@ -49,7 +49,6 @@ class _Request:
     recent_first: tuple[Item, ...]
     evidence: slots.Evidence
     genre_slots: tuple[str, ...]  # shared-genre slots with enough support, preferred first
-    genre_counts: Mapping[str, int]
     support: Mapping[Aspect, float]  # aspects with evidence -> share of history backing them
     tags: frozenset[str]
 
@@ -154,7 +153,6 @@ class GroundedTeacher:
             recent_first,
             ev,
             tuple(slot for slot, _, _ in eligible),
-            {slot: count for slot, _, count in eligible},
             support,
             frozenset(tags),
         )
@@ -165,17 +163,12 @@ class GroundedTeacher:
         if aspect is None:
             main = choose.pattern(patterns.NO_EVIDENCE, request.tags, 0)
             return patterns.NO_EVIDENCE[main].text, f"none.{main}"
-        named: tuple[str, ...]
-        count = 0
+        named: tuple[str, ...] = ()
         if aspect == "genre":
             named = request.genre_slots[: 2 if choose.two() else 1]
-            count = min(request.genre_counts[s] for s in named)
         elif aspect == "similar":
             similar = slots.SIMILAR[: len(request.evidence.similar)]
             named = similar[: 2 if choose.two() else 1]
-        else:
-            named = ()
-            count = request.evidence.decade_count
         tags = request.tags | {"one" if len(named) <= 1 else "two"}
         main = choose.pattern(patterns.MAIN[aspect], tags, 0)
         text = patterns.MAIN[aspect][main].text
@@ -186,7 +179,6 @@ class GroundedTeacher:
             pattern += f"+{aspect}.{second}"
         joined = " and ".join(named)
         text = text.replace("{genres}", joined).replace("{similar}", joined)
-        text = text.replace("{many}", patterns.quantity(count, choose.synonym()))
         return text, pattern
 
 
@@ -231,7 +223,6 @@ class _Chooser(Protocol):
     def pattern(self, pool: Sequence[patterns.Pattern], tags: frozenset[str], part: int) -> int: ...
     def two(self) -> bool: ...
     def second(self) -> bool: ...
-    def synonym(self) -> int: ...
 
 
 @dataclass
@@ -251,9 +242,6 @@ class _RandomChooser:
     def second(self) -> bool:
         return self.rng.random() < self.second_p
 
-    def synonym(self) -> int:
-        return self.rng.randrange(3)
-
 
 @dataclass
 class _VoiceChooser:
@@ -272,6 +260,3 @@ class _VoiceChooser:
 
     def second(self) -> bool:
         return self.voice % 3 != 2
-
-    def synonym(self) -> int:
-        return self.voice % 3

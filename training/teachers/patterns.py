@@ -1,10 +1,11 @@
 """The grounded teacher's sentence patterns: data, kept apart from the logic that picks them.
 
 Patterns are written with the student's slot tokens (`<item>`, `<gK>`, `<aK>`, `<dec>`,
-`<decs>`, `<year>`, `<sK>`) plus three placeholders the teacher expands first: `{genres}`
-(one or two shared-genre slots), `{similar}` (one or two similar-title slots) and `{many}`
-(a quantity phrase that matches the evidence count). They are filled with the request's own
-values, so a pattern can only ever name what the request contains.
+`<decs>`, `<year>`, `<sK>`) plus two placeholders the teacher expands first: `{genres}`
+(one or two shared-genre slots) and `{similar}` (one or two similar-title slots). They are
+filled with the request's own values, so a pattern can only ever name what the request
+contains. No pattern states how many films share a genre or a decade ("a lot of", "several"):
+a student copies such words without their counts, so they would be claims no slot controls.
 
 Each pattern lists the facts it needs (`needs`); the teacher only picks patterns whose needs
 the request meets, which is what keeps a claim like "both are from the 1980s" true:
@@ -66,19 +67,19 @@ MAIN: Mapping[Aspect, tuple[Pattern, ...]] = {
         "Because your picks lean toward {genres}, <item> is a smart recommendation.",
         "Pure {genres} from start to finish, <item> suits what you like to watch.",
         (
-            "You have watched {many} {genres} films, and <item> is another one worth your time.",
+            "You have watched other {genres} films, and <item> is another one worth your time.",
             "one",
         ),
-        ("After {many} {genres} films, <item> is a natural next choice.", "one"),
-        ("<item> is a {genres} film, and you have seen {many} others of that kind.", "one"),
+        ("After the {genres} films you have watched, <item> is a natural next choice.", "one"),
+        ("<item> is a {genres} film, and you have seen others of that kind.", "one"),
     ),
     "era": _patterns(
-        "You have watched {many} films from the <dec>, and <item> comes straight from that decade.",
+        "You have watched films from the <dec>, and <item> comes straight from that decade.",
         "<item> is a <decs> film, and the <dec> clearly suit your taste.",
         "Since you keep returning to the <dec>, <item> is a natural pick.",
         "Your love of <decs> cinema makes <item> an easy recommendation.",
         "<item>, released in <year>, belongs to the <dec> you keep returning to.",
-        "Like {many} films you have watched, <item> is from the <dec>.",
+        "Like films you have watched before, <item> is from the <dec>.",
         "If the <dec> are your era, <item> is one to add to the list.",
         "<item> captures the <decs> feel that runs through your watching.",
         "You have a clear taste for the <dec>, and <item> is a fine example of the decade.",
@@ -92,7 +93,7 @@ MAIN: Mapping[Aspect, tuple[Pattern, ...]] = {
         "Since you keep choosing films from the <dec>, <item> deserves a look.",
         "Another trip to the <dec>: <item> matches an era you keep coming back to.",
         "A <year> release, <item> fits right in with your <dec> favourites.",
-        "<item> comes from the <dec>, and {many} films you picked do too.",
+        "<item> comes from the <dec>, and films you picked do too.",
     ),
     "similar": _patterns(
         "If you enjoyed {similar}, <item> is a natural next watch.",
@@ -153,12 +154,3 @@ NO_EVIDENCE = _patterns(
     ("<item>, a <a1> film, might open a new direction for you.", "a1"),
     "Try <item> for something outside your usual choices.",
 )
-
-
-def quantity(count: int, choice: int) -> str:
-    """A quantity phrase that is true of `count` history items (`choice` picks a synonym)."""
-    if count >= 5:
-        return ("a lot of", "plenty of", "many")[choice % 3]
-    if count >= 3:
-        return "several"
-    return "a couple of"
