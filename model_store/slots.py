@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from model_store.items import Item
+from model_store.quality import NO_WORDS, template_defect
 
 ITEM = "<item>"
 SHARED = ("<g1>", "<g2>", "<g3>")  # item features the history also has, most frequent first
@@ -173,7 +174,8 @@ def slot_values(
 class Filled:
     text: str
     unfilled: tuple[str, ...]  # slots the model wrote that this request cannot fill
-    fallback: bool = False  # the template had no words: the evidence sentence is the text
+    fallback: bool = False  # the template was unusable: the evidence sentence is the text
+    defect: str | None = None  # why (`model_store.quality`), when `fallback`
 
 
 _ARTICLE_BEFORE_SLOT = re.compile(r"\b([Aa])n? (?=(<[a-z0-9]+>))")
@@ -222,9 +224,10 @@ def fill_slots(template: str, values: Mapping[str, str]) -> Filled:
     return Filled(text, tuple(unfilled))
 
 
-# When a model writes no words at all (a degenerate generation), the service answers with the
-# first of these whose slots the request can fill: still faithful, never empty. It is counted
-# (`prism_fallback_explanations_total`) so that it cannot hide a broken model.
+# When a model's template is unusable (no words, a slot begun and not written, a stutter or
+# a loop: `model_store.quality`), the service answers with the first of these whose slots the
+# request can fill: still faithful, never empty. It is counted
+# (`prism_fallback_explanations_total{reason}`) so that it cannot hide a broken model.
 EVIDENCE_SENTENCES = (
     "<item> shares <g1> with <s1>, which you watched.",
     "<item> is close to <s1>, which you watched.",
@@ -235,13 +238,15 @@ EVIDENCE_SENTENCES = (
 
 
 def render(template: str, values: Mapping[str, str], *, serve_fallback: bool = True) -> Filled:
-    """A model's template as the service answers it: filled, or, when it has no words, the
-    evidence sentence (flagged). `serve_fallback=False` keeps the wordless text, flagged."""
+    """A model's template as the service answers it: filled, or, when it is unusable, the
+    evidence sentence (flagged, with the defect). `serve_fallback=False` keeps the model's
+    text, flagged: evaluation scores the model and counts how often the service steps in."""
     filled = fill_slots(template, values)
-    if any(ch.isalnum() for ch in filled.text):
+    defect = NO_WORDS if not any(ch.isalnum() for ch in filled.text) else template_defect(template)
+    if defect is None:
         return filled
     text = fill_slots(evidence_sentence(values), values).text if serve_fallback else filled.text
-    return Filled(text, filled.unfilled, fallback=True)
+    return Filled(text, filled.unfilled, fallback=True, defect=defect)
 
 
 def evidence_sentence(values: Mapping[str, str]) -> str:

@@ -40,6 +40,7 @@ REQUIRED_METRICS = (
     "prism_queue_depth",
     "prism_batch_size",
     "prism_unknown_user_requests_total",
+    "prism_fallback_explanations_total",
     "prism_gpu_memory_used_bytes",
     "prism_gpu_memory_total_bytes",
 )

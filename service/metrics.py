@@ -29,6 +29,7 @@ from prometheus_client.registry import Collector
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from model_store.quality import DEFECTS
 from service.errors import internal_error_response
 from service.runtime.engine import BatchTimings, Explanation, ModelInfo
 
@@ -114,9 +115,13 @@ class Metrics:
         )
         self.fallbacks = Counter(
             "prism_fallback_explanations_total",
-            "Explanations replaced by the evidence sentence because the model wrote no words.",
+            "Explanations replaced by the evidence sentence because the model's text was "
+            "unusable, by defect.",
+            ["reason"],
             registry=r,
         )
+        for reason in DEFECTS:
+            self.fallbacks.labels(reason=reason)
         self.rejections = Counter(
             "prism_rejected_requests_total",
             "Requests the batcher refused.",
@@ -158,7 +163,7 @@ class Metrics:
         if not explanation.user_known:
             self.unknown_users.inc()
         if explanation.fallback:
-            self.fallbacks.inc()
+            self.fallbacks.labels(reason=explanation.fallback_reason or "unknown").inc()
 
     # --- service.batching.BatchObserver ----------------------------------------------
 

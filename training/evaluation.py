@@ -32,6 +32,7 @@ QUALITY_BARS: Mapping[str, tuple[str, float]] = {
     "aspect_gap": (">=", 0.10),
     "usr": (">=", 0.5),
     "unfilled_slot_rate": ("<=", 0.01),
+    "fallback_rate": ("<=", 0.05),  # the service replaces at most 1 answer in 20
 }
 # Evidence needed before a synthetic user's aspect counts as claimable: the grounded
 # teacher only writes about a genre or decade that two history items and a tenth share.
@@ -44,7 +45,7 @@ class SystemOutput:
     templates: list[str]
     unfilled: list[tuple[str, ...]] | None
     history_used: list[int]
-    fallbacks: int = 0  # answers the model left without words (served as the evidence sentence)
+    fallbacks: int = 0  # unusable answers (`model_store.quality`): served as the evidence sentence
 
 
 def sample_of(record: Mapping[str, Any]) -> Sample:

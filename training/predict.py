@@ -28,7 +28,8 @@ class Prediction:
     template: str  # the slot template the model wrote
     text: str  # after filling from the request
     unfilled: tuple[str, ...]
-    fallback: bool = False  # no words: the service would answer with the evidence sentence
+    fallback: bool = False  # unusable template: the service would answer with the evidence sentence
+    defect: str | None = None  # why (`model_store.quality`)
 
 
 @torch.no_grad()
@@ -78,5 +79,7 @@ def predict(
         for index, row, b in zip(members, generated.tolist(), built, strict=True):
             template = tokenizer.decode(row[1:])
             filled = render(template, b.slot_values, serve_fallback=serve_fallback)
-            results[index] = Prediction(template, filled.text, filled.unfilled, filled.fallback)
+            results[index] = Prediction(
+                template, filled.text, filled.unfilled, filled.fallback, filled.defect
+            )
     return [results[i] for i in range(len(records))]

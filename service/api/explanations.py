@@ -126,6 +126,7 @@ def _response(done: CompletedJob, info: ModelInfo, started: float) -> ExplainRes
         explanation=explanation.text,
         user_known=explanation.user_known,
         fallback=explanation.fallback,
+        fallback_reason=explanation.fallback_reason,
         model=ModelRef(name=info.name, version=info.version),
         usage=Usage(
             input_tokens=explanation.input_tokens,

@@ -33,7 +33,8 @@ class Explanation:
     output_tokens: int
     history_used: int
     token_ids: tuple[int, ...] = ()  # what the decoder generated (forced BOS and EOS included)
-    fallback: bool = False  # the model wrote no words; the evidence sentence was served instead
+    fallback: bool = False  # the model's template was unusable; the evidence sentence was served
+    fallback_reason: str | None = None  # the defect (`model_store.quality.DEFECTS`)
 
 
 @dataclass(frozen=True)

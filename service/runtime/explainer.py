@@ -99,6 +99,7 @@ class OnnxExplainer:
                     history_used=built[index].history_used,
                     token_ids=tuple(tokens),
                     fallback=filled.fallback,
+                    fallback_reason=filled.defect,
                 )
         total = time.perf_counter() - start
         timings = BatchTimings(prepared - start, encode_s, decode_s, total)

@@ -45,8 +45,13 @@ class ExplainResponse(BaseModel):
     )
     fallback: bool = Field(
         default=False,
-        description="True when the model wrote no words and a fixed evidence sentence, filled "
-        "from the request, was served instead.",
+        description="True when the model's text was unusable (no words, a slot it began but "
+        "could not fill, a stutter or a loop) and a fixed evidence sentence, filled from the "
+        "request, was served instead.",
+    )
+    fallback_reason: str | None = Field(
+        default=None,
+        description="Why the fallback was served: no_words, dangling_slot, stutter or looping.",
     )
     model: ModelRef
     usage: Usage

@@ -21,6 +21,7 @@ EVAL_KEYS = {
     "num_test_samples",
     "unfilled_slot_rate",
     "distinct_patterns",
+    "fallback_rate",
 }
 
 

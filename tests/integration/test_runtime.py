@@ -115,10 +115,20 @@ def test_a_version_without_onnx_is_exported_once_and_cached(tiny_model_dir, tmp_
     assert engine.explain_batch([ExplainJob("u", HISTORY, ITEM, 4, 1)]).results[0].text
 
 
-def test_an_answer_without_words_is_replaced_by_the_evidence_sentence(tiny_store, monkeypatch):
+@pytest.mark.parametrize(
+    ("written", "defect"),
+    [
+        (" . ,", "no_words"),  # only punctuation and spaces
+        ("<item> captures the  feel right ways.", "dangling_slot"),
+        ("You have a taste for the <item> is the same same vein.", "stutter"),
+    ],
+)
+def test_an_unusable_answer_is_replaced_by_the_evidence_sentence(
+    tiny_store, monkeypatch, written, defect
+):
     engine = engine_for(tiny_store.store_dir, tiny_store.name)
-    # Fault injection: the decoder "wrote" only punctuation and spaces.
-    monkeypatch.setattr(engine._tokenizer, "decode", lambda ids: " . ,")
+    # Fault injection: the decoder "wrote" this template.
+    monkeypatch.setattr(engine._tokenizer, "decode", lambda ids: written)
     result = engine.explain_batch([ExplainJob("u", HISTORY, ITEM, 8, 1)]).results[0]
-    assert result.fallback
+    assert result.fallback and result.fallback_reason == defect
     assert result.text == "Back to the Future shares sci-fi with The Thing, which you watched."

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+from model_store.quality import is_looping
 from training.prompts import HISTORY_PLACEHOLDER, ITEM_PLACEHOLDER
 
 MIN_WORDS = 4
@@ -40,8 +41,7 @@ def degeneracy(text: str, prompt: str, template: str) -> str | None:
         return "too_short"
     if Counter(words).most_common(1)[0][1] * 2 > len(words):
         return "repetitive"
-    trigrams = Counter(zip(words, words[1:], words[2:], strict=False))
-    if trigrams and trigrams.most_common(1)[0][1] >= 3:
+    if is_looping(words):
         return "looping"
     if " ".join(words) in " ".join(w.lower() for w in _WORD.findall(prompt)):
         return "echo"

@@ -149,3 +149,16 @@ def test_a_slot_repeated_in_a_list_is_said_once():
     assert (
         slots.fill_slots("Like <item>, <item> is fun.", values).text == "Like Alien, Alien is fun."
     )
+
+
+def test_an_unusable_template_is_served_as_the_evidence_sentence_and_says_why():
+    values = slots.slot_values(RECENT_FIRST, BTTF, evidence(), history_used=3)
+    served = slots.render("<item> captures the  feel right ways.", values)
+    assert served.fallback and served.defect == "dangling_slot"
+    assert served.text == "Back to the Future shares sci-fi with The Thing, which you watched."
+    kept = slots.render("<item> captures the  feel.", values, serve_fallback=False)
+    assert kept.fallback and kept.text == "Back to the Future captures the feel."
+    wordless = slots.render("<dec> .", {"<item>": "Heat"})
+    assert wordless.defect == "no_words" and wordless.text.startswith("Heat was picked")
+    good = slots.render("<item> is a <g1> film.", values)
+    assert not good.fallback and good.defect is None

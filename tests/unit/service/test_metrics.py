@@ -187,6 +187,16 @@ def test_metric_updates_never_raise(
     assert metrics.unknown_users._value.get() == 0  # the update stopped at the broken metric
 
 
+def test_fallbacks_are_counted_by_defect_and_every_defect_is_exported() -> None:
+    metrics = Metrics()
+    metrics.explained(Explanation("x", True, 3, 4, 1, fallback=True, fallback_reason="stutter"))
+    metrics.explained(Explanation("y", True, 3, 4, 1))
+    text = metrics.render()[0].decode()
+    assert sample(text, "prism_fallback_explanations_total", reason="stutter") == 1
+    for reason in ("no_words", "dangling_slot", "looping"):  # present before the first one
+        assert sample(text, "prism_fallback_explanations_total", reason=reason) == 0
+
+
 def test_route_template_falls_back_to_unmatched() -> None:
     assert route_template({"type": "http"}) == "unmatched"
     assert route_template({"route": SimpleNamespace(path="/v1/models")}) == "/v1/models"
