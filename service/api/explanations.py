@@ -7,6 +7,7 @@ import logging
 import time
 
 from fastapi import APIRouter, Response
+from pydantic import ValidationError
 
 from service.api.deps import (
     BatcherDep,
@@ -16,7 +17,7 @@ from service.api.deps import (
     error_responses,
 )
 from service.batching import CompletedJob, DynamicBatcher
-from service.errors import ServiceError
+from service.errors import ServiceError, validation_error_body
 from service.lifespan import AppState
 from service.runtime.engine import ModelInfo
 from service.schemas import (
@@ -60,11 +61,16 @@ def build_explanations_router(models: RequestModels) -> APIRouter:
         response: Response,
     ) -> BatchExplainResponse:
         """Explain a slate: every request is batched with the others; results come back in
-        order, and each carries its own error instead of failing the slate."""
+        order, and each carries its own error (an invalid entry, a failed batch, a deadline)
+        instead of failing the slate."""
         started = time.monotonic()
         deadline = started + state.request_timeout_s
 
-        async def one(request: ExplainRequest) -> BatchItemResult:
+        async def one(raw: object) -> BatchItemResult:
+            try:
+                request = models.explain.model_validate(raw)
+            except ValidationError as exc:
+                return BatchItemResult(error=validation_error_body(exc.errors()))
             try:
                 done = await _submit(request, batcher, state, deadline)
             except ServiceError as exc:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SkipValidation, create_model, model_validator
 
 from model_store.items import Item
 from service.runtime.engine import ExplainJob
@@ -114,11 +114,17 @@ class ExplainRequest(BaseModel):
 
 
 class BatchExplainRequest(BaseModel):
+    """A slate. The list itself is validated here (a JSON array, 1 to `max_slate_size`
+    entries); each entry is validated on its own by the endpoint, so one bad entry gets its
+    own 422-style error in the results and the rest of the slate is still explained. The
+    entries are therefore the raw JSON values until then; the schema documents them as
+    `ExplainRequest`."""
+
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"requests": [EXAMPLE_REQUEST]}]}
     )
 
-    requests: list[ExplainRequest] = _DEFAULT_FIELDS["requests"]
+    requests: list[SkipValidation[ExplainRequest]] = _DEFAULT_FIELDS["requests"]
 
 
 @dataclass(frozen=True)
@@ -163,6 +169,6 @@ def build_request_models(limits: RequestLimits) -> RequestModels:
         "BatchExplainRequest",
         __base__=BatchExplainRequest,
         __module__=__name__,
-        requests=(list[explain], f["requests"]),  # type: ignore[valid-type]
+        requests=(list[SkipValidation[explain]], f["requests"]),  # type: ignore[valid-type]
     )
     return RequestModels(limits=limits, item=item, options=options, explain=explain, batch=batch)

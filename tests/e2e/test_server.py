@@ -81,13 +81,16 @@ def test_slate_returns_results_in_order(live_server):
         "requests": [
             body(user_id="user-2", max_new_tokens=6),
             body(user_id="nobody", history=(), max_new_tokens=6, num_beams=2),
+            body(num_beams=99),  # invalid: its own error, the others are still explained
         ]
     }
     r = httpx.post(f"{live_server.base_url}/v1/explanations/batch", json=slate, timeout=30)
     assert r.status_code == 200, r.text
     results = r.json()["results"]
-    assert [x["explanation"]["user_known"] for x in results] == [True, False]
-    assert all(x["error"] is None for x in results)
+    assert [x["explanation"]["user_known"] for x in results[:2]] == [True, False]
+    assert all(x["error"] is None for x in results[:2])
+    assert results[2]["explanation"] is None
+    assert results[2]["error"]["param"] == "options.num_beams"
 
 
 @pytest.mark.parametrize(

@@ -97,20 +97,31 @@ async def test_slate_keeps_order_and_per_item_errors(
         response = await client.post("/v1/explanations/batch", json={"requests": slate})
         too_many = await client.post("/v1/explanations/batch", json={"requests": [example] * 33})
         empty = await client.post("/v1/explanations/batch", json={"requests": []})
-        bad_item = await client.post(
-            "/v1/explanations/batch", json={"requests": [example, example | {"history": [""]}]}
+        bad_items = await client.post(
+            "/v1/explanations/batch",
+            json={"requests": [example, example | {"history": [""]}, "not an object", example]},
         )
+        not_a_list = await client.post("/v1/explanations/batch", json={"requests": example})
     assert response.status_code == 200
     results = response.json()["results"]
     assert results[0]["explanation"]["explanation"].endswith("[a]") and results[0]["error"] is None
     assert results[1]["explanation"] is None
     assert results[1]["error"]["type"] == "batch_failed"
     assert results[2]["explanation"]["explanation"].endswith("[c]")
-    assert sorted(engine.batch_sizes) == [1, 2]  # a and c together, boom alone
+    # a and c together, boom alone; then the two valid entries of the slate with bad ones.
+    assert sorted(engine.batch_sizes) == [1, 2, 2]
     assert SERVER_TIMING.match(response.headers["server-timing"])
     assert too_many.status_code == 422 and too_many.json()["error"]["param"] == "requests"
     assert empty.status_code == 422 and empty.json()["error"]["param"] == "requests"
-    assert bad_item.json()["error"]["param"] == "requests.1.history.0.title"
+    assert not_a_list.status_code == 422 and not_a_list.json()["error"]["param"] == "requests"
+    # Invalid entries get their own errors; the valid ones are still explained.
+    assert bad_items.status_code == 200
+    items = bad_items.json()["results"]
+    assert [r["error"] is None for r in items] == [True, False, False, True]
+    assert items[1]["error"]["type"] == "invalid_request"
+    assert items[1]["error"]["param"] == "history.0.title"
+    assert items[2]["error"]["type"] == "invalid_request" and items[2]["explanation"] is None
+    assert items[3]["explanation"]["explanation"]
 
 
 async def test_full_queue_is_503_with_retry_after(
