@@ -103,6 +103,13 @@ class Evidence:
     decade_count: int  # history items from the same decade
     similar: tuple[int, ...]  # history positions (0 = most recent), most similar first
     history_size: int
+    # Features the most similar history item shares with the item. 0 means it is similar by
+    # its decade alone: era evidence, not grounds for "in the same vein as".
+    similar_overlap: int = 0
+
+    @property
+    def similar_by_content(self) -> bool:
+        return bool(self.similar) and self.similar_overlap > 0
 
 
 def compute_evidence(
@@ -127,7 +134,7 @@ def compute_evidence(
             1 for p in recent_first if p.year is not None and p.year // 10 * 10 == decade
         )
 
-    scored: list[tuple[float, int]] = []
+    scored: list[tuple[float, int, int]] = []  # (score, position, shared features)
     seen_titles = {item.display_title.lower()}
     for position, past in enumerate(recent_first):
         title = past.display_title.lower()
@@ -141,10 +148,13 @@ def compute_evidence(
         score = overlap + (0.5 if same_decade else 0.0)
         if score > 0:
             # Recency breaks ties: a recent similar item is the better reason.
-            scored.append((score - position * 1e-3, position))
+            scored.append((score - position * 1e-3, position, overlap))
     scored.sort(reverse=True)
-    similar = tuple(position for _, position in scored[:max_similar])
-    return Evidence(shared, item_only, decade, decade_count, similar, len(recent_first))
+    similar = tuple(position for _, position, _ in scored[:max_similar])
+    overlap_first = scored[0][2] if scored else 0
+    return Evidence(
+        shared, item_only, decade, decade_count, similar, len(recent_first), overlap_first
+    )
 
 
 def slot_values(
@@ -228,13 +238,18 @@ def fill_slots(template: str, values: Mapping[str, str]) -> Filled:
 # a loop: `model_store.quality`), the service answers with the first of these whose slots the
 # request can fill: still faithful, never empty. It is counted
 # (`prism_fallback_explanations_total{reason}`) so that it cannot hide a broken model.
+# `<g1>`, `<s1>` and `<dec>` exist only with a history; a sentence that speaks of the history
+# without them also needs `<h1>`, so a cold start is never told what it watched.
 EVIDENCE_SENTENCES = (
     "<item> shares <g1> with <s1>, which you watched.",
     "<item> is close to <s1>, which you watched.",
     "<item> is a <g1> film, like others you have watched.",
-    "<item> comes from the <dec>.",
+    "<item> comes from the <dec>, like others you have watched.",
     "<item> was picked for you from what you have watched.",
+    "<item> is a <a1> film.",
+    "<item> was picked for you.",
 )
+_SPEAKS_OF_HISTORY = re.compile(r"\byou (?:have )?watched\b")
 
 
 def render(template: str, values: Mapping[str, str], *, serve_fallback: bool = True) -> Filled:
@@ -250,9 +265,12 @@ def render(template: str, values: Mapping[str, str], *, serve_fallback: bool = T
 
 
 def evidence_sentence(values: Mapping[str, str]) -> str:
-    """The first evidence sentence whose slots `values` can all fill."""
+    """The first evidence sentence whose slots (and history) `values` can all fill."""
     for sentence in EVIDENCE_SENTENCES:
-        if all(slot in values for slot in SLOT_PATTERN.findall(sentence)):
+        needs = set(SLOT_PATTERN.findall(sentence))
+        if needs <= {ITEM} and _SPEAKS_OF_HISTORY.search(sentence):
+            needs.add(history_slot(0))
+        if needs <= values.keys():
             return sentence
     return EVIDENCE_SENTENCES[-1]
 

@@ -54,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-train-samples", type=int, default=None)
     run.add_argument("--eval-samples", type=int, default=800)
     run.add_argument("--max-input-tokens", type=int, default=512)
+    run.add_argument(
+        "--sparse-every",
+        type=int,
+        default=8,
+        help="every Nth request becomes bare titles or a cold start (0: off; default 8)",
+    )
     run.add_argument("--no-ablation", action="store_true", help="skip the w/o-user model")
     run.add_argument("--no-quality-gate", action="store_true", help="promote even below the bars")
     run.add_argument("--device", default="auto")
@@ -91,6 +97,7 @@ def _config(args: argparse.Namespace) -> PipelineConfig:
             device=args.device,
         ),
         ablation=not args.no_ablation,
+        sparse_every=args.sparse_every,
         quality_gate=not args.no_quality_gate and args.dataset == "synthetic",
     )
 

@@ -5,7 +5,8 @@ program can check against the request itself:
 
 - *title hallucination*: a catalogue title that is neither in the history nor the item;
 - *history grounding*: the text cites a history title, a feature the item shares with the
-  history, or the item's decade when a history item is from the same decade;
+  history, or the item's decade when a history item is from the same decade; counted over
+  the requests that have a history (a cold start has nothing to ground in);
 - *item mention*: the text names the recommended item;
 - *attribute precision*: of the features (catalogue vocabulary), decades and years the text
   states, the share true of the item or of a history item (pooled over the corpus);
@@ -90,7 +91,8 @@ def has_evidence_for(
     """Whether the request can support an explanation of `aspect` tied to the history.
 
     genre: a shared feature; era: a history item from the item's decade; similar: a similar
-    history item. A shared feature or decade counts when at least `min_support` history items
+    history item that shares a feature with the item (one similar by its decade alone is era
+    evidence). A shared feature or decade counts when at least `min_support` history items
     (and `min_share` of the history) have it; pass the grounded teacher's thresholds
     (`min_support=2, min_share=0.1`) to count only what that teacher would write about.
     """
@@ -103,7 +105,7 @@ def has_evidence_for(
         return any(enough(count) for _, count in evidence.shared)
     if aspect == "era":
         return evidence.decade is not None and enough(evidence.decade_count)
-    return bool(evidence.similar)
+    return evidence.similar_by_content
 
 
 def _mask(text: str, titles: Iterable[str]) -> str:
@@ -264,13 +266,15 @@ def evaluate_explanations(
     n = len(judged)
     profiled = [(e, j) for e, j in zip(examples, judged, strict=True) if e.aspect is not None]
     eligible = [(e, j) for e, j in profiled if j.aspect_eligible]
+    with_history = [j for e, j in zip(examples, judged, strict=True) if e.recent_first]
     claims = sum(j.claims for j in judged)
 
     scores: dict[str, float | int | None] = {
         "num_test_samples": n,
         "title_hallucination_rate": _rate(sum(bool(j.hallucinated) for j in judged), n),
         "hallucinated_titles": sum(len(j.hallucinated) for j in judged),
-        "history_grounding_rate": _rate(sum(j.grounded for j in judged), n),
+        "history_grounding_rate": _rate(sum(j.grounded for j in with_history), len(with_history)),
+        "grounding_eligible": len(with_history),
         "item_mention_rate": _rate(sum(j.mentions_item for j in judged), n),
         "attribute_precision": _rate(sum(j.true_claims for j in judged), claims),
         "attribute_claims": claims,

@@ -22,6 +22,7 @@ from model_store.prompt import InputConfig
 from model_store.store import PRODUCTION, ModelStore, ModelVersion
 from model_store.tokenizer import PrismTokenizer
 from training import tokenization
+from training.data.sparse import sparse_requests
 from training.data.types import SPLITS, Dataset, Sample
 from training.distill import distill, read_distilled
 from training.finetune import SCRATCH, StudentShape, TrainConfig, train_student
@@ -57,6 +58,7 @@ class PipelineConfig:
     quality_gate: bool = True  # promote only when the evaluation meets the bars
     max_new_tokens: int = 48
     anonymous_every: int = 10  # every Nth train request is also distilled with no user (0: off)
+    sparse_every: int = 8  # every Nth request becomes bare titles or a cold start (0: off)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -165,7 +167,9 @@ def stage_distill(
     jobs: dict[str, list[Sample]] = {}
     for split in SPLITS:
         cap = _limit(config, split)
-        jobs[split] = dataset.samples[split][:cap] if cap else dataset.samples[split]
+        chosen = dataset.samples[split][:cap] if cap else dataset.samples[split]
+        # Bare titles and empty histories, as rankers send them (`training.data.sparse`).
+        jobs[split] = sparse_requests(chosen, config.sparse_every)
     if config.anonymous_every:
         # Requests with no known user teach the content-based mode the zero vector serves:
         # without them the zero vector is an input the student never saw in training.

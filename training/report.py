@@ -160,7 +160,8 @@ def render_markdown(
         # look "unique"; the pattern count is the honest diversity number beside it.
         "Rates are shares in [0, 1], 3 decimals; ↓ = lower is better. USR counts distinct"
         " filled sentences, *patterns* distinct delexicalised templates. Aspect match is"
-        " over the *aspect eligible* examples (a profile, and evidence for its aspect).",
+        " over the *aspect eligible* examples (a profile, and evidence for its aspect);"
+        " grounding over the requests that have a history (a cold start has none).",
         "",
         "## Case studies",
         "",

@@ -229,7 +229,7 @@ def aspect_evidence(sample: Sample, aspect: Aspect) -> bool:
         return bool(evidence.shared)
     if aspect == "era":
         return evidence.decade_count > 0
-    return bool(evidence.similar)
+    return evidence.similar_by_content
 
 
 def evidence_rates(ds: Dataset, splits: Sequence[str] = SPLITS) -> dict[str, float]:

@@ -131,12 +131,14 @@ class GroundedTeacher:
             support["genre"] = max(count for _, _, count in eligible) / n
         if ev.decade is not None and enough(ev.decade_count):
             support["era"] = ev.decade_count / n
-        if ev.similar:
+        if ev.similar_by_content:  # a title similar by its decade alone is era evidence
             wanted = {f.lower() for f in sample.item.features}
             close = sum(1 for p in recent_first if wanted and wanted <= _features(p))
             support["similar"] = close / n
 
         tags = set()
+        if recent_first:
+            tags.add("hist")
         if ev.item_only:
             tags.add("a1")
         if eligible:

@@ -16,6 +16,7 @@ the request meets, which is what keeps a claim like "both are from the 1980s" tr
 - `g`: a shared genre with enough support
 - `s1g1`: the most similar title has the `<g1>` genre
 - `s1dec`: the most similar title is from the item's decade
+- `hist`: the history is not empty (a cold-start request has no "usual picks" to speak of)
 
 Rules for new patterns: the first evidence slot decides the aspect a pattern is read as
 (`training.aspects.aspect_of`), so a genre pattern must use a genre slot before any other;
@@ -150,7 +151,7 @@ NO_EVIDENCE = _patterns(
     "<item> is a fresh pick that could widen your taste.",
     ("<item> is a <a1> film that brings something new to your list.", "a1"),
     "Something different: <item> could be a pleasant surprise.",
-    "<item> offers a change of pace from your usual picks.",
+    ("<item> offers a change of pace from your usual picks.", "hist"),
     ("<item>, a <a1> film, might open a new direction for you.", "a1"),
-    "Try <item> for something outside your usual choices.",
+    ("Try <item> for something outside your usual choices.", "hist"),
 )

@@ -121,11 +121,16 @@ def test_the_evidence_sentence_uses_only_what_the_request_can_fill():
     assert slots.fill_slots(slots.evidence_sentence(values), values).text == (
         "Back to the Future shares sci-fi with The Thing, which you watched."
     )
-    bare = {"<item>": "Heat"}
+    watched = {"<item>": "Heat", "<h1>": "Alien"}
     assert (
-        slots.fill_slots(slots.evidence_sentence(bare), bare).text
+        slots.fill_slots(slots.evidence_sentence(watched), watched).text
         == "Heat was picked for you from what you have watched."
     )
+    # A cold start (no history slot) is never told what it watched.
+    cold = {"<item>": "Heat", "<a1>": "crime"}
+    assert slots.fill_slots(slots.evidence_sentence(cold), cold).text == "Heat is a crime film."
+    bare = {"<item>": "Heat"}
+    assert slots.fill_slots(slots.evidence_sentence(bare), bare).text == "Heat was picked for you."
 
 
 def test_decade_slots_exist_only_when_the_history_shares_the_decade():
@@ -159,6 +164,16 @@ def test_an_unusable_template_is_served_as_the_evidence_sentence_and_says_why():
     kept = slots.render("<item> captures the  feel.", values, serve_fallback=False)
     assert kept.fallback and kept.text == "Back to the Future captures the feel."
     wordless = slots.render("<dec> .", {"<item>": "Heat"})
-    assert wordless.defect == "no_words" and wordless.text.startswith("Heat was picked")
+    assert wordless.defect == "no_words" and wordless.text == "Heat was picked for you."
     good = slots.render("<item> is a <g1> film.", values)
     assert not good.fallback and good.defect is None
+
+
+def test_similarity_by_decade_alone_is_not_similarity_by_content():
+    ran = Item("Ran (1985)", None, {"genres": ["War"]})  # the item's decade, no shared genre
+    blade = Item("Blade Runner (1982)", None, {"genres": ["Sci-Fi"]})
+    by_decade = slots.compute_evidence([ran], BTTF)
+    assert by_decade.similar and by_decade.similar_overlap == 0
+    assert not by_decade.similar_by_content
+    by_genre = slots.compute_evidence([blade], BTTF)
+    assert by_genre.similar_overlap == 1 and by_genre.similar_by_content

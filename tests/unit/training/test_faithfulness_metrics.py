@@ -83,6 +83,14 @@ def test_corpus_rates():
     assert scores["unfilled_slot_rate"] == 0.0
 
 
+def test_grounding_is_counted_over_requests_with_a_history():
+    cold = ExplanationExample((), BTTF, "Back to the Future was picked for you.")
+    scores = evaluate_explanations([SHARED_GENRE, UNGROUNDED, cold], MATCHER, features=VOCABULARY)
+    assert scores["grounding_eligible"] == 2
+    assert scores["history_grounding_rate"] == pytest.approx(1 / 2)
+    assert scores["item_mention_rate"] == pytest.approx(2 / 3)  # the rest count every request
+
+
 def test_empty_corpus_has_no_rates():
     scores = evaluate_explanations([], MATCHER)
     assert scores["num_test_samples"] == 0 and scores["history_grounding_rate"] is None

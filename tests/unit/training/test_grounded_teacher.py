@@ -317,3 +317,23 @@ def test_titles_ending_in_punctuation_are_written_as_they_are():
         text = teacher.compose(Sample(f"u{k}", history, item, k), _profile(ASPECTS[k % 3])).text
         assert "Attacks! Is" not in text and "!." not in text, text
         assert "E.T. The" not in text, text
+
+
+def test_a_cold_start_is_never_told_about_its_usual_picks():
+    teacher = GroundedTeacher()
+    for k, aspect in enumerate([*ASPECTS, None] * 6):
+        profile = _profile(aspect) if aspect else None
+        if profile is not None:
+            profile = UserProfile("u", ("Comedy",), (1980,), aspect, voice=k % 6)
+        text = teacher.compose(Sample(f"u{k}", (), ITEM, k), profile).text
+        assert "usual" not in text, text
+        assert text.startswith(("Back to the Future", "Something different", "Try")), text
+
+
+def test_a_title_similar_only_by_its_decade_is_not_called_similar():
+    # Bare titles: no genres anywhere, so the 1980s title is "similar" by its decade alone.
+    bare = (Item("Airplane! (1980)", "a", {}), Item("Platoon (1986)", "p", {}))
+    sample = Sample("u", bare, Item("Back to the Future (1985)", "b", {}), 1)
+    explanation = GroundedTeacher().compose(sample, _profile("similar"))
+    assert explanation.aspect == "era", explanation.text
+    assert "1980s" in explanation.text or "'80s" in explanation.text
