@@ -8,8 +8,13 @@ numpy feeds (what the service runs on CPU), ONNX Runtime with IO binding (what i
 CUDA), and ONNX Runtime on dynamically quantised int8 graphs. Every engine does the whole
 request path: build the input, generate greedily with the slot ban, fill the slots. The table
 reports per-batch latency percentiles, throughput, peak RSS and whether the tokens agree with
-PyTorch's, plus ratios against PyTorch. Timings on a shared machine are noisy: compare the
-ratios within one run, not absolute numbers across runs.
+PyTorch's, plus ratios against PyTorch.
+
+Timings on a shared machine are noisy, and a burst of load from elsewhere lands on whichever
+engine happens to be running. So the engines run in `--rounds` rounds (default 3), the order
+rotated each round. p50 is the median of the rounds' p50s (with their range), p95 and the
+throughput pool every round, and the speed-up is the median of the per-round ratios, each
+taken between runs minutes apart at most. Compare ratios, not absolute numbers across runs.
 """
 
 from __future__ import annotations
@@ -189,23 +194,32 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def _row(
-    engine: str, batch: int, data: dict[str, Any], reference: dict[str, Any] | None
+    engine: str,
+    batch: int,
+    rounds: list[dict[str, Any]],
+    reference: list[dict[str, Any]] | None,
 ) -> dict[str, Any]:
-    lat = np.asarray(data["latencies_s"]) * 1000
+    """One engine at one batch size, over its rounds (`reference`: PyTorch's rounds)."""
+    per_round = [float(np.percentile(np.asarray(r["latencies_s"]) * 1000, 50)) for r in rounds]
+    lat = np.concatenate([np.asarray(r["latencies_s"]) for r in rounds]) * 1000
     total_s = float(np.sum(lat)) / 1000
-    requests = len(data["tokens"])
-    agree = None
+    requests = sum(len(r["tokens"]) for r in rounds)
+    agree = speedup = None
     if reference is not None:
-        same = sum(a == b for a, b in zip(data["tokens"], reference["tokens"], strict=True))
-        agree = same / max(requests, 1)
+        tokens, ref = rounds[0]["tokens"], reference[0]["tokens"]
+        agree = sum(a == b for a, b in zip(tokens, ref, strict=True)) / max(len(tokens), 1)
+        ref_p50 = [float(np.percentile(np.asarray(r["latencies_s"]), 50)) * 1000 for r in reference]
+        speedup = float(np.median([t / e for t, e in zip(ref_p50, per_round, strict=True) if e]))
     return {
         "engine": engine,
         "batch": batch,
-        "p50_ms": float(np.percentile(lat, 50)),
+        "p50_ms": float(np.median(per_round)),
+        "p50_range_ms": [min(per_round), max(per_round)],
         "p95_ms": float(np.percentile(lat, 95)),
         "requests_per_s": requests / total_s if total_s else 0.0,
-        "tokens_per_s": data["generated_tokens"] / total_s if total_s else 0.0,
+        "tokens_per_s": sum(r["generated_tokens"] for r in rounds) / total_s if total_s else 0.0,
         "token_agreement": agree,
+        "speedup_vs_torch": speedup,
     }
 
 
@@ -215,20 +229,28 @@ def render(rows: list[dict[str, Any]], rss: dict[str, float], setup: dict[str, A
         "",
         "Setup: " + ", ".join(f"{k}={v}" for k, v in setup.items() if k != "date"),
         "",
-        "| engine | batch | p50 ms | p95 ms | req/s | tokens/s | peak RSS MB "
+        "| engine | batch | p50 ms | p50 range ms | p95 ms | req/s | tokens/s | peak RSS MB "
         "| tokens = torch | speed-up vs torch (p50) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    base = {r["batch"]: r["p50_ms"] for r in rows if r["engine"] == "torch"}
     for r in rows:
-        ratio = base.get(r["batch"], 0) / r["p50_ms"] if r["p50_ms"] else 0
+        ratio = 1.0 if r["engine"] == "torch" else r["speedup_vs_torch"]
         agree = "n/a" if r["token_agreement"] is None else f"{r['token_agreement']:.3f}"
+        low, high = r["p50_range_ms"]
         lines.append(
-            f"| {r['engine']} | {r['batch']} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} "
-            f"| {r['requests_per_s']:.1f} | {r['tokens_per_s']:.0f} | {rss[r['engine']]:.0f} "
-            f"| {agree} | {ratio:.2f}x |"
+            f"| {r['engine']} | {r['batch']} | {r['p50_ms']:.1f} | {low:.1f}-{high:.1f} "
+            f"| {r['p95_ms']:.1f} | {r['requests_per_s']:.1f} | {r['tokens_per_s']:.0f} "
+            f"| {rss[r['engine']]:.0f} | {agree} "
+            f"| {'n/a' if ratio is None else f'{ratio:.2f}x'} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _schedule(engines: list[str], rounds: int) -> list[tuple[int, str]]:
+    """(round, engine) in run order: every engine once a round, the order rotated."""
+    return [
+        (r, engines[(r + k) % len(engines)]) for r in range(rounds) for k in range(len(engines))
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -245,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--engines", default=",".join(ENGINES))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rounds", type=int, default=3, help="runs of every engine, rotated")
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--worker", choices=ENGINES, help=argparse.SUPPRESS)
     parser.add_argument("--inputs", help=argparse.SUPPRESS)
@@ -260,12 +283,13 @@ def main(argv: list[str] | None = None) -> int:
     engines = [e for e in args.engines.split(",") if e]
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, list[dict[str, Any]]] = {e: [] for e in engines}
+    rounds = max(1, args.rounds)
     with tempfile.TemporaryDirectory() as tmp:
         inputs = Path(tmp) / "requests.json"
         inputs.write_text(json.dumps(make_requests(version.path, args.requests, args.seed)))
-        for engine in engines:
-            result_file = Path(tmp) / f"{engine}.json"
+        for round_number, engine in _schedule(engines, rounds):
+            result_file = Path(tmp) / f"{engine}-{round_number}.json"
             command = [
                 sys.executable,
                 "-m",
@@ -291,28 +315,32 @@ def main(argv: list[str] | None = None) -> int:
                 "--threads",
                 str(args.threads),
             ]
-            print(f"running {engine} ...", flush=True)
+            print(f"round {round_number + 1}/{rounds}: {engine} ...", flush=True)
             subprocess.run(command, check=True)
-            results[engine] = json.loads(result_file.read_text())
+            results[engine].append(json.loads(result_file.read_text()))
     rows = []
     for engine in engines:
         for batch in args.batch_sizes:
-            reference = results.get("torch", {}).get("batches", {}).get(str(batch))
-            data = results[engine]["batches"][str(batch)]
-            rows.append(_row(engine, batch, data, reference if engine != "torch" else None))
+            data = [r["batches"][str(batch)] for r in results[engine]]
+            reference = [r["batches"][str(batch)] for r in results.get("torch", [])]
+            rows.append(
+                _row(engine, batch, data, reference if engine != "torch" and reference else None)
+            )
     manifest = version.manifest
     setup = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "model": f"{version.name}@{version.version}",
         "d_model": manifest.d_model,
         "requests": args.requests,
+        "rounds": rounds,
         "history": "5-30 items",
         "max_new_tokens": args.max_new_tokens,
         "greedy": "yes",
         "threads": args.threads,
         "cpu": platform.processor() or platform.machine(),
     }
-    table = render(rows, {e: results[e]["peak_rss_mb"] for e in engines}, setup)
+    rss = {e: max(r["peak_rss_mb"] for r in results[e]) for e in engines}
+    table = render(rows, rss, setup)
     print(table)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
     (out_dir / f"engines-{stamp}.md").write_text(table)

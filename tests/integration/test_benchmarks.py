@@ -22,6 +22,8 @@ def test_engine_comparison_writes_a_table_with_token_agreement(tiny_store, tmp_p
             "1",
             "--engines",
             "torch,ort,ort-iobinding",
+            "--rounds",
+            "2",
             "--out",
             str(tmp_path),
         ]
@@ -34,6 +36,21 @@ def test_engine_comparison_writes_a_table_with_token_agreement(tiny_store, tmp_p
     }
     # Same weights, same inputs, greedy: ONNX Runtime writes PyTorch's tokens.
     assert all(r["token_agreement"] == 1.0 for r in rows if r["engine"] != "torch")
+    # Two rounds: the p50 is the median of two, inside their range; a ratio for each engine.
+    for r in rows:
+        low, high = r["p50_range_ms"]
+        assert low <= r["p50_ms"] <= high
+        assert (r["speedup_vs_torch"] is None) == (r["engine"] == "torch")
+
+
+def test_rounds_rotate_the_engine_order():
+    order = engines._schedule(["torch", "ort", "int8"], 3)
+    assert [e for _, e in order] == [
+        *("torch", "ort", "int8"),
+        *("ort", "int8", "torch"),
+        *("int8", "torch", "ort"),
+    ]
+    assert [r for r, _ in order] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
 
 
 def test_gpu_check_runs_without_a_gpu_and_says_so(tiny_store, tmp_path):
