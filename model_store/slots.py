@@ -184,8 +184,13 @@ def slot_values(
 class Filled:
     text: str
     unfilled: tuple[str, ...]  # slots the model wrote that this request cannot fill
-    fallback: bool = False  # the template was unusable: the evidence sentence is the text
-    defect: str | None = None  # why (`model_store.quality`), when `fallback`
+    defect: str | None = None  # why the template was unusable (`model_store.quality`)
+
+    @property
+    def fallback(self) -> bool:
+        """The template was unusable: the text is the evidence sentence (or, in evaluation,
+        the model's text, flagged)."""
+        return self.defect is not None
 
 
 _ARTICLE_BEFORE_SLOT = re.compile(r"\b([Aa])n? (?=(<[a-z0-9]+>))")
@@ -238,18 +243,18 @@ def fill_slots(template: str, values: Mapping[str, str]) -> Filled:
 # a loop: `model_store.quality`), the service answers with the first of these whose slots the
 # request can fill: still faithful, never empty. It is counted
 # (`prism_fallback_explanations_total{reason}`) so that it cannot hide a broken model.
-# `<g1>`, `<s1>` and `<dec>` exist only with a history; a sentence that speaks of the history
-# without them also needs `<h1>`, so a cold start is never told what it watched.
-EVIDENCE_SENTENCES = (
-    "<item> shares <g1> with <s1>, which you watched.",
-    "<item> is close to <s1>, which you watched.",
-    "<item> is a <g1> film, like others you have watched.",
-    "<item> comes from the <dec>, like others you have watched.",
-    "<item> was picked for you from what you have watched.",
-    "<item> is a <a1> film.",
-    "<item> was picked for you.",
+# `<g1>`, `<s1>` and `<dec>` exist only with a history; the one sentence that speaks of the
+# history without them names `<h1>` as an extra need, so a cold start is never told what it
+# watched.
+EVIDENCE_SENTENCES: tuple[tuple[str, frozenset[str]], ...] = (
+    ("<item> shares <g1> with <s1>, which you watched.", frozenset()),
+    ("<item> is close to <s1>, which you watched.", frozenset()),
+    ("<item> is a <g1> film, like others you have watched.", frozenset()),
+    ("<item> comes from the <dec>, like others you have watched.", frozenset()),
+    ("<item> was picked for you from what you have watched.", frozenset({"<h1>"})),
+    ("<item> is a <a1> film.", frozenset()),
+    ("<item> was picked for you.", frozenset()),
 )
-_SPEAKS_OF_HISTORY = re.compile(r"\byou (?:have )?watched\b")
 
 
 def render(template: str, values: Mapping[str, str], *, serve_fallback: bool = True) -> Filled:
@@ -261,18 +266,15 @@ def render(template: str, values: Mapping[str, str], *, serve_fallback: bool = T
     if defect is None:
         return filled
     text = fill_slots(evidence_sentence(values), values).text if serve_fallback else filled.text
-    return Filled(text, filled.unfilled, fallback=True, defect=defect)
+    return Filled(text, filled.unfilled, defect=defect)
 
 
 def evidence_sentence(values: Mapping[str, str]) -> str:
     """The first evidence sentence whose slots (and history) `values` can all fill."""
-    for sentence in EVIDENCE_SENTENCES:
-        needs = set(SLOT_PATTERN.findall(sentence))
-        if needs <= {ITEM} and _SPEAKS_OF_HISTORY.search(sentence):
-            needs.add(history_slot(0))
-        if needs <= values.keys():
+    for sentence, extra in EVIDENCE_SENTENCES:
+        if {*SLOT_PATTERN.findall(sentence), *extra} <= values.keys():
             return sentence
-    return EVIDENCE_SENTENCES[-1]
+    return EVIDENCE_SENTENCES[-1][0]
 
 
 def _surface_pattern(surface: str, *, case_sensitive: bool = False) -> re.Pattern[str]:

@@ -162,8 +162,8 @@ class Metrics:
         self.generated_tokens.observe(explanation.output_tokens)
         if not explanation.user_known:
             self.unknown_users.inc()
-        if explanation.fallback:
-            self.fallbacks.labels(reason=explanation.fallback_reason or "unknown").inc()
+        if explanation.fallback_reason is not None:
+            self.fallbacks.labels(reason=explanation.fallback_reason).inc()
 
     # --- service.batching.BatchObserver ----------------------------------------------
 

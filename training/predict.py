@@ -28,8 +28,12 @@ class Prediction:
     template: str  # the slot template the model wrote
     text: str  # after filling from the request
     unfilled: tuple[str, ...]
-    fallback: bool = False  # unusable template: the service would answer with the evidence sentence
-    defect: str | None = None  # why (`model_store.quality`)
+    defect: str | None = None  # why the template is unusable (`model_store.quality`)
+
+    @property
+    def fallback(self) -> bool:
+        """The service would answer with the evidence sentence instead."""
+        return self.defect is not None
 
 
 @torch.no_grad()
@@ -50,7 +54,7 @@ def predict(
 ) -> list[Prediction]:
     """`user_rows=None` gives every request the zero vector (the cold-start path).
 
-    `serve_fallback=False` keeps what the model wrote even when it has no words (evaluation
+    `serve_fallback=False` keeps what the model wrote even when it is unusable (evaluation
     scores the model, and counts how often the service would have had to step in)."""
     model = model.eval()
     device = next(model.parameters()).device
@@ -79,7 +83,5 @@ def predict(
         for index, row, b in zip(members, generated.tolist(), built, strict=True):
             template = tokenizer.decode(row[1:])
             filled = render(template, b.slot_values, serve_fallback=serve_fallback)
-            results[index] = Prediction(
-                template, filled.text, filled.unfilled, filled.fallback, filled.defect
-            )
+            results[index] = Prediction(template, filled.text, filled.unfilled, filled.defect)
     return [results[i] for i in range(len(records))]

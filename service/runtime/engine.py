@@ -33,8 +33,13 @@ class Explanation:
     output_tokens: int
     history_used: int
     token_ids: tuple[int, ...] = ()  # what the decoder generated (forced BOS and EOS included)
-    fallback: bool = False  # the model's template was unusable; the evidence sentence was served
-    fallback_reason: str | None = None  # the defect (`model_store.quality.DEFECTS`)
+    # Why the model's template was unusable (`model_store.quality.DEFECTS`), in which case
+    # the evidence sentence was served; None for the model's own text.
+    fallback_reason: str | None = None
+
+    @property
+    def fallback(self) -> bool:
+        return self.fallback_reason is not None
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,6 @@ class OnnxExplainer:
                     output_tokens=sum(1 for t in tokens if t not in self._special),
                     history_used=built[index].history_used,
                     token_ids=tuple(tokens),
-                    fallback=filled.fallback,
                     fallback_reason=filled.defect,
                 )
         total = time.perf_counter() - start

@@ -189,7 +189,7 @@ def test_metric_updates_never_raise(
 
 def test_fallbacks_are_counted_by_defect_and_every_defect_is_exported() -> None:
     metrics = Metrics()
-    metrics.explained(Explanation("x", True, 3, 4, 1, fallback=True, fallback_reason="stutter"))
+    metrics.explained(Explanation("x", True, 3, 4, 1, fallback_reason="stutter"))
     metrics.explained(Explanation("y", True, 3, 4, 1))
     text = metrics.render()[0].decode()
     assert sample(text, "prism_fallback_explanations_total", reason="stutter") == 1
