@@ -14,7 +14,7 @@ EXTRAS ?= cpu,train,dev
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: install run model test test-fast lint format bench loadtest gpu-check validate-deploy clean
+.PHONY: install system-tools run model test test-fast lint format bench loadtest gpu-check validate-deploy clean
 
 install: $(STAMP)
 
@@ -37,9 +37,12 @@ run: install $(STORE)/$(MODEL)/aliases.json
 	PRISM_STORE_DIR=$(STORE) PRISM_MODEL_NAME=$(MODEL) \
 	  $(BIN)/uvicorn --factory service.main:create_app --host $(HOST) --port $(PORT)
 
-## test: set everything up and run the whole suite (unit, integration, e2e)
-test: install
-	bash scripts/check-system-deps.sh
+## system-tools: promtool/prometheus, docker-compose and kustomize, which the suite drives
+system-tools:
+	bash scripts/install-system-tools.sh
+
+## test: set everything up (Python deps and system tools) and run the whole suite
+test: install system-tools
 	$(BIN)/python -m pytest -q
 
 test-fast: install
@@ -48,7 +51,7 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy service model_store training benchmarks
+	$(BIN)/mypy explain service model_store training benchmarks
 
 format: install
 	$(BIN)/ruff format .
@@ -66,7 +69,7 @@ loadtest: install
 gpu-check: install
 	$(BIN)/python -m benchmarks.gpu_check
 
-validate-deploy: install
+validate-deploy: install system-tools
 	bash scripts/validate-deploy.sh
 
 clean:

@@ -38,7 +38,7 @@ ENGINES = ("torch", "ort", "ort-iobinding", "ort-int8")
 
 
 def make_requests(version_path: Path, count: int, seed: int) -> list[dict[str, Any]]:
-    from model_store.users import UserTable
+    from explain.users import UserTable
     from training.data.catalog import load_catalog
 
     items = sorted(load_catalog().values(), key=lambda i: i.item_id or "")
@@ -59,8 +59,8 @@ def make_requests(version_path: Path, count: int, seed: int) -> list[dict[str, A
 
 
 def _jobs(requests: list[dict[str, Any]], max_new_tokens: int) -> list[Any]:
-    from model_store.items import Item
-    from service.runtime.engine import ExplainJob
+    from explain.items import Item
+    from explain.types import ExplainJob
 
     return [
         ExplainJob(
@@ -74,106 +74,61 @@ def _jobs(requests: list[dict[str, Any]], max_new_tokens: int) -> list[Any]:
     ]
 
 
-def _torch_runner(version_path: Path, threads: int, min_new_tokens: int) -> Any:
-    import torch
-
-    from model_store.modeling import (
-        PrismMeta,
-        UserAwareBart,
-        banned_slot_matrix,
-        plain_generation_config,
-    )
-    from model_store.prompt import build_input, check_format
-    from model_store.slots import fill_slots
-    from model_store.tokenizer import PrismTokenizer
-    from model_store.users import UserTable
-    from service.runtime.explainer import pad_batch
-
-    torch.set_num_threads(threads)
-    model = UserAwareBart.load(version_path)
-    meta = PrismMeta.load(version_path)
-    tokenizer = PrismTokenizer.from_file(version_path / "tokenizer")
-    table = UserTable.load(version_path / "users")
-    config = check_format(meta.input_format)
-    generation = plain_generation_config(meta.generation, min_new_tokens=min_new_tokens)
-
-    def run(jobs: list[Any]) -> list[list[int]]:
-        built = [build_input(list(j.history), j.item, tokenizer, config) for j in jobs]
-        ids, mask = pad_batch([b.input_ids for b in built], tokenizer.pad_id)
-        rows = torch.tensor([table.row(j.user_id) for j in jobs])
-        banned = banned_slot_matrix(
-            tokenizer, [b.slot_values for b in built], int(model.bart.config.vocab_size or 0)
-        )
-        out = model.generate(
-            torch.from_numpy(ids),
-            torch.from_numpy(mask),
-            rows,
-            generation_config=generation,
-            banned_tokens=banned,
-            max_new_tokens=jobs[0].max_new_tokens,
-        )
-        tokens = [[t for t in row[1:] if t != tokenizer.pad_id] for row in out.tolist()]
-        for b, row in zip(built, tokens, strict=True):
-            fill_slots(tokenizer.decode(row), b.slot_values)
-        return tokens
-
-    return run
-
-
-def _ort_runner(
-    store_dir: Path, name: str, ref: str, engine: str, threads: int, min_new_tokens: int, tmp: Path
-) -> Any:
-    from model_store.prompt import check_format
+def _explainer(args: argparse.Namespace, tmp: Path) -> Any:
+    """The engine under test, as one `Explainer` (the same stages for every engine)."""
+    from explain.explainer import DecodeSettings
+    from explain.input_format import check_format
+    from explain.loading import load_onnx_explainer
+    from explain.onnx_backend import OnnxSeq2Seq
     from model_store.store import ModelStore
-    from service.runtime.loader import DECODER_PATH, ENCODER_PATH, build_engine
 
-    version = ModelStore(store_dir).resolve(name, ref)
-    graphs = (version.file(ENCODER_PATH), version.file(DECODER_PATH))
-    if engine == "ort-int8":
+    version = ModelStore(Path(args.store)).resolve(args.name, args.ref)
+    decode = DecodeSettings(max_new_tokens=args.max_new_tokens, min_new_tokens=args.min_new_tokens)
+    if args.worker == "torch":
+        import torch
+
+        from training.torch_backend import torch_explainer
+
+        torch.set_num_threads(args.threads)
+        return torch_explainer(version.path, decode=decode)
+    graphs = None
+    if args.worker == "ort-int8":
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         quantised = []
-        for graph in graphs:
-            target = tmp / f"{graph.stem}.int8.onnx"
-            quantize_dynamic(str(graph), str(target), weight_type=QuantType.QInt8)
+        for name in ("encoder", "decoder"):
+            source = version.path / "onnx" / f"{name}.onnx"
+            target = tmp / f"{name}.int8.onnx"
+            quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
             quantised.append(target)
         graphs = (quantised[0], quantised[1])
-    explainer = build_engine(
-        version,
-        graphs=graphs,
+    explainer = load_onnx_explainer(
+        version.path,
+        name=version.name,
+        version=version.version,
+        input_config=check_format(version.manifest.input_format.model_dump()),
+        generation=version.manifest.generation,
         provider="cpu",
-        intra_op_threads=threads,
-        input_config=check_format(version.manifest.input_format),
-        min_new_tokens=min_new_tokens,
+        intra_op_threads=args.threads,
+        decode=decode,
+        graphs=graphs,
     )
-    if engine == "ort-iobinding":
-        explainer.generator.io_binding = True  # the CUDA path, exercised on CPU
-
-    def run(jobs: list[Any]) -> list[list[int]]:
-        return [list(r.token_ids) for r in explainer.explain_batch(jobs).results]
-
-    return run
+    if args.worker == "ort-iobinding":  # the CUDA path, exercised on CPU
+        backend = explainer.backend
+        assert isinstance(backend, OnnxSeq2Seq)
+        backend.encoder.io_binding = backend.decoder.io_binding = True
+    return explainer
 
 
 def worker(args: argparse.Namespace) -> None:
-    from model_store.store import ModelStore
-
     requests = json.loads(Path(args.inputs).read_text())
     jobs = _jobs(requests, args.max_new_tokens)
-    version = ModelStore(Path(args.store)).resolve(args.name, args.ref)
     with tempfile.TemporaryDirectory() as tmp:
-        if args.worker == "torch":
-            run = _torch_runner(version.path, args.threads, args.min_new_tokens)
-        else:
-            run = _ort_runner(
-                Path(args.store),
-                args.name,
-                args.ref,
-                args.worker,
-                args.threads,
-                args.min_new_tokens,
-                Path(tmp),
-            )
+        explainer = _explainer(args, Path(tmp))
+
+        def run(batch: list[Any]) -> list[list[int]]:
+            return [list(e.token_ids) for e in explainer.explain(batch)]
+
         result: dict[str, Any] = {"engine": args.worker, "batches": {}}
         for batch_size in args.batch_sizes:
             run(jobs[:batch_size])  # warm-up for this shape family

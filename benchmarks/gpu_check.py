@@ -35,9 +35,9 @@ import onnxruntime as ort
 import torch
 from transformers import BartConfig, BartForConditionalGeneration
 
-from model_store import onnx_spec as spec
-from model_store.export import export_onnx
-from model_store.modeling import UserAwareBart, plain_generation_config
+from explain import artifacts as spec
+from training.export import export_onnx
+from training.modeling import UserAwareBart
 
 GEN_IDS = {
     "decoder_start_token_id": 2,
@@ -115,28 +115,51 @@ def check_model(
     new_tokens: int,
     repeats: int,
 ) -> dict[str, Any]:
+    from explain.decoding import DecodeRequest, GenerationIds
+    from explain.onnx_backend import EncodedBatch, OnnxSeq2Seq
+    from explain.session import OnnxSession
+    from training.torch_backend import TorchSeq2Seq
+
     vocab = int(model.bart.config.vocab_size or 0)
     cuda = torch.cuda.is_available()
     rows: list[dict[str, Any]] = []
-    generation = plain_generation_config(GEN_IDS, min_new_tokens=new_tokens)
+    user_table = model.user_embeddings.weight.detach().float().numpy()
     reference: dict[int, list[list[int]]] = {}
-    for batch in batches:
+
+    def inputs(batch: int) -> tuple[EncodedBatch, DecodeRequest]:
         ids, mask, users = _inputs(batch, length, vocab, seed=batch)
+        request = DecodeRequest(
+            max_new_tokens=[new_tokens] * batch, banned=[()] * batch, min_new_tokens=new_tokens
+        )
+        return EncodedBatch(ids, mask, user_table[users]), request
+
+    for batch in batches:
+        encoded, request = inputs(batch)
         if cuda:
             for dtype in (torch.float32, torch.float16):
-                device_model = model.to("cuda", dtype=dtype)
-                tensors = [torch.from_numpy(a).cuda() for a in (ids, mask, users)]
+                backend = TorchSeq2Seq(model.to("cuda", dtype=dtype), GEN_IDS)
+                if dtype == torch.float16:
+                    encoded_dev = EncodedBatch(
+                        encoded.input_ids,
+                        encoded.attention_mask,
+                        encoded.user_vectors.astype(np.float16),
+                    )
+                else:
+                    encoded_dev = encoded
                 torch.cuda.reset_peak_memory_stats()
                 out: list[Any] = []
 
                 def run(
-                    m: UserAwareBart = device_model, t: list[Any] = tensors, o: list[Any] = out
+                    b: TorchSeq2Seq = backend,
+                    e: EncodedBatch = encoded_dev,
+                    o: list[Any] = out,
+                    q: DecodeRequest = request,
                 ) -> None:
-                    o[:] = [m.generate(*t, generation_config=generation, max_new_tokens=new_tokens)]
+                    o[:] = [b.generate(e, q)]
 
                 times = _timed(run, repeats, torch.cuda.synchronize)
                 if dtype == torch.float32:
-                    reference[batch] = [[int(x) for x in r[1:]] for r in out[0].tolist()]
+                    reference[batch] = [c[0] for c in out[0].decoded.candidates]
                 rows.append(
                     {
                         "model": label,
@@ -156,45 +179,32 @@ def check_model(
         providers = ["cpu"] + (
             ["cuda"] if "CUDAExecutionProvider" in ort.get_available_providers() else []
         )
-        from service.runtime.generator import GenerationIds, Seq2SeqGenerator
-        from service.runtime.session import OnnxSession
-
-        user_table = model.user_embeddings.weight.detach().float().numpy()
         for provider in providers:
             enc = OnnxSession(onnx_dir / spec.ENCODER_FILE, provider=provider)  # type: ignore[arg-type]
             dec = OnnxSession(onnx_dir / spec.DECODER_FILE, provider=provider)  # type: ignore[arg-type]
-            generator = Seq2SeqGenerator(enc, dec, onnx, GenerationIds.from_manifest(GEN_IDS))
+            ort_backend = OnnxSeq2Seq(enc, dec, onnx, GenerationIds.from_mapping(GEN_IDS))
             for batch in batches:
-                ids, mask, users = _inputs(batch, length, vocab, seed=batch)
-                vectors = user_table[users]
+                encoded, request = inputs(batch)
                 result: list[Any] = []
 
                 def run_ort(
-                    g: Seq2SeqGenerator = generator,
-                    i: Any = ids,
-                    m: Any = mask,
-                    v: Any = vectors,
-                    n: int = batch,
+                    b: OnnxSeq2Seq = ort_backend,
+                    e: EncodedBatch = encoded,
                     r: list[Any] = result,
+                    q: DecodeRequest = request,
                 ) -> None:
-                    r[:] = [
-                        g.generate(
-                            i, m, v, max_new_tokens=[new_tokens] * n, min_new_tokens=new_tokens
-                        )
-                    ]
+                    r[:] = [b.generate(e, q)]
 
                 times = _timed(run_ort, repeats, lambda: None)
                 agree = None
                 if batch in reference:
-                    agree = (
-                        sum(a == b for a, b in zip(result[0].tokens, reference[batch], strict=True))
-                        / batch
-                    )
+                    tokens = [c[0] for c in result[0].decoded.candidates]
+                    agree = sum(a == b for a, b in zip(tokens, reference[batch], strict=True))
+                    agree /= batch
                 rows.append(
                     {
                         "model": label,
-                        "engine": f"ort-{enc.provider}"
-                        + ("-iobinding" if generator.io_binding else ""),
+                        "engine": f"ort-{enc.device}" + ("-iobinding" if dec.io_binding else ""),
                         "batch": batch,
                         "p50_ms": statistics.median(times),
                         "p95_ms": float(np.percentile(times, 95)),

@@ -1,5 +1,6 @@
-"""Prism's model store: the user-aware BART, its input format, versioned storage and ONNX export.
+"""Prism's model store: versioned, checksummed storage of model versions, and nothing else.
 
-Only `modeling` and `export` import torch; everything the service reads (the store, the
-manifest, the input format, the tokenizer) does not.
+Versions (immutable directories with a manifest), aliases, integrity checks and the
+`prism-store` CLI. What the files mean is the business of `explain` (which reads them) and
+`training` (which writes them); this package neither imports them nor torch.
 """

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import uuid
@@ -197,9 +196,7 @@ class ModelStore:
             with self._lock(name):
                 final = version or next_version(model_dir)
                 self._refuse_existing(model_dir, name, final)
-                manifest = dataclasses.replace(
-                    draft, version=final, created=_utc_now(), files=files
-                )
+                manifest = draft.replaced(version=final, created=_utc_now(), files=files)
                 write_new(staging / MANIFEST_FILE, manifest.to_json())
                 for directory, _, _ in os.walk(staging, topdown=False):
                     fsync_dir(Path(directory))
@@ -254,7 +251,7 @@ class ModelStore:
                     tmp = target.with_name(f".tmp-{uuid.uuid4().hex}-{target.name}")
                     staged.append((tmp, target))
                     hashes[relpath] = copy_hashed(Path(source), tmp)
-                manifest = dataclasses.replace(merged, files={**merged.files, **hashes})
+                manifest = merged.replaced(files={**merged.files, **hashes})
                 for tmp, target in staged:
                     os.replace(tmp, target)
                 for directory in {target.parent for _, target in staged}:

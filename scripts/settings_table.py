@@ -2,6 +2,7 @@
 
 python scripts/settings_table.py          # print the table
 python scripts/settings_table.py --check  # exit 1 if README.md's table differs
+python scripts/settings_table.py --write  # replace README.md's table
 """
 
 from __future__ import annotations
@@ -36,10 +37,15 @@ def main(argv: list[str]) -> int:
     if "--check" in argv:
         if readme_table() != table():
             print(
-                "README.md's settings table is out of date: run scripts/settings_table.py",
+                "README.md's settings table is out of date: run scripts/settings_table.py --write",
                 file=sys.stderr,
             )
             return 1
+        return 0
+    if "--write" in argv:
+        text = README.read_text()
+        start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+        README.write_text(f"{text[:start]}\n{table()}\n{text[end:]}")
         return 0
     print(table())
     return 0

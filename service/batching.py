@@ -1,10 +1,11 @@
 """Dynamic batching: many concurrent requests, one engine call.
 
-Requests from the event loop go onto a bounded, thread-safe queue. One worker thread takes
-them off in batches (`collect_batch`), drops those whose deadline has passed, splits the rest
-by `num_beams` and calls the blocking `engine.explain_batch` once per group. Results are
-handed back to each request's own event loop with `call_soon_threadsafe`, so the loop never
-blocks on inference.
+Prepared requests (`Explainer.prepare` ran for each on its own, outside this thread) go onto
+a bounded, thread-safe queue. One worker thread takes them off in batches (`collect_batch`),
+drops those whose deadline has passed, splits the rest by beam width and calls the blocking
+`generate` once per group. Each request's candidates are handed back to its own
+event loop with `call_soon_threadsafe`, so the loop never blocks on inference; finishing
+(slots, checks) happens per request again, in the caller.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from explain.explainer import BatchGeneration, BatchTimings, Generation, Prepared
 from service.errors import (
     BatchFailedError,
     DeadlineExceededError,
@@ -26,11 +28,16 @@ from service.errors import (
     OverloadedError,
     ServiceError,
 )
-from service.runtime.engine import BatchTimings, ExplainJob, Explanation, ExplanationEngine
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+class BatchGenerator(Protocol):
+    """The inference stage: one call per batch, candidates back in order."""
+
+    def generate(self, batch: Sequence[Prepared]) -> BatchGeneration: ...
 
 
 class BatchObserver(Protocol):
@@ -48,21 +55,21 @@ class BatchObserver(Protocol):
 
 
 @dataclass(frozen=True)
-class CompletedJob:
-    """An explanation and where its time went."""
+class Generated:
+    """One request's candidates and where its time went."""
 
-    explanation: Explanation
+    generation: Generation
     queue_s: float
     inference_s: float
 
 
 @dataclass(eq=False)
 class _Pending:
-    job: ExplainJob
+    prepared: Prepared
     deadline: float
     enqueued: float
     loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[CompletedJob]
+    future: asyncio.Future[Generated]
 
 
 def collect_batch(
@@ -91,7 +98,8 @@ def collect_batch(
 
 
 def group_by_beams(jobs: Sequence[T], beams: Callable[[T], int]) -> list[list[T]]:
-    """Split a batch into groups of equal beam width, keeping first-seen order."""
+    """Split a batch into groups of equal beam width, keeping first-seen order: each group is
+    its own `generate` call, so a failure in one never fails the other."""
     groups: dict[int, list[T]] = {}
     for job in jobs:
         groups.setdefault(beams(job), []).append(job)
@@ -99,12 +107,12 @@ def group_by_beams(jobs: Sequence[T], beams: Callable[[T], int]) -> list[list[T]
 
 
 class DynamicBatcher:
-    """Coalesces concurrent `submit` calls into engine batches on one worker thread.
+    """Coalesces concurrent `submit` calls into `generate` batches on one worker thread.
 
     `submit` fails fast: `NotReadyError` before `start()` or after `stop()`, `OverloadedError`
     (with a retry-after hint) when `max_queue` requests already wait. A request not done by
     its deadline gets `DeadlineExceededError`, whether it is still queued (the worker drops
-    it unrun) or running. An exception from the engine, or a wrong number of outputs, fails
+    it unrun) or running. An exception from `generate`, or a wrong number of outputs, fails
     that batch's requests with `BatchFailedError`; the worker keeps going. After
     `max_consecutive_failures` failed batches in a row `healthy` turns False, until one
     succeeds.
@@ -112,7 +120,7 @@ class DynamicBatcher:
 
     def __init__(
         self,
-        engine: ExplanationEngine,
+        engine: BatchGenerator,
         *,
         max_batch_size: int,
         max_wait_ms: float,
@@ -167,8 +175,8 @@ class DynamicBatcher:
             _resolve(pending, error=NotReadyError("the service is shutting down"))
         self._notify(self._observer.queue_depth, 0)
 
-    async def submit(self, job: ExplainJob, deadline: float) -> CompletedJob:
-        """Queue `job` and wait for its explanation until `deadline` (`time.monotonic()`)."""
+    async def submit(self, prepared: Prepared, deadline: float) -> Generated:
+        """Queue `prepared` and wait for its candidates until `deadline` (`time.monotonic()`)."""
         if not self._accepting:
             self._notify(self._observer.rejected, "not_ready")
             raise NotReadyError("the service is not ready")
@@ -177,7 +185,7 @@ class DynamicBatcher:
             self._notify(self._observer.deadline_exceeded)
             raise DeadlineExceededError("the request deadline passed before it was queued")
         loop = asyncio.get_running_loop()
-        pending = _Pending(job, deadline, now, loop, loop.create_future())
+        pending = _Pending(prepared, deadline, now, loop, loop.create_future())
         try:
             self._queue.put_nowait(pending)
         except queue.Full:
@@ -216,8 +224,8 @@ class DynamicBatcher:
                         return
                     continue
                 self._notify(self._observer.queue_depth, self._queue.qsize())
-                for group in group_by_beams(self._live(batch), lambda p: p.job.num_beams):
-                    self._run_group(group)
+                for group in group_by_beams(self._live(batch), lambda p: p.prepared.num_beams):
+                    self._run_batch(group)
             except Exception:  # never let the worker die: that would hang every request
                 logger.exception("batcher worker error")
 
@@ -233,15 +241,15 @@ class DynamicBatcher:
                 live.append(pending)
         return live
 
-    def _run_group(self, group: list[_Pending]) -> None:
+    def _run_batch(self, group: list[_Pending]) -> None:
         started = time.monotonic()
         for pending in group:
             self._notify(self._observer.queue_wait, started - pending.enqueued)
         try:
-            output = self._engine.explain_batch([p.job for p in group])
-            if len(output.results) != len(group):
+            output = self._engine.generate([p.prepared for p in group])
+            if len(output.generations) != len(group):
                 raise RuntimeError(
-                    f"the engine returned {len(output.results)} results for {len(group)} jobs"
+                    f"generate returned {len(output.generations)} results for {len(group)} requests"
                 )
         except Exception:
             self._failures += 1
@@ -253,8 +261,8 @@ class DynamicBatcher:
         self._failures = 0
         self._batch_s = 0.8 * self._batch_s + 0.2 * elapsed
         self._notify(self._observer.batch, len(group), output.timings)
-        for pending, explanation in zip(group, output.results, strict=True):
-            done = CompletedJob(explanation, started - pending.enqueued, elapsed)
+        for pending, generation in zip(group, output.generations, strict=True):
+            done = Generated(generation, started - pending.enqueued, elapsed)
             _resolve(pending, result=done)
 
     @staticmethod
@@ -269,7 +277,7 @@ class DynamicBatcher:
 
 
 def _resolve(
-    pending: _Pending, *, result: CompletedJob | None = None, error: ServiceError | None = None
+    pending: _Pending, *, result: Generated | None = None, error: ServiceError | None = None
 ) -> None:
     """Settle `pending` on its own event loop (futures are not thread-safe)."""
 

@@ -87,6 +87,13 @@ class BatchFailedError(ServiceError):
     error_type = "batch_failed"
 
 
+class RequestFailedError(ServiceError):
+    """One request failed in its own stage (prepare or finish); nothing else did."""
+
+    status_code = 500
+    error_type = "internal_error"
+
+
 def error_response(
     status_code: int, body: ErrorBody, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:

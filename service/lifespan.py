@@ -1,4 +1,4 @@
-"""The service's lifecycle: logging, loading the model in the background, the batcher.
+"""The service's lifecycle: logging, loading the explainer in the background, the batcher.
 
 The lifespan returns at once, so `/healthz` answers while the model loads on a daemon
 thread; `/readyz` stays 503 until the engine is loaded, warmed up and the batcher runs. A
@@ -15,17 +15,20 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from fastapi import FastAPI
 
+from explain.errors import ModelLoadError
+from explain.types import ModelInfo
 from model_store.store import ModelStore, StoreError
 from service.batching import DynamicBatcher
+from service.engine import Engine
 from service.metrics import REQUEST_ID, Metrics
-from service.runtime.engine import ExplanationEngine, ModelInfo
 from service.schemas import ModelCard, RequestModels
 from service.settings import Settings
 
@@ -42,9 +45,14 @@ class AppState:
     request_models: RequestModels
     api_key: str | None
     request_timeout_s: float
-    default_max_new_tokens: int
+    # Runs each request's `prepare` and `finish`, off the event loop and off the inference
+    # thread; sized for the CPU work of input building and slot filling.
+    workers: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(2, thread_name_prefix="prism-request")
+    )
     phase: Phase = "loading"
     failure: str | None = None
+    engine: Engine | None = None
     batcher: DynamicBatcher | None = None
     info: ModelInfo | None = None
     card: ModelCard | None = None
@@ -64,7 +72,7 @@ class AppState:
 
 
 def build_lifespan(
-    settings: Settings, state: AppState, engine: ExplanationEngine | None = None
+    settings: Settings, state: AppState, engine: Engine | None = None
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -81,15 +89,12 @@ def build_lifespan(
 class _Lifecycle:
     """Owns the engine it loads (an injected one stays the caller's) and the batcher."""
 
-    def __init__(
-        self, settings: Settings, state: AppState, engine: ExplanationEngine | None
-    ) -> None:
+    def __init__(self, settings: Settings, state: AppState, engine: Engine | None) -> None:
         self._settings = settings
         self._state = state
         self._injected = engine
         self._lock = threading.Lock()
         self._stopping = False
-        self._engine: ExplanationEngine | None = None
 
     def start(self) -> None:
         self._state.metrics.track_readiness(lambda: self._state.ready)
@@ -98,13 +103,12 @@ class _Lifecycle:
     async def stop(self) -> None:
         with self._lock:
             self._stopping = True
-            batcher, engine = self._state.batcher, self._engine
+            batcher = self._state.batcher
         self._state.phase = "stopped"
         drain_s = min(self._settings.request_timeout_ms / 1000.0, 30.0)
         if batcher is not None:
             await asyncio.to_thread(batcher.stop, drain_s)
-        if engine is not None and engine is not self._injected:
-            await asyncio.to_thread(engine.close)
+        self._state.workers.shutdown(wait=False, cancel_futures=True)
         logger.info("service stopped")
 
     def _load(self) -> None:
@@ -115,8 +119,6 @@ class _Lifecycle:
         except Exception as exc:
             self._fail(exc, "load")
             return
-        with self._lock:
-            self._engine = engine
         try:
             if s.warmup:
                 engine.warmup()
@@ -136,7 +138,8 @@ class _Lifecycle:
             if self._stopping:  # shut down while loading: stop() saw no batcher to stop
                 batcher.stop(0.0)
                 return
-            self._state.batcher, self._state.info, self._state.card = batcher, info, card
+            self._state.engine, self._state.batcher = engine, batcher
+            self._state.info, self._state.card = info, card
             self._state.phase = "ready"
         self._state.metrics.set_model(info)
         logger.info(
@@ -150,11 +153,11 @@ class _Lifecycle:
             },
         )
 
-    def _open(self) -> tuple[ExplanationEngine, ModelCard]:
+    def _open(self) -> tuple[Engine, ModelCard]:
         if self._injected is not None:
             return self._injected, model_card(self._injected.info, None)
-        # Imported here: the runtime pulls in onnxruntime, which the API layer never needs.
-        from service.runtime.loader import load_engine
+        # Imported here: the loader pulls in onnxruntime, which the API layer never needs.
+        from service.loader import load_explainer
 
         s = self._settings
         logger.info(
@@ -163,34 +166,31 @@ class _Lifecycle:
         )
         store = ModelStore(s.store_dir)
         version = store.resolve(s.model_name, s.model_ref)
-        engine = load_engine(
+        engine = load_explainer(
             store,
             version,
             provider=s.provider,
             intra_op_threads=s.intra_op_threads,
             max_history=s.max_history,
             max_input_tokens=s.max_input_tokens,
+            max_new_tokens_limit=s.max_new_tokens_limit,
+            decode=s.decode(),
             auto_export=s.auto_export,
-            min_new_tokens=s.min_new_tokens,
         )
         return engine, model_card(engine.info, version.manifest)
 
     def _fail(self, exc: Exception, stage: str) -> None:
         s = self._settings
         where = f"{s.model_name}@{s.model_ref} from {s.store_dir}"
-        if isinstance(exc, StoreError | ImportError):  # a clear message; no traceback needed
+        if isinstance(
+            exc, StoreError | ImportError | ModelLoadError
+        ):  # a clear message; no traceback needed
             logger.error("cannot %s model %s: %s", stage, where, exc)
         else:
             logger.exception("cannot %s model %s", stage, where)
         with self._lock:
-            engine, self._engine = self._engine, None
             if not self._stopping:
                 self._state.phase, self._state.failure = "failed", type(exc).__name__
-        if engine is not None and engine is not self._injected:
-            try:
-                engine.close()
-            except Exception:
-                logger.warning("closing the engine failed", exc_info=True)
 
 
 def model_card(info: ModelInfo, manifest: Any | None) -> ModelCard:
@@ -236,8 +236,9 @@ class JsonLineFormatter(logging.Formatter):
 
 
 def configure_logging(level: str) -> None:
-    """Send the `service` and `model_store` loggers to stderr as JSON lines (idempotent)."""
-    for name in ("service", "model_store"):
+    """Send the `service`, `explain` and `model_store` loggers to stderr as JSON lines
+    (idempotent)."""
+    for name in ("service", "explain", "model_store"):
         target = logging.getLogger(name)
         target.setLevel(level.upper())
         if not any(isinstance(h, _JsonLineHandler) for h in target.handlers):

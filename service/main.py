@@ -5,38 +5,27 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from service.api import build_router
+from service.engine import Engine
 from service.errors import BodySizeLimitMiddleware, install_error_handlers
 from service.gpu import NvmlCollector
 from service.lifespan import AppState, build_lifespan, configure_logging
 from service.metrics import Metrics, RequestTelemetryMiddleware
-from service.runtime.engine import ExplanationEngine
-from service.schemas import RequestLimits, build_request_models
+from service.schemas import build_request_models
 from service.settings import Settings
 
 
-def create_app(
-    settings: Settings | None = None, *, engine: ExplanationEngine | None = None
-) -> FastAPI:
+def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
     """Build the service. `engine` replaces loading from the model store (tests)."""
     settings = settings or Settings()
     configure_logging(settings.log_level)
     metrics = Metrics(gpu_collector=NvmlCollector())
-    limits = RequestLimits(
-        max_history=settings.max_history,
-        max_title_chars=settings.max_title_chars,
-        max_attributes=settings.max_attributes,
-        max_slate_size=settings.max_slate_size,
-        max_new_tokens_limit=settings.max_new_tokens_limit,
-        max_num_beams=settings.max_num_beams,
-        default_max_new_tokens=settings.default_max_new_tokens,
-    )
-    request_models = build_request_models(limits)
+    # The settings are the request limits (`Settings` extends `RequestLimits`).
+    request_models = build_request_models(settings)
     state = AppState(
         metrics=metrics,
         request_models=request_models,
         api_key=settings.api_key_value,
         request_timeout_s=settings.request_timeout_ms / 1000.0,
-        default_max_new_tokens=settings.default_max_new_tokens,
     )
     app = FastAPI(
         title="Prism",

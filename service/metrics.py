@@ -29,9 +29,10 @@ from prometheus_client.registry import Collector
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from model_store.quality import DEFECTS
+from explain.checks import DEFECTS
+from explain.explainer import BatchTimings
+from explain.types import Explanation, ModelInfo
 from service.errors import internal_error_response
-from service.runtime.engine import BatchTimings, Explanation, ModelInfo
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,8 @@ LATENCY_BUCKETS = (
 QUEUE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 TOKEN_BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 256)
-STAGES = ("prepare", "encode", "decode", "total")
+# prepare and finish are per request; encode, decode and total per batch.
+STAGES = ("prepare", "encode", "decode", "finish", "total")
 REJECT_REASONS = ("queue_full", "not_ready")
 UNMATCHED_ROUTE = "unmatched"
 
@@ -88,7 +90,8 @@ class Metrics:
         )
         self.inference_duration = Histogram(
             "prism_inference_duration_seconds",
-            "Inference time of a batch, per stage.",
+            "Inference time per stage: prepare and finish per request, encode, decode and "
+            "total per batch.",
             ["stage"],
             buckets=LATENCY_BUCKETS,
             registry=r,
@@ -179,10 +182,14 @@ class Metrics:
     def batch(self, size: int, timings: BatchTimings) -> None:
         self.batch_size.observe(size)
         stage = self.inference_duration
-        stage.labels(stage="prepare").observe(timings.prepare_s)
         stage.labels(stage="encode").observe(timings.encode_s)
         stage.labels(stage="decode").observe(timings.decode_s)
         stage.labels(stage="total").observe(timings.total_s)
+
+    @_never_raises
+    def request_stage(self, stage: str, seconds: float) -> None:
+        """A per-request stage (`prepare`, `finish`)."""
+        self.inference_duration.labels(stage=stage).observe(seconds)
 
     @_never_raises
     def deadline_exceeded(self) -> None:

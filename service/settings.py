@@ -1,22 +1,26 @@
 """Service configuration: every field maps to a `PRISM_*` environment variable.
 
 Only the app factory and the lifespan read `Settings`; every other component gets plain
-values through its constructor, so tests build `Settings(...)` directly.
+values through its constructor, so tests build `Settings(...)` directly. The request limits
+are defined once, in `service.limits.RequestLimits`, which `Settings` extends.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Self
+from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from explain.explainer import DecodeSettings
+from service.limits import RequestLimits
 
 Provider = Literal["auto", "cuda", "cpu"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 
 
-class Settings(BaseSettings):
+class Settings(RequestLimits, BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PRISM_", extra="ignore", frozen=True)
 
     # --- the model -------------------------------------------------------------------
@@ -71,41 +75,20 @@ class Settings(BaseSettings):
         description="Deadline of a request in ms; a request that is not done by then gets 504.",
     )
 
-    # --- request limits --------------------------------------------------------------
-    max_history: int = Field(
-        default=50, ge=0, description="Most history items a request may carry."
-    )
+    # --- request limits: inherited from `RequestLimits` (service/limits.py) -------------
     max_input_tokens: int | None = Field(
         default=None,
         ge=8,
         description="Encoder input budget in tokens (the oldest history is truncated first); "
         "unset uses the model's own budget.",
     )
-    max_title_chars: int = Field(
-        default=300, ge=1, description="Longest item title accepted, in characters."
-    )
-    max_attributes: int = Field(
-        default=32, ge=0, description="Most attribute keys an item may carry."
-    )
-    max_slate_size: int = Field(
-        default=32, ge=1, description="Most requests in one `POST /v1/explanations/batch`."
-    )
     max_body_bytes: int = Field(
         default=262_144,
         ge=1024,
         description="Largest request body accepted, in bytes; larger bodies get 413.",
     )
-    default_max_new_tokens: int = Field(
-        default=48, ge=1, description="Tokens generated when a request sets no `max_new_tokens`."
-    )
-    max_new_tokens_limit: int = Field(
-        default=96, ge=1, description="Largest `max_new_tokens` a request may ask for."
-    )
-    max_num_beams: int = Field(
-        default=4, ge=1, description="Largest `num_beams` a request may ask for."
-    )
     min_new_tokens: int = Field(
-        default=4,
+        default=DecodeSettings().min_new_tokens,
         ge=0,
         description="EOS is banned until this many tokens (BOS included) are generated, so an "
         "answer is never empty.",
@@ -124,18 +107,14 @@ class Settings(BaseSettings):
     def _lower_level(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
-    @model_validator(mode="after")
-    def _limits_agree(self) -> Self:
-        if self.default_max_new_tokens > self.max_new_tokens_limit:
-            raise ValueError(
-                f"default_max_new_tokens ({self.default_max_new_tokens}) exceeds "
-                f"max_new_tokens_limit ({self.max_new_tokens_limit})"
-            )
-        return self
-
     @property
     def api_key_value(self) -> str | None:
         """The key as plain text, or None when auth is off (an empty key also means off)."""
         if self.api_key is None:
             return None
         return self.api_key.get_secret_value() or None
+
+    def decode(self) -> DecodeSettings:
+        """How the served model decodes (token limits come with each request, from the
+        schema's defaults)."""
+        return DecodeSettings(min_new_tokens=self.min_new_tokens)

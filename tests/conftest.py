@@ -42,8 +42,8 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_store(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> PublishedModel:
     """The tiny model published (export + parity + promotion to production)."""
-    from model_store.publishing import publish_model
     from model_store.store import ModelStore
+    from training.publishing import publish_model
 
     root = tmp_path_factory.mktemp("store")
     source = tmp_path_factory.mktemp("publish-src") / "model"

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from model_store.modeling import UserAwareBart
-from model_store.tokenizer import PrismTokenizer
+from explain.tokenizer import PrismTokenizer
+from training.modeling import UserAwareBart
 
 IGNORE_INDEX = -100
 

@@ -15,9 +15,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from model_store.prompt import InputConfig
+from explain.input_format import InputConfig
+from training.config import PipelineConfig, default_config
 from training.finetune import SCRATCH, TrainConfig
-from training.pipeline import PipelineConfig, QualityGateError, default_config, run_pipeline
+from training.pipeline import QualityGateError, run_pipeline
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -64,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-quality-gate", action="store_true", help="promote even below the bars")
     run.add_argument("--device", default="auto")
 
+    export = sub.add_parser(
+        "export",
+        help="export a published version that has no ONNX graphs, check parity, cache them",
+    )
+    export.add_argument("target", metavar="NAME[@REF]", help="REF: a version or an alias")
+    export.add_argument("--store", default="store", help="model store root (default: ./store)")
+
     download = sub.add_parser("download", help="fetch a public dataset archive")
     download.add_argument("dataset", help="ml-1m, ml-100k, ml-latest-small, ml-25m, ml-32m or yelp")
     download.add_argument("--dest", default="data/raw")
@@ -102,6 +110,24 @@ def _config(args: argparse.Namespace) -> PipelineConfig:
     )
 
 
+def _export(target: str, store_dir: Path) -> int:
+    """`prism-train export NAME[@REF]`: what the service runs for a version without graphs."""
+    from model_store.store import PRODUCTION, ModelStore, StoreError
+    from training.publishing import export_version
+
+    name, _, ref = target.partition("@")
+    store = ModelStore(store_dir)
+    try:
+        version = store.resolve(name, ref or PRODUCTION)
+        exported = export_version(store, version)
+    except StoreError as exc:
+        print(f"prism-train: {exc}", file=sys.stderr)
+        return 1
+    passed = exported.manifest.parity_passed
+    print(f"exported {name}@{exported.version}: parity {'passed' if passed else 'FAILED'}")
+    return 0 if passed else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -111,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         from training.data.download import main as download_main
 
         return download_main([args.dataset, "--dest", args.dest])
+    if args.command == "export":
+        return _export(args.target, Path(args.store))
     config = _config(args)
     work_dir = Path(args.work_dir or Path("runs") / config.name)
     started = time.perf_counter()

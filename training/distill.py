@@ -30,22 +30,23 @@ from typing import IO, Any
 
 from tqdm import tqdm
 
-from model_store import slots
-from model_store.items import Item
-from model_store.prompt import InputConfig, TokenEncoder, build_input
+from explain import slots
+from explain.input_format import InputConfig, TokenEncoder, build_input
+from explain.items import Item
 from training.aspects import aspect_of
 from training.data.types import Sample, UserProfile
+from training.delexicalise import delexicalise, title_variants
 from training.distill_io import (
     DROPPED_SUFFIX,
     CorruptDistillFileError,
     dropped_path,
     dump_line,
-    item_record,
     load_jsonl,
     read_distilled,
 )
 from training.faithfulness import TitleMatcher
 from training.prompts import DEFAULT_TEMPLATE, PromptTemplate, format_teacher_prompt
+from training.records import DistilledRecord
 from training.teachers.base import Teacher, TeacherFailure, TeacherRequest, check_results
 from training.teachers.quality import clean_output, degeneracy
 
@@ -117,7 +118,7 @@ def ordinary_word_titles(text: str, items: Iterable[Item]) -> set[str]:
     """
     found = set()
     for item in items:
-        for variant, _ in slots.title_variants(item):
+        for variant, _ in title_variants(item):
             if len(variant.split()) != 1:
                 continue
             pattern = re.compile(rf"(?<![\w]){re.escape(variant)}(?![\w])", re.IGNORECASE)
@@ -152,7 +153,7 @@ class _Run:
 
     def judge(
         self, sample: Sample, request: TeacherRequest, raw: str, teacher_aspect: object
-    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    ) -> tuple[DistilledRecord | None, dict[str, Any] | None]:
         """(record to keep, None) or (None, dropped line)."""
         stats, sid = self.stats, sample.sample_id
         text = clean_output(raw)
@@ -182,7 +183,7 @@ class _Run:
         if clash:
             stats.ambiguous += 1
             return None, {"id": sid, "reason": "ambiguous", "detail": sorted(clash)}
-        target = slots.delexicalise(
+        target = delexicalise(
             text, recent_first, sample.item, student.evidence, student.history_used
         )
         literal = TitleMatcher(request_items).mentions(target)
@@ -191,21 +192,21 @@ class _Run:
             return None, {"id": sid, "reason": "unslotted", "detail": sorted(literal)}
         stats.kept += 1
         profile = request.profile
-        return {
-            "id": sid,
-            "user_id": sample.user_id,
-            "timestamp": sample.timestamp,
-            "history": [item_record(i) for i in sample.history],
-            "item": item_record(sample.item),
-            "teacher": self.teacher.name,
-            "template": self.template.template_id,
-            "text": text,
-            "target": target,
-            "aspect": aspect_of(target),
-            "profile_aspect": profile.aspect if profile else None,
-            "teacher_aspect": teacher_aspect,
-            "history_used": student.history_used,
-        }, None
+        return DistilledRecord(
+            id=sid,
+            user_id=sample.user_id,
+            timestamp=sample.timestamp,
+            history=tuple(sample.history),
+            item=sample.item,
+            teacher=self.teacher.name,
+            template=self.template.template_id,
+            text=text,
+            target=target,
+            aspect=aspect_of(target),
+            profile_aspect=profile.aspect if profile else None,
+            teacher_aspect=None if teacher_aspect is None else str(teacher_aspect),
+            history_used=student.history_used,
+        ), None
 
     def process(self, batch: Sequence[Sample], out: IO[str], dropped: IO[str]) -> bool:
         """Ask, judge and write one batch; True when it ends on too many failures in a row.
@@ -231,7 +232,7 @@ class _Run:
             self.consecutive_failures = 0
             record, drop = self.judge(sample, request, result, aspect)
             if record is not None:
-                out.write(dump_line(record))
+                out.write(record.to_json_line())
             if drop is not None:
                 dropped.write(dump_line(drop))
         for handle in (out, dropped):

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from model_store.items import Item
+from training.records import DistilledRecord
 
 logger = logging.getLogger(__name__)
 
@@ -26,10 +26,6 @@ class CorruptDistillFileError(ValueError):
 
 def dropped_path(output: Path) -> Path:
     return output.with_name(output.name + DROPPED_SUFFIX)
-
-
-def item_record(item: Item) -> dict[str, Any]:
-    return item.to_dict()
 
 
 def _json_default(value: object) -> object:
@@ -76,6 +72,6 @@ def load_jsonl(path: Path, *, repair: bool) -> list[dict[str, Any]]:
     return records
 
 
-def read_distilled(path: Path) -> list[dict[str, Any]]:
+def read_distilled(path: Path) -> list[DistilledRecord]:
     """The kept records of a distilled file, in file order (a torn last line is skipped)."""
-    return load_jsonl(path, repair=False)
+    return [DistilledRecord.from_dict(raw) for raw in load_jsonl(path, repair=False)]

@@ -7,17 +7,20 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
+from tqdm import tqdm
 
-from model_store.items import Item
-from model_store.modeling import PrismMeta, UserAwareBart
-from model_store.tokenizer import PrismTokenizer
+from explain.explainer import DecodeSettings, Explainer
+from explain.items import Item
+from explain.types import ExplainJob
+from explain.users import UserTable
 from training.data.types import Dataset
 from training.distill import read_distilled
 from training.evaluation import (
     SystemOutput,
     check_bars,
-    from_predictions,
+    from_explanations,
     from_teacher,
     manifest_eval,
     score_system,
@@ -25,10 +28,12 @@ from training.evaluation import (
 )
 from training.faithfulness import TitleMatcher
 from training.finetune import build_student, pick_device
-from training.predict import predict
+from training.modeling import UserAwareBart
+from training.records import DistilledRecord
+from training.torch_backend import torch_explainer
 
 if TYPE_CHECKING:
-    from training.pipeline import PipelineConfig
+    from training.config import PipelineConfig
 
 logger = logging.getLogger(__name__)
 
@@ -54,42 +59,35 @@ def case_study_requests(dataset: Dataset) -> list[tuple[list[Item], Item]]:
     return out
 
 
-def _case_studies(
-    model: UserAwareBart,
-    dataset: Dataset,
-    tokenizer: PrismTokenizer,
-    config: PipelineConfig,
-    generation: Mapping[str, Any],
-) -> list[dict[str, str]]:
+# An id no user table holds: the zero vector, as the service gives an unknown user.
+UNKNOWN_USER = "~unknown"
+
+
+def _case_studies(explainer: Explainer, dataset: Dataset) -> list[dict[str, str]]:
     users: dict[str, str] = {}
     for user_id, profile in sorted(dataset.profiles.items()):
         if user_id in dataset.user_index:
             users.setdefault(profile.aspect, user_id)
     rows = []
     for history, item in case_study_requests(dataset):
-        record = {"history": [h.to_dict() for h in history], "item": item.to_dict()}
         for label, user_id in [
-            ("unknown user", "__unknown__"),
+            ("unknown user", UNKNOWN_USER),
             *((f"user preferring {a}", u) for a, u in sorted(users.items())),
         ]:
-            (prediction,) = predict(
-                model,
-                [{**record, "user_id": user_id}],
-                tokenizer=tokenizer,
-                input_config=config.input,
-                generation=generation,
-                user_rows=dataset.user_index,
-                max_new_tokens=config.max_new_tokens,
-            )
+            (explanation,) = explainer.explain([ExplainJob(user_id, tuple(history), item)])
             rows.append(
                 {
                     "history": ", ".join(h.display_title for h in history),
                     "item": item.display_title,
                     "user": label,
-                    "explanation": prediction.text,
+                    "explanation": explanation.text,
                 }
             )
     return rows
+
+
+def _jobs(records: Sequence[DistilledRecord], *, zero_vector: bool = False) -> list[ExplainJob]:
+    return [r.job(UNKNOWN_USER if zero_vector else None) for r in records]
 
 
 def stage_evaluate(
@@ -103,24 +101,19 @@ def stage_evaluate(
     progress: bool,
 ) -> dict[str, Any]:
     device = pick_device(config.train.device)
-    tokenizer = PrismTokenizer.from_file(work_dir / "tokenizer")
     records = read_distilled(work_dir / "distilled" / "test.jsonl")[: config.eval_samples]
-    references = [str(r["text"]) for r in records]
+    references = [r.text for r in records]
     matcher = TitleMatcher(dataset.items.values())
     features = {f for item in dataset.items.values() for f in item.features}
-    full = UserAwareBart.load(work_dir / "full" / "best", device=device)
-    generation = PrismMeta.load(work_dir / "full" / "best").generation
-    common = {
-        "serve_fallback": False,
-        "tokenizer": tokenizer,
-        "input_config": config.input,
-        "generation": generation,
-        "max_new_tokens": config.max_new_tokens,
-        "progress": progress,
-    }
+    best_dir = work_dir / "full" / "best"
+    # The service's decode settings, except the token limit the pipeline evaluates at.
+    decode = DecodeSettings(max_new_tokens=config.max_new_tokens)
+    model = UserAwareBart.load(best_dir, device=device)
+    full = torch_explainer(best_dir, model=model, input_config=config.input, decode=decode)
+    tokenizer = full.tokenizer
 
     def scored(
-        output: SystemOutput, subset: Sequence[Mapping[str, Any]], refs: Sequence[str] | None
+        output: SystemOutput, subset: Sequence[DistilledRecord], refs: Sequence[str] | None
     ) -> dict[str, Any]:
         return score_system(
             output,
@@ -131,53 +124,66 @@ def stage_evaluate(
             features=features,
         )
 
-    def student(
-        model: UserAwareBart, subset: Sequence[Mapping[str, Any]], desc: str, **kwargs: Any
-    ) -> SystemOutput:
-        predictions = predict(model, subset, desc=desc, **{**common, **kwargs})
-        return from_predictions(predictions, subset, tokenizer, config.input)
+    def student(explainer: Explainer, jobs: Sequence[ExplainJob], desc: str) -> SystemOutput:
+        with tqdm(total=len(jobs), desc=desc, disable=not progress, unit="request") as bar:
+            return from_explanations(explainer.explain_all(jobs, progress=bar.update))
 
     systems: dict[str, dict[str, Any]] = {}
-    systems["Prism (full)"] = scored(
-        student(full, records, "full", user_rows=dataset.user_index), records, references
-    )
+    systems["Prism (full)"] = scored(student(full, _jobs(records), "full"), records, references)
     systems["Prism (zero vector)"] = scored(
-        student(full, records, "zero vector", user_rows=None), records, references
+        student(full, _jobs(records, zero_vector=True), "zero vector"), records, references
+    )
+    unbanned = torch_explainer(
+        best_dir,
+        model=model,
+        input_config=config.input,
+        decode=decode,
+        ban_unfillable=False,
     )
     systems["Prism (no slot ban)"] = scored(
-        student(full, records, "no slot ban", user_rows=dataset.user_index, ban_unfillable=False),
-        records,
-        references,
+        student(unbanned, _jobs(records), "no slot ban"), records, references
     )
     if (work_dir / "no_user" / "best").exists():
-        no_user = UserAwareBart.load(work_dir / "no_user" / "best", device=device)
+        no_user = torch_explainer(
+            work_dir / "no_user" / "best", input_config=config.input, decode=decode, device=device
+        )
         systems["Prism w/o user"] = scored(
-            student(no_user, records, "w/o user", user_rows=None), records, references
+            student(no_user, _jobs(records, zero_vector=True), "w/o user"), records, references
         )
     base_records = records[: config.base_eval_samples]
     torch.manual_seed(config.seed)
-    base = build_student(
-        config.train.base,
-        tokenizer,
-        max(dataset.user_index.values(), default=0),
-        config.train.shape,
-        use_users=True,
+    base = (
+        build_student(
+            config.train.base,
+            tokenizer,
+            max(dataset.user_index.values(), default=0),
+            config.train.shape,
+            use_users=True,
+        )
+        .to(device)
+        .eval()
+    )
+    # The untrained base decodes with its own (random) user vectors, not the trained ones.
+    base_users = UserTable(
+        dict(dataset.user_index),
+        np.asarray(base.user_embeddings.weight.detach().cpu().numpy(), dtype=np.float32),
+    )
+    base_explainer = torch_explainer(
+        best_dir,
+        model=base,
+        users=base_users,
+        input_config=config.input,
+        decode=DecodeSettings(max_new_tokens=32),
     )
     systems["untrained base"] = scored(
-        student(
-            base.to(device).eval(),
-            base_records,
-            "untrained base",
-            user_rows=dataset.user_index,
-            max_new_tokens=32,
-        ),
+        student(base_explainer, _jobs(base_records), "untrained base"),
         base_records,
         references[: len(base_records)],
     )
     systems["teacher"] = scored(from_teacher(records, tokenizer, config.input), records, None)
     eval_metrics = manifest_eval(systems)
     bars = check_bars(eval_metrics)
-    cases = _case_studies(full, dataset, tokenizer, config, generation)
+    cases = _case_studies(full, dataset)
     train, shape = config.train, config.train.shape
     setup = {
         "dataset": f"{dataset.name}: {stats.get('train_samples')} train / "

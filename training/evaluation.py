@@ -13,16 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from model_store.items import Item
-from model_store.prompt import InputConfig, build_input
-from model_store.slots import delexicalise
-from model_store.tokenizer import PrismTokenizer
+from explain.input_format import InputConfig, build_input
+from explain.items import Item
+from explain.tokenizer import PrismTokenizer
+from explain.types import Explanation
 from training.data.types import Sample, UserProfile
-from training.examples import request_of
+from training.delexicalise import delexicalise
 from training.faithfulness import TitleMatcher
 from training.faithfulness_metrics import ExplanationExample, evaluate_explanations
 from training.metrics import corpus_scores, distinct_patterns
-from training.predict import Prediction
+from training.records import DistilledRecord
 from training.report import write_report
 
 # The bars the embedded default must meet (issue: the offline pipeline).
@@ -45,42 +45,37 @@ class SystemOutput:
     templates: list[str]
     unfilled: list[tuple[str, ...]] | None
     history_used: list[int]
-    fallbacks: int = 0  # unusable answers (`model_store.quality`): served as the evidence sentence
+    fallbacks: int = 0  # unusable answers (`explain.checks`): served as the evidence sentence
 
 
-def sample_of(record: Mapping[str, Any]) -> Sample:
-    history, item = request_of(record)
-    return Sample(str(record["user_id"]), tuple(history), item, int(record.get("timestamp", 0)))
+def sample_of(record: DistilledRecord) -> Sample:
+    return Sample(record.user_id, record.history, record.item, record.timestamp)
 
 
-def from_predictions(
-    predictions: Sequence[Prediction],
-    records: Sequence[Mapping[str, Any]],
-    tokenizer: PrismTokenizer,
-    config: InputConfig,
-) -> SystemOutput:
-    used = [build_input(*request_of(r), tokenizer, config).history_used for r in records]
+def from_explanations(explanations: Sequence[Explanation]) -> SystemOutput:
+    """What the model wrote (its own filled text, before any fallback), and how often the
+    service would have replaced it by the evidence sentence."""
     return SystemOutput(
-        [p.text for p in predictions],
-        [p.template for p in predictions],
-        [p.unfilled for p in predictions],
-        used,
-        sum(p.fallback for p in predictions),
+        [e.model_text for e in explanations],
+        [e.template for e in explanations],
+        [e.unfilled for e in explanations],
+        [e.history_used for e in explanations],
+        sum(e.fallback for e in explanations),
     )
 
 
 def from_teacher(
-    records: Sequence[Mapping[str, Any]], tokenizer: PrismTokenizer, config: InputConfig
+    records: Sequence[DistilledRecord], tokenizer: PrismTokenizer, config: InputConfig
 ) -> SystemOutput:
     """The teacher's natural text, delexicalised against the student's window for its patterns."""
     texts, templates, used = [], [], []
     for record in records:
-        history, item = request_of(record)
+        history, item = list(record.history), record.item
         built = build_input(history, item, tokenizer, config)
         recent = list(reversed(history[-config.max_history :]))
-        texts.append(str(record["text"]))
+        texts.append(record.text)
         templates.append(
-            delexicalise(str(record["text"]), recent, item, built.evidence, built.history_used)
+            delexicalise(record.text, recent, item, built.evidence, built.history_used)
         )
         used.append(built.history_used)
     return SystemOutput(texts, templates, None, used)
@@ -88,7 +83,7 @@ def from_teacher(
 
 def score_system(
     output: SystemOutput,
-    records: Sequence[Mapping[str, Any]],
+    records: Sequence[DistilledRecord],
     *,
     references: Sequence[str] | None,
     matcher: TitleMatcher,

@@ -8,31 +8,22 @@ serving-time slot values always refer to the same things.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
 
-from model_store import slots
-from model_store.items import Item
-from model_store.prompt import InputConfig, build_input, recent_window
-from model_store.tokenizer import PrismTokenizer
-from model_store.users import UNKNOWN_ROW
-from training.finetune import StudentExample
-
-
-def request_of(record: Mapping[str, Any]) -> tuple[list[Item], Item]:
-    return [Item.from_dict(h) for h in record["history"]], Item.from_dict(record["item"])
+from explain.input_format import InputConfig, build_input, recent_window
+from explain.tokenizer import PrismTokenizer
+from explain.users import UNKNOWN_ROW
+from training.batches import StudentExample
+from training.delexicalise import delexicalise
+from training.records import DistilledRecord
 
 
 def student_target(
-    record: Mapping[str, Any], tokenizer: PrismTokenizer, config: InputConfig
+    record: DistilledRecord, tokenizer: PrismTokenizer, config: InputConfig
 ) -> tuple[list[int], str]:
-    history, item = request_of(record)
+    history, item = list(record.history), record.item
     built = build_input(history, item, tokenizer, config)
-    template = slots.delexicalise(
-        str(record["text"]),
-        recent_window(history, config),
-        item,
-        built.evidence,
-        built.history_used,
+    template = delexicalise(
+        record.text, recent_window(history, config), item, built.evidence, built.history_used
     )
     return built.input_ids, template
 
@@ -41,7 +32,7 @@ Encoded = tuple[list[int], str, list[int]]  # encoder ids, user id, target ids
 
 
 def encode_records(
-    records: Iterable[Mapping[str, Any]],
+    records: Iterable[DistilledRecord],
     tokenizer: PrismTokenizer,
     config: InputConfig,
     *,
@@ -54,7 +45,7 @@ def encode_records(
         labels = tokenizer.encode(template)
         if len(labels) > max_target_tokens:
             labels = [*labels[: max_target_tokens - 1], tokenizer.eos_id]
-        out.append((input_ids, str(record["user_id"]), labels))
+        out.append((input_ids, record.user_id, labels))
     return out
 
 
@@ -68,7 +59,7 @@ def with_users(
 
 
 def to_examples(
-    records: Iterable[Mapping[str, Any]],
+    records: Iterable[DistilledRecord],
     tokenizer: PrismTokenizer,
     config: InputConfig,
     user_rows: Mapping[str, int],

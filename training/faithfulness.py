@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from model_store.items import Item, display_title
+from explain.items import Item, display_title
 
 
 def _alternation(titles: Iterable[str], flags: int) -> re.Pattern[str] | None:

@@ -24,10 +24,13 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from model_store import slots
-from model_store.items import Item, display_title
+from explain import slots
+from explain.evidence import Evidence, compute_evidence
+from explain.items import Item, display_title
+from explain.rendering import fill_slots
 from training.aspects import Aspect, aspect_of
 from training.data.types import Sample, UserProfile
+from training.delexicalise import delexicalise, title_variants
 from training.faithfulness import TitleMatcher
 from training.metrics import FeatureLexicon, feature_scores
 
@@ -86,7 +89,7 @@ class Judgement:
 
 
 def has_evidence_for(
-    aspect: Aspect, evidence: slots.Evidence, *, min_support: int = 1, min_share: float = 0.0
+    aspect: Aspect, evidence: Evidence, *, min_support: int = 1, min_share: float = 0.0
 ) -> bool:
     """Whether the request can support an explanation of `aspect` tied to the history.
 
@@ -121,7 +124,7 @@ def _request_roles(example: ExplanationExample) -> dict[str, set[str]]:
     roles: dict[str, set[str]] = {}
     for role, items in (("item", [example.item]), ("history", list(example.history))):
         for item in items:
-            for variant, _ in slots.title_variants(item):
+            for variant, _ in title_variants(item):
                 roles.setdefault(display_title(variant), set()).add(role)
     return roles
 
@@ -134,7 +137,7 @@ def _stated_eras(text: str) -> tuple[set[int], set[int], set[int]]:
     return longs, shorts, years
 
 
-def _template_of(example: ExplanationExample, evidence: slots.Evidence) -> str:
+def _template_of(example: ExplanationExample, evidence: Evidence) -> str:
     if example.template is not None:
         return example.template
     # A real teacher writes text only: its aspect is read from the delexicalised form.
@@ -143,12 +146,10 @@ def _template_of(example: ExplanationExample, evidence: slots.Evidence) -> str:
     # position (and so every slot name) unchanged, at a fraction of the cost.
     lowered = example.text.lower()
     recent_first = [
-        past if any(v.lower() in lowered for v, _ in slots.title_variants(past)) else _PLACEHOLDER
+        past if any(v.lower() in lowered for v, _ in title_variants(past)) else _PLACEHOLDER
         for past in example.recent_first
     ]
-    return slots.delexicalise(
-        example.text, recent_first, example.item, evidence, _history_used(example)
-    )
+    return delexicalise(example.text, recent_first, example.item, evidence, _history_used(example))
 
 
 def _history_used(example: ExplanationExample) -> int:
@@ -157,13 +158,13 @@ def _history_used(example: ExplanationExample) -> int:
     return min(len(example.history), slots.MAX_HISTORY_SLOTS)
 
 
-def _has_unfilled(example: ExplanationExample, evidence: slots.Evidence) -> bool:
+def _has_unfilled(example: ExplanationExample, evidence: Evidence) -> bool:
     if example.unfilled is not None:
         return bool(example.unfilled)
     if example.template is None:
         return bool(slots.SLOT_PATTERN.search(example.text))  # a raw slot left in the text
     values = slots.slot_values(example.recent_first, example.item, evidence, _history_used(example))
-    return bool(slots.fill_slots(example.template, values).unfilled)
+    return bool(fill_slots(example.template, values).unfilled)
 
 
 def judge(
@@ -208,7 +209,7 @@ def judge(
         + sum(y in known_years for y in years)
     )
 
-    evidence = slots.compute_evidence(example.recent_first, item)
+    evidence = compute_evidence(example.recent_first, item)
     item_decade = item.year // 10 * 10 if item.year is not None else None
     history_decades = {p.year // 10 * 10 for p in history if p.year is not None}
     shares_decade = item_decade is not None and item_decade in history_decades

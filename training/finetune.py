@@ -20,11 +20,10 @@ from typing import Any
 
 import torch
 from tqdm import tqdm
-from transformers import BartConfig, BartForConditionalGeneration
+from transformers import BartConfig, BartForConditionalGeneration, get_linear_schedule_with_warmup
 
-from model_store.modeling import PrismMeta, UserAwareBart, generation_ids
-from model_store.prompt import InputConfig, format_descriptor
-from model_store.tokenizer import PrismTokenizer
+from explain.input_format import InputConfig, format_descriptor
+from explain.tokenizer import PrismTokenizer
 from training.batches import (
     IGNORE_INDEX,
     StudentExample,
@@ -34,6 +33,7 @@ from training.batches import (
     evaluate_loss,
 )
 from training.checkpoint import STATE_FILE, load_state, save_state, seed_everything
+from training.modeling import PrismMeta, UserAwareBart, generation_ids
 
 __all__ = [
     "IGNORE_INDEX",
@@ -53,8 +53,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 SCRATCH = "scratch"
-# The old private name of `bucketed_batches`, kept for importers.
-_batches = bucketed_batches
 
 
 @dataclass(frozen=True)
@@ -157,17 +155,6 @@ def _optimizer(model: UserAwareBart, config: TrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=config.lr)
 
 
-def _schedule(
-    optimizer: torch.optim.Optimizer, warmup: int, total: int
-) -> torch.optim.lr_scheduler.LambdaLR:
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / max(warmup, 1)
-        return max(0.0, (total - step) / max(total - warmup, 1))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
 def train_student(
     train: Sequence[StudentExample],
     valid: Sequence[StudentExample],
@@ -193,7 +180,9 @@ def train_student(
     optimizer = _optimizer(model, config)
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
-    scheduler = _schedule(optimizer, int(config.warmup_ratio * total_steps), total_steps)
+    scheduler = get_linear_schedule_with_warmup(  # type: ignore[no-untyped-call]
+        optimizer, int(config.warmup_ratio * total_steps), total_steps
+    )
     meta = PrismMeta(
         base_model=config.base
         if config.base != SCRATCH

@@ -1,31 +1,30 @@
 """Text metrics for generated explanations: overlap, diversity and PEPLER's feature metrics.
 
-Everything here is a pure function over lists of strings, implemented in plain Python so the
-numbers do not depend on which metric package (rouge-score, nltk, sacrebleu) is installed.
-
-One tokenizer serves every metric (`tokenize`): lower-case, then words are maximal runs of
-letters and digits, with an apostrophe kept only *inside* a word ("children's", "don't");
-everything else separates words, so "sci-fi" is `sci fi` and "'80s" is `80s`.
+ROUGE and BLEU come from the reference implementations (`rouge-score`, `sacrebleu`), so the
+figures can be compared with other papers'. The project's own measures (USR, sentence
+patterns, Distinct-n, PEPLER's FMR/FCR/DIV) share one tokenizer (`tokenize`): lower-case,
+then words are maximal runs of letters and digits, with an apostrophe kept only *inside* a
+word ("children's", "don't"); everything else separates words, so "sci-fi" is `sci fi`.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from model_store.slots import FEATURE_SYNONYMS, SLOT_PATTERN
+from rouge_score import rouge_scorer
+from sacrebleu.metrics.bleu import BLEU
+
+from explain.slots import SLOT_PATTERN
+from training.delexicalise import FEATURE_SYNONYMS
 
 log = logging.getLogger(__name__)
 
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
-# Chen & Cherry (2014) smoothing method 1: a zero n-gram match count becomes EPSILON, so one
-# missing 4-gram does not zero a whole corpus's BLEU-4 (nltk's `method1` uses the same 0.1).
-BLEU_EPSILON = 0.1
 
 
 def tokenize(text: str) -> list[str]:
@@ -35,36 +34,6 @@ def tokenize(text: str) -> list[str]:
 
 def ngrams(tokens: Sequence[str], n: int) -> Counter[tuple[str, ...]]:
     return Counter(tuple(tokens[k : k + n]) for k in range(len(tokens) - n + 1))
-
-
-def _f1(overlap: float, predicted: int, reference: int) -> float:
-    if overlap == 0 or predicted == 0 or reference == 0:
-        return 0.0
-    precision, recall = overlap / predicted, overlap / reference
-    return 2 * precision * recall / (precision + recall)
-
-
-def rouge_n(prediction: str, reference: str, n: int) -> float:
-    """ROUGE-N F1 of one pair: clipped n-gram overlap against both lengths."""
-    pred, ref = ngrams(tokenize(prediction), n), ngrams(tokenize(reference), n)
-    overlap = sum((pred & ref).values())
-    return _f1(overlap, sum(pred.values()), sum(ref.values()))
-
-
-def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
-    previous = [0] * (len(b) + 1)
-    for x in a:
-        current = [0]
-        for j, y in enumerate(b):
-            current.append(previous[j] + 1 if x == y else max(previous[j + 1], current[j]))
-        previous = current
-    return previous[-1]
-
-
-def rouge_l(prediction: str, reference: str) -> float:
-    """ROUGE-L F1 (beta = 1) of one pair: LCS length over both lengths."""
-    pred, ref = tokenize(prediction), tokenize(reference)
-    return _f1(lcs_length(pred, ref), len(pred), len(ref))
 
 
 def _mean(values: Iterable[float]) -> float:
@@ -78,43 +47,27 @@ def _check_pairs(predictions: Sequence[str], references: Sequence[str]) -> None:
 
 
 def corpus_rouge(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
-    """ROUGE-1/2/L F1, each averaged over the pairs (the paper reports F1)."""
+    """ROUGE-1/2/L F1, each averaged over the pairs (the paper reports F1), computed by
+    Google's `rouge-score` (the reference implementation; its own tokenizer, no stemming)."""
     _check_pairs(predictions, references)
-    pairs = list(zip(predictions, references, strict=True))
+    if not predictions:
+        return {"rouge_1": 0.0, "rouge_2": 0.0, "rouge_l": 0.0}
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=False)
+    scores = [scorer.score(ref, pred) for pred, ref in zip(predictions, references, strict=True)]
     return {
-        "rouge_1": _mean(rouge_n(p, r, 1) for p, r in pairs),
-        "rouge_2": _mean(rouge_n(p, r, 2) for p, r in pairs),
-        "rouge_l": _mean(rouge_l(p, r) for p, r in pairs),
+        f"rouge_{key[5:].lower()}": sum(s[key].fmeasure for s in scores) / len(scores)
+        for key in ("rouge1", "rouge2", "rougeL")
     }
 
 
 def corpus_bleu(predictions: Sequence[str], references: Sequence[str], max_n: int = 4) -> float:
-    """Corpus BLEU-`max_n` with one reference per prediction (Papineni et al., 2002).
-
-    Clipped n-gram counts and prediction n-gram totals are summed over the corpus first, the
-    precisions combined by an unweighted geometric mean, times the brevity penalty
-    exp(1 - r/c) when the corpus of predictions is shorter than the references. A zero match
-    count for n > 1 is smoothed to `BLEU_EPSILON` (Chen & Cherry method 1); no unigram
-    match at all gives 0.
-    """
+    """Corpus BLEU-`max_n` with one reference per prediction, computed by `sacrebleu`
+    (tokenizer 13a, exponential smoothing), on a 0-1 scale."""
     _check_pairs(predictions, references)
-    matches, totals = [0] * max_n, [0] * max_n
-    pred_len = ref_len = 0
-    for prediction, reference in zip(predictions, references, strict=True):
-        pred, ref = tokenize(prediction), tokenize(reference)
-        pred_len, ref_len = pred_len + len(pred), ref_len + len(ref)
-        for n in range(1, max_n + 1):
-            pred_grams = ngrams(pred, n)
-            matches[n - 1] += sum((pred_grams & ngrams(ref, n)).values())
-            totals[n - 1] += sum(pred_grams.values())
-    if pred_len == 0 or matches[0] == 0:
+    if not predictions:
         return 0.0
-    log_precision = sum(
-        math.log((m if m > 0 else BLEU_EPSILON) / max(t, 1))
-        for m, t in zip(matches, totals, strict=True)
-    )
-    brevity = 1.0 if pred_len > ref_len else math.exp(1 - ref_len / pred_len)
-    return brevity * math.exp(log_precision / max_n)
+    metric = BLEU(max_ngram_order=max_n)
+    return float(metric.corpus_score(list(predictions), [list(references)]).score) / 100.0
 
 
 def _normalise(text: str) -> str:

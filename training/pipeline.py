@@ -14,18 +14,18 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from model_store.prompt import InputConfig
+from explain.tokenizer import PrismTokenizer
 from model_store.store import PRODUCTION, ModelStore, ModelVersion
-from model_store.tokenizer import PrismTokenizer
 from training import tokenization
+from training.config import PipelineConfig
 from training.data.sparse import sparse_requests
 from training.data.types import SPLITS, Dataset, Sample
 from training.distill import distill, read_distilled
-from training.finetune import SCRATCH, StudentShape, TrainConfig, train_student
+from training.finetune import SCRATCH, train_student
 from training.teachers.base import Teacher
 
 logger = logging.getLogger(__name__)
@@ -35,61 +35,6 @@ ANONYMOUS_USER = "~anonymous"  # never in a user index: the zero vector
 
 class QualityGateError(RuntimeError):
     pass
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    name: str = "prism-movies"
-    dataset: str = "synthetic"  # synthetic | movielens | yelp
-    data_dir: str | None = None  # for movielens / yelp
-    num_users: int = 600  # synthetic users
-    seed: int = 0
-    teacher: str = "grounded"  # grounded | hf:<path or hub id> | openai:<base url>
-    teacher_model: str = ""  # the model name an OpenAI-compatible endpoint serves
-    max_train_samples: int | None = None
-    eval_samples: int = 800  # test requests scored per system (valid is capped the same)
-    base_eval_samples: int = 200  # the untrained base generates to the limit: keep it small
-    input: InputConfig = field(
-        default_factory=lambda: InputConfig(max_history=50, max_input_tokens=160)
-    )
-    vocab_size: int = 3000  # ByteLevel BPE trained on the corpus (scratch base only)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    ablation: bool = True  # also train "Prism w/o user"
-    quality_gate: bool = True  # promote only when the evaluation meets the bars
-    max_new_tokens: int = 48
-    anonymous_every: int = 10  # every Nth train request is also distilled with no user (0: off)
-    sparse_every: int = 8  # every Nth request becomes bare titles or a cold start (0: off)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def default_config(seed: int = 0) -> PipelineConfig:
-    """The embedded default: sized to build in under 15 minutes on two CPU cores.
-
-    The input budget is small (96 tokens: the item, the evidence and the newest one or two
-    history entries) because the evidence already summarises the whole 50-item history, and
-    encoder length is what training time on a CPU is made of. Dropout is off: on this
-    machine its masks cost an eighth of every step.
-    """
-    return PipelineConfig(
-        seed=seed,
-        num_users=500,  # ~13k training requests: two students in ~10 minutes
-        input=InputConfig(max_history=50, max_input_tokens=96),
-        train=TrainConfig(
-            shape=StudentShape(
-                d_model=128, layers=2, heads=4, ffn=512, max_positions=160, dropout=0.0
-            ),
-            epochs=4,
-            batch_size=64,
-            lr=2e-3,
-            # Each user row is updated only by that user's ~25 samples an epoch, against
-            # every batch for the shared weights: it needs a larger step to be learnt.
-            user_lr=2e-2,
-            seed=seed,
-            threads=2,
-        ),
-    )
 
 
 class Stages:
@@ -194,14 +139,15 @@ def stage_tokenizer(config: PipelineConfig, work_dir: Path) -> dict[str, Any]:
     target = work_dir / "tokenizer"
     target.mkdir(parents=True, exist_ok=True)
     if config.train.base == SCRATCH:
-        from model_store.prompt import build_input
+        from explain.input_format import build_input
         from training.distill import WordCountEncoder
-        from training.examples import request_of
 
         records = read_distilled(work_dir / "distilled" / "train.jsonl")
         wide = replace(config.input, max_input_tokens=100_000)
-        texts = [build_input(*request_of(r), WordCountEncoder(), wide).text for r in records]
-        texts += [str(r["text"]) for r in records]
+        texts = [
+            build_input(list(r.history), r.item, WordCountEncoder(), wide).text for r in records
+        ]
+        texts += [r.text for r in records]
         tokenizer = tokenization.train_bpe(texts, vocab_size=config.vocab_size)
     else:
         tokenizer = tokenization.from_pretrained(config.train.base)
@@ -324,7 +270,7 @@ def _published(config: PipelineConfig, store_dir: Path, work_dir: Path) -> Model
 def _publish(
     config: PipelineConfig, store_dir: Path, work_dir: Path, evaluation: Mapping[str, Any]
 ) -> ModelVersion:
-    from model_store.publishing import publish_model
+    from training.publishing import publish_model
 
     release = work_dir / "release"
     shutil.rmtree(release, ignore_errors=True)

@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from model_store import slots
-from model_store.items import Item
+from explain import slots
+from explain.items import Item
 from training.data.types import Sample
 
 TEMPLATE_NAME = "oracle-faithful"

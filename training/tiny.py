@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 from transformers import BartConfig, BartForConditionalGeneration
 
-from model_store.modeling import PrismMeta, UserAwareBart, generation_ids
-from model_store.parity import probe_requests
-from model_store.prompt import InputConfig, build_input, format_descriptor
+from explain.input_format import InputConfig, build_input, format_descriptor
+from training.modeling import PrismMeta, UserAwareBart, generation_ids
+from training.parity import probe_requests
 from training.tokenization import train_bpe
 
 

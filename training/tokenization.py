@@ -1,7 +1,7 @@
 """Tokenizers for the student: a ByteLevel BPE trained on the corpus, or a pretrained one.
 
 Either way the result carries BART's specials at their usual ids (<s>=0, <pad>=1, </s>=2,
-<unk>=3) and every slot token of `model_store.slots` as an atomic added token.
+<unk>=3) and every slot token of `explain.slots` as an atomic added token.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from model_store import slots
-from model_store.tokenizer import SPECIAL_TOKENS, PrismTokenizer
+from explain import slots
+from explain.tokenizer import SPECIAL_TOKENS, PrismTokenizer
 
 
 def train_bpe(

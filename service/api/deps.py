@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
+from explain.types import ModelInfo
 from service.batching import DynamicBatcher
+from service.engine import Engine
 from service.errors import NotReadyError, UnauthorizedError
 from service.lifespan import AppState
 from service.metrics import Metrics
-from service.runtime.engine import ModelInfo
 from service.schemas import ErrorResponse, ModelCard
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -41,15 +43,23 @@ def get_metrics(state: StateDep) -> Metrics:
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
 
-def get_batcher(state: StateDep) -> DynamicBatcher:
+@dataclass(frozen=True)
+class Serving:
+    """The explainer and the batcher of the model being served, taken together."""
+
+    engine: Engine
+    batcher: DynamicBatcher
+
+
+def get_serving(state: StateDep) -> Serving:
     # A failing (unhealthy) runtime still takes requests: a batch that succeeds is what
     # brings it back, and `/readyz` already steers traffic away meanwhile.
-    if state.phase != "ready" or state.batcher is None:
+    if state.phase != "ready" or state.batcher is None or state.engine is None:
         raise NotReadyError(state.unready_reason())
-    return state.batcher
+    return Serving(state.engine, state.batcher)
 
 
-BatcherDep = Annotated[DynamicBatcher, Depends(get_batcher)]
+ServingDep = Annotated[Serving, Depends(get_serving)]
 
 
 def get_model_info(state: StateDep) -> ModelInfo:

@@ -9,17 +9,24 @@ import time
 from fastapi import APIRouter, Response
 from pydantic import ValidationError
 
+from explain.errors import PrepareError
+from explain.types import Explanation, ModelInfo
 from service.api.deps import (
-    BatcherDep,
     ModelInfoDep,
+    Serving,
+    ServingDep,
     StateDep,
     bind_body,
     error_responses,
 )
-from service.batching import CompletedJob, DynamicBatcher
-from service.errors import ServiceError, validation_error_body
+from service.batching import Generated
+from service.errors import (
+    InvalidRequestError,
+    RequestFailedError,
+    ServiceError,
+    validation_error_body,
+)
 from service.lifespan import AppState
-from service.runtime.engine import ModelInfo
 from service.schemas import (
     BatchExplainRequest,
     BatchExplainResponse,
@@ -41,21 +48,21 @@ def build_explanations_router(models: RequestModels) -> APIRouter:
 
     async def explain(
         body: ExplainRequest,
-        batcher: BatcherDep,
+        serving: ServingDep,
         info: ModelInfoDep,
         state: StateDep,
         response: Response,
     ) -> ExplainResponse:
         """Explain why `recommended_item` suits this user, in one or two sentences."""
         started = time.monotonic()
-        done = await _submit(body, batcher, state, started + state.request_timeout_s)
-        result = _response(done, info, started)
+        done = await _explain(body, serving, state, started + state.request_timeout_s)
+        result = _response(*done, info, started)
         response.headers["Server-Timing"] = server_timing(result.timing)
         return result
 
     async def explain_batch(
         body: BatchExplainRequest,
-        batcher: BatcherDep,
+        serving: ServingDep,
         info: ModelInfoDep,
         state: StateDep,
         response: Response,
@@ -72,7 +79,7 @@ def build_explanations_router(models: RequestModels) -> APIRouter:
             except ValidationError as exc:
                 return BatchItemResult(error=validation_error_body(exc.errors()))
             try:
-                done = await _submit(request, batcher, state, deadline)
+                done = await _explain(request, serving, state, deadline)
             except ServiceError as exc:
                 return BatchItemResult(error=exc.body())
             except Exception:
@@ -80,9 +87,9 @@ def build_explanations_router(models: RequestModels) -> APIRouter:
                 return BatchItemResult(
                     error=ErrorBody(type="internal_error", message="internal server error")
                 )
-            return BatchItemResult(explanation=_response(done, info, started))
+            return BatchItemResult(explanation=_response(*done, info, started))
 
-        # Each coroutine enqueues before its first await, so the slate lands in one batch.
+        # The entries are prepared concurrently and usually land in one batch.
         results = await asyncio.gather(*(one(r) for r in body.requests))
         served = [r.explanation.timing for r in results if r.explanation is not None]
         response.headers["Server-Timing"] = server_timing(
@@ -113,21 +120,46 @@ def build_explanations_router(models: RequestModels) -> APIRouter:
     return router
 
 
-async def _submit(
-    request: ExplainRequest, batcher: DynamicBatcher, state: AppState, deadline: float
-) -> CompletedJob:
-    job = request.to_job(default_max_new_tokens=state.default_max_new_tokens)
-    done = await batcher.submit(job, deadline)
-    state.metrics.explained(done.explanation)
-    return done
+async def _explain(
+    request: ExplainRequest, serving: Serving, state: AppState, deadline: float
+) -> tuple[Explanation, Generated]:
+    """prepare (this request alone) -> the batch -> finish (this request alone).
+
+    A failure in `prepare` or `finish` is this request's error and never its batch-mates';
+    neither counts against readiness."""
+    loop = asyncio.get_running_loop()
+    metrics = state.metrics
+    job = request.to_job()
+    started = time.perf_counter()
+    try:
+        prepared = await loop.run_in_executor(state.workers, serving.engine.prepare, job)
+    except PrepareError as exc:
+        raise InvalidRequestError(str(exc)) from None
+    except Exception:
+        logger.exception("preparing a request failed")
+        raise RequestFailedError("this request could not be prepared") from None
+    metrics.request_stage("prepare", time.perf_counter() - started)
+    generated = await serving.batcher.submit(prepared, deadline)
+    started = time.perf_counter()
+    try:
+        explanation = await loop.run_in_executor(
+            state.workers, serving.engine.finish, prepared, generated.generation
+        )
+    except Exception:
+        logger.exception("finishing a request failed")
+        raise RequestFailedError("this request's answer could not be written") from None
+    metrics.request_stage("finish", time.perf_counter() - started)
+    metrics.explained(explanation)
+    return explanation, generated
 
 
 def _ms(seconds: float) -> float:
     return round(seconds * 1000.0, 3)
 
 
-def _response(done: CompletedJob, info: ModelInfo, started: float) -> ExplainResponse:
-    explanation = done.explanation
+def _response(
+    explanation: Explanation, done: Generated, info: ModelInfo, started: float
+) -> ExplainResponse:
     return ExplainResponse(
         explanation=explanation.text,
         user_known=explanation.user_known,

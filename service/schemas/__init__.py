@@ -5,13 +5,7 @@ configured limits; `responses` the response and error models; `fields` the types
 bounded fields the request models share.
 """
 
-from service.schemas.fields import (
-    DEFAULT_LIMITS,
-    MAX_ID_CHARS,
-    AttributeValue,
-    ExternalId,
-    RequestLimits,
-)
+from service.schemas.fields import MAX_ID_CHARS, AttributeValue, ExternalId
 from service.schemas.requests import (
     EXAMPLE_REQUEST,
     BatchExplainRequest,
@@ -37,7 +31,6 @@ from service.schemas.responses import (
 )
 
 __all__ = [
-    "DEFAULT_LIMITS",
     "EXAMPLE_REQUEST",
     "MAX_ID_CHARS",
     "AttributeValue",
@@ -56,7 +49,6 @@ __all__ = [
     "ModelRef",
     "ModelsResponse",
     "ReadyResponse",
-    "RequestLimits",
     "RequestModels",
     "Timing",
     "Usage",

@@ -1,33 +1,18 @@
 """What the request models are made of: the id and attribute types, and the bounded fields.
 
-`bounded_fields(limits)` builds the fields that `RequestLimits` bounds, once for the static
-models and once per app for the models that `build_request_models` makes.
+`bounded_fields(limits)` builds the fields that `RequestLimits` (service/limits.py) bounds,
+once for the static models and once per app for the models that `build_request_models` makes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, WithJsonSchema
 
+from service.limits import RequestLimits
+
 MAX_ID_CHARS = 128
-
-
-@dataclass(frozen=True)
-class RequestLimits:
-    """The configurable bounds of a request (the `PRISM_MAX_*` settings)."""
-
-    max_history: int = 50
-    max_title_chars: int = 300
-    max_attributes: int = 32
-    max_slate_size: int = 32
-    max_new_tokens_limit: int = 96
-    max_num_beams: int = 4
-    default_max_new_tokens: int = 48
-
-
-DEFAULT_LIMITS = RequestLimits()
 
 
 def _coerce_id(value: object) -> object:
@@ -117,7 +102,6 @@ def bounded_fields(limits: RequestLimits) -> dict[str, Any]:
             "budget is tight the oldest items are dropped first.",
         ),
         "recommended_item": Field(description="The item the ranker recommends."),
-        "options": Field(default=None, description="Generation options."),
         "requests": Field(
             min_length=1,
             max_length=limits.max_slate_size,

@@ -12,17 +12,20 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SkipValidation, create_model, model_validator
-
-from model_store.items import Item
-from service.runtime.engine import ExplainJob
-from service.schemas.fields import (
-    DEFAULT_LIMITS,
-    AttributeValue,
-    ExternalId,
-    RequestLimits,
-    bounded_fields,
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SkipValidation,
+    create_model,
+    field_validator,
+    model_validator,
 )
+
+from explain.items import Item
+from explain.types import ExplainJob
+from service.limits import DEFAULT_LIMITS, RequestLimits
+from service.schemas.fields import AttributeValue, ExternalId, bounded_fields
 
 EXAMPLE_REQUEST: dict[str, Any] = {
     "user_id": "4217",
@@ -44,6 +47,7 @@ EXAMPLE_REQUEST: dict[str, Any] = {
 
 
 _DEFAULT_FIELDS = bounded_fields(DEFAULT_LIMITS)
+_OPTIONS_DESCRIPTION = "Generation options; absent or null means the defaults."
 
 
 def _item_json_schema(schema: dict[str, Any]) -> None:
@@ -100,16 +104,22 @@ class ExplainRequest(BaseModel):
     )
     history: list[ItemIn] = _DEFAULT_FIELDS["history"]
     recommended_item: ItemIn = _DEFAULT_FIELDS["recommended_item"]
-    options: ExplainOptions | None = _DEFAULT_FIELDS["options"]
+    options: ExplainOptions = Field(
+        default_factory=ExplainOptions, description=_OPTIONS_DESCRIPTION
+    )
 
-    def to_job(self, *, default_max_new_tokens: int) -> ExplainJob:
-        options = self.options
+    @field_validator("options", mode="before")
+    @classmethod
+    def _null_options(cls, value: Any) -> Any:
+        return {} if value is None else value  # `"options": null` means the defaults
+
+    def to_job(self) -> ExplainJob:
         return ExplainJob(
             user_id=self.user_id,
             history=tuple(item.to_item() for item in self.history),
             item=self.recommended_item.to_item(),
-            max_new_tokens=options.max_new_tokens if options else default_max_new_tokens,
-            num_beams=options.num_beams if options else 1,
+            max_new_tokens=self.options.max_new_tokens,
+            num_beams=self.options.num_beams,
         )
 
 
@@ -163,7 +173,10 @@ def build_request_models(limits: RequestLimits) -> RequestModels:
         __module__=__name__,
         history=(list[item], f["history"]),  # type: ignore[valid-type]
         recommended_item=(item, f["recommended_item"]),
-        options=(options | None, f["options"]),  # type: ignore[arg-type]
+        options=(
+            options,
+            Field(default_factory=options, description=_OPTIONS_DESCRIPTION),
+        ),
     )
     batch = create_model(
         "BatchExplainRequest",

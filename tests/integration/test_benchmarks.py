@@ -2,6 +2,9 @@
 
 import json
 
+import pytest
+import torch
+
 from benchmarks import engines, gpu_check
 
 
@@ -53,6 +56,7 @@ def test_rounds_rotate_the_engine_order():
     assert [r for r, _ in order] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_gpu_check_runs_without_a_gpu_and_says_so(tiny_store, tmp_path):
     code = gpu_check.main(
         [

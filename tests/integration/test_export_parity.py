@@ -1,5 +1,9 @@
-"""Export + parity on the tiny real model: ORT tokens equal PyTorch `generate` tokens."""
+"""Export + parity on the tiny real model: ORT tokens equal PyTorch `generate` tokens.
 
+Both backends run through the same `Explainer` stages on the same prepared requests.
+"""
+
+import dataclasses
 import shutil
 
 import numpy as np
@@ -8,21 +12,17 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from model_store import onnx_spec as spec
-from model_store.modeling import (
-    PrismMeta,
-    UserAwareBart,
-    banned_slot_matrix,
-    plain_generation_config,
-)
-from model_store.parity import check_parity, probe_requests
-from model_store.prompt import build_input, check_format
-from model_store.publishing import export_with_parity, publish_model
+from explain import artifacts as spec
+from explain.decoding import DecodeRequest
+from explain.explainer import DEFAULT_DECODE, DecodeSettings, Explainer
+from explain.loading import load_onnx_explainer
+from explain.onnx_backend import EncodedBatch
+from explain.types import ExplainJob
 from model_store.store import ModelStore, PromotionError
-from model_store.tokenizer import PrismTokenizer
-from service.runtime.explainer import pad_batch
-from service.runtime.generator import GenerationIds, Seq2SeqGenerator
-from service.runtime.session import OnnxSession
+from training.modeling import PrismMeta, UserAwareBart
+from training.parity import check_parity, export_with_parity, probe_jobs
+from training.publishing import publish_model
+from training.torch_backend import torch_explainer
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +30,19 @@ def exported(tiny_model_dir, tmp_path_factory):
     onnx_dir = tmp_path_factory.mktemp("onnx")
     report = export_with_parity(tiny_model_dir, onnx_dir)
     return onnx_dir, report
+
+
+def onnx_explainer(model_dir, onnx_dir, decode=DEFAULT_DECODE) -> Explainer:
+    reference = torch_explainer(model_dir, decode=decode)
+    return load_onnx_explainer(
+        model_dir,
+        name="tiny",
+        version="test",
+        input_config=reference.input_config,
+        generation=PrismMeta.load(model_dir).generation,
+        decode=decode,
+        onnx_dir=onnx_dir,
+    )
 
 
 def test_greedy_parity_on_known_and_unknown_users(exported):
@@ -48,79 +61,58 @@ def test_unknown_user_is_exactly_stock_bart(tiny_model_dir):
     assert torch.count_nonzero(model.user_embeddings.weight[0]) == 0
 
 
-def _generators(onnx_dir):
-    onnx_spec = spec.OnnxSpec.load(onnx_dir)
-    enc = OnnxSession(onnx_dir / spec.ENCODER_FILE, provider="cpu")
-    dec = OnnxSession(onnx_dir / spec.DECODER_FILE, provider="cpu")
-    return onnx_spec, enc, dec
-
-
-@pytest.mark.parametrize(("num_beams", "min_new_tokens"), [(1, 6), (2, 0), (4, 0), (4, 6)])
-def test_beam_search_matches_transformers_and_io_binding_matches_numpy(
-    tiny_model_dir, exported, num_beams, min_new_tokens
+@pytest.mark.parametrize(
+    ("num_beams", "num_return", "min_new_tokens"),
+    [(1, 1, 6), (2, 1, 0), (4, 1, 0), (4, 4, 6), (3, 2, 0)],
+)
+def test_beam_search_and_its_n_best_match_transformers_and_io_binding_matches_plain_runs(
+    tiny_model_dir, exported, num_beams, num_return, min_new_tokens
 ):
     onnx_dir, _ = exported
-    model = UserAwareBart.load(tiny_model_dir)
-    tok = PrismTokenizer.from_file(tiny_model_dir / "tokenizer")
-    meta = PrismMeta.load(tiny_model_dir)
-    config = check_format(meta.input_format)
-    built = [build_input(h, i, tok, config) for h, i in probe_requests(6, seed=5)]
-    ids, mask = pad_batch([b.input_ids for b in built], tok.pad_id)
-    rows = torch.tensor([1, 0, 2, 0, 3, 0])
-    users = model.user_vectors(rows).detach().numpy()
-    banned = [tok.banned_slot_ids(b.slot_values) for b in built]
-    ref = model.generate(
-        torch.from_numpy(ids),
-        torch.from_numpy(mask),
-        rows,
-        generation_config=plain_generation_config(
-            meta.generation, num_beams=num_beams, min_new_tokens=min_new_tokens
-        ),
-        banned_tokens=banned_slot_matrix(
-            tok, [b.slot_values for b in built], model.bart.config.vocab_size
-        ),
-        max_new_tokens=16,
+    decode = DecodeSettings(min_new_tokens=min_new_tokens)
+    reference = torch_explainer(tiny_model_dir, decode=decode)
+    candidate = onnx_explainer(tiny_model_dir, onnx_dir, decode)
+    known = reference.users.ids()[:3]
+    prepared = [reference.prepare(j) for j in probe_jobs(known, 6, 16)]
+    ids = [p.student.input_ids for p in prepared]
+    width = max(map(len, ids))
+    batch = EncodedBatch(
+        np.array([r + [1] * (width - len(r)) for r in ids], dtype=np.int64),
+        np.array([[1] * len(r) + [0] * (width - len(r)) for r in ids], dtype=np.int64),
+        np.stack([p.user_vector for p in prepared]).astype(np.float32),
     )
-    onnx_spec, enc, dec = _generators(onnx_dir)
-    ids_cfg = GenerationIds.from_manifest(meta.generation)
-    outputs = []
-    for io_binding in (False, True):
-        gen = Seq2SeqGenerator(enc, dec, onnx_spec, ids_cfg, io_binding=io_binding)
-        outputs.append(
-            gen.generate(
-                ids,
-                mask,
-                users,
-                max_new_tokens=[16] * 6,
-                num_beams=num_beams,
-                banned=banned,
-                min_new_tokens=min_new_tokens,
-            ).tokens
-        )
-    expected = [[int(t) for t in row[1:] if int(t) != tok.pad_id] for row in ref]
-    assert outputs[0] == expected
-    assert outputs[1] == outputs[0]
+    request = DecodeRequest(
+        max_new_tokens=[16] * 6,
+        banned=[p.banned for p in prepared],
+        min_new_tokens=min_new_tokens,
+        num_beams=num_beams,
+        num_return=num_return,
+    )
+    expected = reference.backend.generate(batch, request).decoded.candidates
+    plain = candidate.backend.generate(batch, request).decoded.candidates
+    backend = candidate.backend
+    for session in (backend.encoder, backend.decoder):
+        session.io_binding = True  # the CUDA code path, on the CPU device
+    bound = backend.generate(batch, request).decoded.candidates
+    assert plain == expected
+    assert bound == plain
+    assert all(len(c) == min(num_return, num_beams) for c in plain)
 
 
 def test_per_row_limits_and_bans_are_honoured(tiny_model_dir, exported):
     onnx_dir, _ = exported
-    tok = PrismTokenizer.from_file(tiny_model_dir / "tokenizer")
-    meta = PrismMeta.load(tiny_model_dir)
-    onnx_spec, enc, dec = _generators(onnx_dir)
-    gen = Seq2SeqGenerator(enc, dec, onnx_spec, GenerationIds.from_manifest(meta.generation))
-    built = [build_input(h, i, tok, check_format(meta.input_format)) for h, i in probe_requests(3)]
-    ids, mask = pad_batch([b.input_ids for b in built], tok.pad_id)
-    every_slot = list(tok.slot_ids.values())
-    out = gen.generate(
-        ids,
-        mask,
-        np.zeros((3, onnx_spec.d_model), np.float32),
-        max_new_tokens=[3, 7, 11],
-        banned=[every_slot] * 3,
-    )
-    assert [len(t) <= n for t, n in zip(out.tokens, [3, 7, 11], strict=True)] == [True] * 3
-    assert all(t[0] == tok.bos_id for t in out.tokens)
-    assert not set(every_slot) & {t for row in out.tokens for t in row}
+    explainer = onnx_explainer(tiny_model_dir, onnx_dir)
+    every_slot = tuple(explainer.tokenizer.slot_ids.values())
+    jobs = [
+        dataclasses.replace(j, max_new_tokens=n)
+        for j, n in zip(probe_jobs([], 3, 1), (3, 7, 11), strict=True)
+    ]
+    prepared = [dataclasses.replace(explainer.prepare(j), banned=every_slot) for j in jobs]
+    out = explainer.generate(prepared).generations
+    tokens = [g.candidates[0] for g in out]
+    assert [len(t) <= n for t, n in zip(tokens, [3, 7, 11], strict=True)] == [True] * 3
+    assert all(t[0] == explainer.tokenizer.bos_id for t in tokens)
+    assert not set(every_slot) & {t for row in tokens for t in row}
 
 
 def test_altered_graph_fails_parity_and_is_never_promoted(tiny_model_dir, exported, tmp_path):
@@ -135,19 +127,13 @@ def test_altered_graph_fails_parity_and_is_never_promoted(tiny_model_dir, export
     values += np.random.default_rng(0).normal(0, 1.0, values.shape).astype(values.dtype)
     target.CopyFrom(numpy_helper.from_array(values, target.name))
     onnx.save(graph, str(broken / "onnx" / spec.DECODER_FILE))
-    model = UserAwareBart.load(broken)
-    tok = PrismTokenizer.from_file(broken / "tokenizer")
-    meta = PrismMeta.load(broken)
+    reference = torch_explainer(broken)
     report = check_parity(
-        model,
-        tok,
-        broken / "onnx",
-        meta.generation,
-        check_format(meta.input_format),
-        user_rows=[1, 2],
+        reference, onnx_explainer(broken, broken / "onnx"), known_users=reference.users.ids()[:2]
     )
     assert not report.passed and report.mismatches > 0 and report.first_mismatch
 
+    meta = PrismMeta.load(broken)
     store = ModelStore(tmp_path / "store")
     fields = {
         "base_model": "x",
@@ -162,6 +148,16 @@ def test_altered_graph_fails_parity_and_is_never_promoted(tiny_model_dir, export
         store.set_alias("broken", "production", published.version)
 
 
+def test_parity_refuses_explainers_that_decode_differently(tiny_model_dir, exported):
+    onnx_dir, _ = exported
+    with pytest.raises(ValueError, match="decode settings differ"):
+        check_parity(
+            torch_explainer(tiny_model_dir, decode=DecodeSettings(min_new_tokens=0)),
+            onnx_explainer(tiny_model_dir, onnx_dir),
+            known_users=[],
+        )
+
+
 def test_publish_model_promotes_only_after_parity(tiny_model_dir, tmp_path):
     source = tmp_path / "src"
     shutil.copytree(tiny_model_dir, source)
@@ -170,7 +166,18 @@ def test_publish_model_promotes_only_after_parity(tiny_model_dir, tmp_path):
     assert report.passed
     assert store.aliases("m") == {"latest": version.version, "production": version.version}
     manifest = store.resolve("m").manifest
-    assert manifest.parity["passed"] and manifest.eval == {"bleu4": 0.1}
+    assert manifest.parity_passed and manifest.eval == {"bleu4": 0.1}
     assert {f"onnx/{f}" for f in (spec.ENCODER_FILE, spec.DECODER_FILE, spec.SPEC_FILE)} <= set(
         manifest.files
     )
+
+
+def test_the_same_explainer_stages_serve_both_backends(tiny_model_dir, exported):
+    onnx_dir, _ = exported
+    reference = torch_explainer(tiny_model_dir)
+    candidate = onnx_explainer(tiny_model_dir, onnx_dir)
+    jobs = [
+        ExplainJob(u, (), j.item)
+        for u, j in zip(["user-1", "x"], probe_jobs([], 2, 8), strict=True)
+    ]
+    assert [e.text for e in reference.explain(jobs)] == [e.text for e in candidate.explain(jobs)]

@@ -1,12 +1,10 @@
 """The whole offline chain at tiny size: data -> distill -> fine-tune -> evaluate -> publish -> serve."""
 
-import json
-
-from model_store.items import Item
-from model_store.prompt import InputConfig
+from explain.explainer import DecodeSettings
+from explain.input_format import InputConfig
 from model_store.store import ModelStore
-from service.runtime.engine import ExplainJob
-from service.runtime.loader import load_engine
+from service.loader import load_explainer
+from training.distill_io import read_distilled
 from training.finetune import StudentShape, TrainConfig
 from training.pipeline import PipelineConfig, run_pipeline
 
@@ -62,7 +60,7 @@ def test_tiny_pipeline_publishes_a_version_that_the_service_serves(tmp_path):
     }
     manifest = store.resolve("prism-pipeline-test").manifest
     assert set(manifest.eval) >= EVAL_KEYS and manifest.eval["num_test_samples"] == 24
-    assert manifest.parity["passed"] and manifest.input_format["name"] == "prism-evidence"
+    assert manifest.parity_passed and manifest.input_format.name == "prism-evidence"
     assert {"eval/report.md", "eval/report.json", "eval/chart.png", "onnx/encoder.onnx"} <= set(
         manifest.files
     )
@@ -74,30 +72,24 @@ def test_tiny_pipeline_publishes_a_version_that_the_service_serves(tmp_path):
     }
     assert (work_dir / "distilled" / "train_anonymous.jsonl").exists()
 
-    engine = load_engine(
+    engine = load_explainer(
         store,
         store.resolve("prism-pipeline-test"),
         provider="cpu",
         intra_op_threads=1,
         max_history=50,
         max_input_tokens=None,
+        max_new_tokens_limit=48,
+        decode=DecodeSettings(),
         auto_export=False,
-        min_new_tokens=4,
     )
-    record = json.loads((work_dir / "distilled" / "test.jsonl").read_text().splitlines()[0])
-    history = tuple(Item.from_dict(h) for h in record["history"])
-    item = Item.from_dict(record["item"])
-    out = engine.explain_batch(
-        [
-            ExplainJob(record["user_id"], history, item, 16, 1),
-            ExplainJob("nobody", history, item, 16, 1),
-        ]
-    )
-    assert [r.user_known for r in out.results] == [True, False]
+    (record, *_) = read_distilled(work_dir / "distilled" / "test.jsonl")
+    results = engine.explain([record.job(), record.job("nobody")])
+    assert [r.user_known for r in results] == [True, False]
     # A one-epoch tiny model may write nothing but spaces; the answer is then the evidence
     # sentence, never empty, and says so.
-    assert all(r.text and (r.fallback or any(c.isalnum() for c in r.text)) for r in out.results), (
-        out.results
+    assert all(r.text and (r.fallback or any(c.isalnum() for c in r.text)) for r in results), (
+        results
     )
 
     # Run again: every stage is done, and the published version is reused, not published twice.

@@ -1,15 +1,17 @@
-"""The ONNX engine on the tiny real model: loading, explaining, unknown users, auto-export."""
+"""The served explainer on the tiny real model: loading, explaining, unknown users, auto-export."""
 
 import shutil
 
 import pytest
 
-from model_store.items import Item
-from model_store.modeling import PrismMeta
+from explain.errors import ModelLoadError
+from explain.explainer import DecodeSettings
+from explain.items import Item
+from explain.session import ProviderError
+from explain.types import ExplainJob
 from model_store.store import ModelStore
-from service.runtime.engine import ExplainJob
-from service.runtime.loader import ModelLoadError, load_engine
-from service.runtime.session import ProviderError
+from service.loader import load_explainer
+from training.modeling import PrismMeta
 
 HISTORY = (
     Item("E.T. the Extra-Terrestrial (1982)", "1", {"genres": ["Children's", "Sci-Fi"]}),
@@ -26,9 +28,11 @@ def engine_for(store_dir, name, ref="latest", **overrides):
         "intra_op_threads": 1,
         "max_history": 50,
         "max_input_tokens": None,
+        "max_new_tokens_limit": 96,
+        "decode": DecodeSettings(),
         "auto_export": True,
     }
-    return load_engine(store, store.resolve(name, ref), **{**options, **overrides})
+    return load_explainer(store, store.resolve(name, ref), **{**options, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -48,46 +52,55 @@ def test_known_and_unknown_users_both_get_explanations(engine, tiny_store):
         ExplainJob("never-seen", HISTORY, ITEM, 12, 1),
         ExplainJob("never-seen", (), ITEM, 12, 2),
     ]
-    out = engine.explain_batch(jobs)
-    assert [r.user_known for r in out.results] == [True, False, False]
-    for result in out.results:
+    prepared = [engine.prepare(job) for job in jobs]
+    generated = engine.generate(prepared)
+    results = [engine.finish(p, g) for p, g in zip(prepared, generated.generations, strict=True)]
+    assert [r.user_known for r in results] == [True, False, False]
+    for result in results:
         assert result.text and "<" not in result.text  # every slot filled from the request
         assert 0 < result.output_tokens <= 12 and result.input_tokens > 5
-    assert out.results[0].history_used == 3 and out.results[2].history_used == 0
-    assert out.timings.total_s >= out.timings.encode_s + out.timings.decode_s > 0
+    assert results[0].history_used == 3 and results[2].history_used == 0
+    timings = generated.timings
+    assert timings.total_s >= timings.encode_s + timings.decode_s > 0
+    assert generated.groups == [2, 1]  # one backend call per beam width
 
 
 def test_the_user_vector_reaches_the_encoder_graph(engine, tiny_store):
     import numpy as np
 
-    ids = np.array([engine.prepare(ExplainJob("u", HISTORY, ITEM, 4, 1)).input_ids])
+    ids = np.array([engine.prepare(ExplainJob("u", HISTORY, ITEM, 4, 1)).student.input_ids])
     mask = np.ones_like(ids)
-    vectors, known = engine._users.lookup([tiny_store.known_users[0], "never-seen"])
+    vectors, known = engine.users.lookup([tiny_store.known_users[0], "never-seen"])
     assert known == [True, False] and not vectors[1].any() and vectors[0].any()
     feeds = {"input_ids": ids, "attention_mask": mask}
-    with_user = engine.generator.encoder.run({**feeds, "user_embeds": vectors[:1]})
-    zero = engine.generator.encoder.run({**feeds, "user_embeds": vectors[1:]})
-    assert not np.allclose(with_user[0], zero[0])  # the cross-attention keys move with v_u
+    encoder = engine.backend.encoder
+    with_user = encoder.run({**feeds, "user_embeds": vectors[:1]})["cross_key_0"]
+    zero = encoder.run({**feeds, "user_embeds": vectors[1:]})["cross_key_0"]
+    assert not np.allclose(with_user, zero)  # the cross-attention keys move with v_u
 
 
 def test_batching_does_not_change_results(engine, tiny_store):
-    alone = engine.explain_batch([ExplainJob("u", HISTORY, ITEM, 10, 1)]).results[0]
-    mixed = engine.explain_batch(
+    alone = engine.explain([ExplainJob("u", HISTORY, ITEM, 10, 1)])[0]
+    mixed = engine.explain(
         [
             ExplainJob(tiny_store.known_users[1], HISTORY[:1], ITEM, 5, 1),
             ExplainJob("u", HISTORY, ITEM, 10, 1),
         ]
-    ).results[1]
+    )[1]
     assert alone == mixed
 
 
 def test_service_limits_tighten_the_models_own(tiny_store):
     tight = engine_for(tiny_store.store_dir, tiny_store.name, max_history=2, max_input_tokens=64)
     assert tight.input_config.max_history == 2 and tight.input_config.max_input_tokens == 64
-    result = tight.explain_batch([ExplainJob("u", HISTORY, ITEM, 4, 1)]).results[0]
+    result = tight.explain([ExplainJob("u", HISTORY, ITEM, 4, 1)])[0]
     assert result.history_used <= 2 and result.input_tokens <= 64
 
 
+@pytest.mark.skipif(
+    "CUDAExecutionProvider" in __import__("onnxruntime").get_available_providers(),
+    reason="this onnxruntime build has the CUDA provider",
+)
 def test_cuda_request_fails_loudly_without_a_cuda_build(tiny_store):
     with pytest.raises(ProviderError, match="cuda"):
         engine_for(tiny_store.store_dir, tiny_store.name, provider="cuda")
@@ -110,9 +123,9 @@ def test_a_version_without_onnx_is_exported_once_and_cached(tiny_model_dir, tmp_
         engine_for(store.root, "raw", auto_export=False)
     engine = engine_for(store.root, "raw")
     manifest = store.resolve("raw", "latest").manifest
-    assert manifest.parity and manifest.parity["passed"]
+    assert manifest.parity_passed
     assert "onnx/encoder.onnx" in manifest.files
-    assert engine.explain_batch([ExplainJob("u", HISTORY, ITEM, 4, 1)]).results[0].text
+    assert engine.explain([ExplainJob("u", HISTORY, ITEM, 4, 1)])[0].text
 
 
 @pytest.mark.parametrize(
@@ -128,7 +141,20 @@ def test_an_unusable_answer_is_replaced_by_the_evidence_sentence(
 ):
     engine = engine_for(tiny_store.store_dir, tiny_store.name)
     # Fault injection: the decoder "wrote" this template.
-    monkeypatch.setattr(engine._tokenizer, "decode", lambda ids: written)
-    result = engine.explain_batch([ExplainJob("u", HISTORY, ITEM, 8, 1)]).results[0]
+    monkeypatch.setattr(engine.tokenizer, "decode", lambda ids: written)
+    result = engine.explain([ExplainJob("u", HISTORY, ITEM, 8, 1)])[0]
     assert result.fallback and result.fallback_reason == defect
     assert result.text == "Back to the Future shares sci-fi with The Thing, which you watched."
+
+
+def test_a_token_limit_beyond_the_model_is_refused_at_load(tiny_store):
+    # The tiny model has 320 decoder positions: at most 319 new tokens.
+    with pytest.raises(ModelLoadError, match="PRISM_MAX_NEW_TOKENS_LIMIT 400"):
+        engine_for(tiny_store.store_dir, tiny_store.name, max_new_tokens_limit=400)
+
+
+def test_a_request_beyond_the_model_fails_alone(engine):
+    from explain.errors import PrepareError
+
+    with pytest.raises(PrepareError, match="exceeds the model's limit"):
+        engine.prepare(ExplainJob("u", HISTORY, ITEM, 10_000, 1))

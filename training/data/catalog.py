@@ -16,7 +16,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from model_store.items import Item
+from explain.items import Item
 
 # The MovieLens genre vocabulary (ml-1m and ml-100k, without ml-100k's "unknown").
 GENRES = (

@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from model_store.items import Item
+from explain.items import Item
 from training.data.sequences import build_dataset
 from training.data.types import Dataset, Interaction, SkipLog
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from statistics import fmean
 from typing import TypedDict
 
-from model_store.items import Item
+from explain.items import Item
 from training.data.types import SPLITS, Dataset, Interaction, Sample, SkipLog, UserProfile
 
 logger = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from model_store.items import Item
+from explain.items import Item
 from training.data.types import Sample
 
 BARE, COLD_START = "bare", "cold_start"

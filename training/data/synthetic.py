@@ -14,8 +14,8 @@ import random
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import TypeVar
 
-from model_store.items import Item
-from model_store.slots import compute_evidence
+from explain.evidence import compute_evidence
+from explain.items import Item
 from training.aspects import ASPECTS, Aspect
 from training.data.catalog import decade_of, load_catalog
 from training.data.sequences import build_dataset, make_samples, user_sequences

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from model_store.items import Item
+from explain.items import Item
 from training.aspects import Aspect
 
 SPLITS = ("train", "valid", "test")

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from model_store.items import Item
+from explain.items import Item
 from training.data.sequences import build_dataset
 from training.data.types import Dataset, Interaction, SkipLog
 

@@ -2,7 +2,7 @@
 
 It stands in for the Oracle where no large model is available (the default offline build).
 It reads the request's structure, not the prompt: the item's metadata, the evidence the
-student sees (`slots.compute_evidence` on the same history window) and the user's preferred
+student sees (`compute_evidence` on the same history window) and the user's preferred
 aspect. Every title, genre and decade it writes comes from the request, because its
 patterns are slot templates filled with the request's own slot values.
 """
@@ -15,9 +15,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from model_store import slots
-from model_store.items import Item
-from model_store.prompt import InputConfig
+from explain import slots
+from explain.evidence import Evidence, compute_evidence
+from explain.input_format import InputConfig
+from explain.items import Item
+from explain.rendering import fill_slots
 from training.aspects import Aspect
 from training.data.types import Sample, UserProfile
 from training.teachers import patterns
@@ -47,7 +49,7 @@ class _Request:
     """One request's facts, computed once: the evidence and what each aspect can claim."""
 
     recent_first: tuple[Item, ...]
-    evidence: slots.Evidence
+    evidence: Evidence
     genre_slots: tuple[str, ...]  # shared-genre slots with enough support, preferred first
     support: Mapping[Aspect, float]  # aspects with evidence -> share of history backing them
     tags: frozenset[str]
@@ -107,7 +109,7 @@ class GroundedTeacher:
         cfg = self.config
         window = sample.history[-cfg.max_history :] if cfg.max_history else ()
         recent_first = tuple(reversed(window))
-        ev = slots.compute_evidence(
+        ev = compute_evidence(
             recent_first, sample.item, max_shared=cfg.max_shared, max_similar=cfg.max_similar
         )
         n = max(ev.history_size, 1)
@@ -199,14 +201,14 @@ _DOUBLE_STOP = re.compile(r"([.!?])\.(?=\s|$)")
 
 
 def _fill(template: str, values: Mapping[str, str]) -> str:
-    """`slots.fill_slots`, except that titles are put in after its sentence capitalisation.
+    """`fill_slots`, except that titles are put in after its sentence capitalisation.
 
     fill_slots capitalises the word after any "!", "?" or "." + space, including one that
     ends a title ("Mars Attacks! Is a strong choice"); the patterns never need a capital
     there, so titles go in as opaque markers first.
     """
     markers = {slot: f"\x00{k}\x00" for k, slot in enumerate(values) if slot in _TITLE_SLOTS}
-    text = slots.fill_slots(template, {**values, **markers}).text
+    text = fill_slots(template, {**values, **markers}).text
     for slot, marker in markers.items():
         text = text.replace(marker, values[slot])
     # A title that ends a sentence with its own "!" or "." needs no second full stop.

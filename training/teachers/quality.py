@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from model_store.quality import is_looping
+from explain.checks import is_looping
 from training.prompts import HISTORY_PLACEHOLDER, ITEM_PLACEHOLDER
 
 MIN_WORDS = 4

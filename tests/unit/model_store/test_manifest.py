@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import re
@@ -10,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from model_store.manifest import Manifest, ManifestError, StoreError, relpath_error, sha256_file
 
@@ -142,7 +142,7 @@ def test_invalid_json_duplicates_and_nan_are_rejected() -> None:
 def test_unserialisable_values_fail_at_construction() -> None:
     with pytest.raises(ManifestError, match="JSON"):
         Manifest.from_dict(manifest_dict(extra={"when": object()}))
-    with pytest.raises(ManifestError, match="'eval'"):
+    with pytest.raises(ManifestError, match="'eval"):
         Manifest.from_dict(manifest_dict(eval={1: 0.5}))
 
 
@@ -164,7 +164,8 @@ def test_updated_merges_eval_and_extra_and_replaces_the_rest() -> None:
     )
     assert new.eval == {"rouge_l": 0.41, "bleu": 0.2}
     assert new.extra == {"note": "test", "onnx": "v1"}
-    assert new.parity == {"passed": False} and not new.parity_passed
+    assert new.parity is not None and new.parity.model_dump() == {"passed": False}
+    assert not new.parity_passed
     assert manifest.parity is None  # the original is untouched
     with pytest.raises(ManifestError, match="bogus"):
         manifest.updated({"bogus": 1})
@@ -172,10 +173,13 @@ def test_updated_merges_eval_and_extra_and_replaces_the_rest() -> None:
         manifest.updated({"d_model": "wide"})
 
 
-def test_replace_revalidates() -> None:
+def test_replace_revalidates_and_the_manifest_is_immutable() -> None:
     manifest = Manifest.from_dict(manifest_dict())
     with pytest.raises(ManifestError, match="'num_users'"):
-        dataclasses.replace(manifest, num_users=-5)
+        manifest.replaced(num_users=-5)
+    assert manifest.replaced(num_users=5).num_users == 5
+    with pytest.raises(ValidationError):
+        manifest.num_users = 5  # type: ignore[misc]
 
 
 def test_sha256_file_matches_hashlib_across_chunks(tmp_path: Path) -> None:

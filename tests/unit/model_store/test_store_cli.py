@@ -142,7 +142,7 @@ def test_publish_errors_are_one_line(
 
     (source / "model" / "weights.pkl").unlink()
     assert main(["--root", str(root), "publish", str(source), "--name", NAME]) == 1
-    assert "missing required key(s) ['base_model'" in capsys.readouterr().err
+    assert "missing required key 'base_model'" in capsys.readouterr().err
     missing = str(tmp_path / "nope.json")
     args = ["--root", str(root), "publish", str(source), "--name", NAME]
     assert main([*args, "--manifest-fields", missing]) == 1

@@ -17,21 +17,19 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from fastapi import FastAPI
 
+from explain.evidence import Evidence
+from explain.explainer import BatchGeneration, BatchTimings, Generation, Prepared
+from explain.input_format import StudentInput
+from explain.types import ExplainJob, Explanation, ModelInfo
 from service.main import create_app
-from service.runtime.engine import (
-    BatchOutput,
-    BatchTimings,
-    ExplainJob,
-    Explanation,
-    ModelInfo,
-)
 from service.settings import Settings
 
 KNOWN_USERS = frozenset({"4217", "7"})
-TIMINGS = BatchTimings(prepare_s=0.001, encode_s=0.002, decode_s=0.003, total_s=0.006)
+TIMINGS = BatchTimings(encode_s=0.002, decode_s=0.003, total_s=0.006)
 INFO = ModelInfo(
     name="prism-test",
     version="2026-01-01.1",
@@ -42,11 +40,33 @@ INFO = ModelInfo(
 )
 
 
+def prepared_for(job: ExplainJob) -> Prepared:
+    """A `Prepared` as the real explainer would make it, minus the real input format."""
+    ids = [0, *range(5, 13 + 5 * len(job.history)), 2]  # 10 + 5 per history item
+    student = StudentInput(
+        text=f"item: {job.item.title}",
+        input_ids=ids,
+        slot_values={"<item>": job.item.title},
+        evidence=Evidence((), (), None, 0, (), len(job.history)),
+        history_used=len(job.history),
+        history_given=len(job.history),
+    )
+    return Prepared(
+        job=job,
+        student=student,
+        user_vector=np.zeros(4, dtype=np.float32),
+        user_known=job.user_id in KNOWN_USERS,
+        max_new_tokens=job.max_new_tokens or 16,
+        num_beams=job.num_beams or 1,
+        banned=(),
+    )
+
+
 class ScriptedEngine:
-    """An `ExplanationEngine` whose behaviour the test sets: a delay per batch, a gate that
-    holds batches until opened (`gate.clear()` / `gate.set()`), batches that raise (by
-    number or by user), a wrong number of outputs, a warm-up that waits for a signal. It
-    records every batch it was given."""
+    """An `Engine` whose behaviour the test sets: a delay per batch, a gate that holds
+    batches until opened (`gate.clear()` / `gate.set()`), batches that raise (by number or by
+    user), a wrong number of outputs, requests whose own `prepare` or `finish` raises, a
+    warm-up that waits for a signal. It records the jobs of every batch it was given."""
 
     def __init__(
         self,
@@ -56,17 +76,20 @@ class ScriptedEngine:
         fail_users: Sequence[str] = (),
         drop_one_output: bool = False,
         warmup_gate: threading.Event | None = None,
+        fail_prepare_users: Sequence[str] = (),
+        fail_finish_users: Sequence[str] = (),
     ) -> None:
         self.delay_s = delay_s
         self.fail_batches = set(fail_batches)  # 1-based batch numbers that raise
         self.fail_users = set(fail_users)  # a batch with any of these users raises
         self.drop_one_output = drop_one_output
         self.warmup_gate = warmup_gate
+        self.fail_prepare_users = set(fail_prepare_users)
+        self.fail_finish_users = set(fail_finish_users)
         self.gate = threading.Event()
         self.gate.set()
         self.batches: list[list[ExplainJob]] = []
         self.warmed = False
-        self.closed = False
         self._lock = threading.Lock()
 
     @property
@@ -82,31 +105,37 @@ class ScriptedEngine:
             self.warmup_gate.wait(30)
         self.warmed = True
 
-    def close(self) -> None:
-        self.closed = True
+    def prepare(self, job: ExplainJob) -> Prepared:
+        if job.user_id in self.fail_prepare_users:
+            raise RuntimeError(f"scripted failure preparing {job.user_id}")
+        return prepared_for(job)
 
-    def explain_batch(self, jobs: Sequence[ExplainJob]) -> BatchOutput:
+    def generate(self, batch: Sequence[Prepared]) -> BatchGeneration:
+        jobs = [p.job for p in batch]
         with self._lock:
-            self.batches.append(list(jobs))
+            self.batches.append(jobs)
             number = len(self.batches)
         self.gate.wait(30)
         if self.delay_s:
             time.sleep(self.delay_s)
         if number in self.fail_batches or any(j.user_id in self.fail_users for j in jobs):
             raise RuntimeError(f"scripted failure of batch {number}")
-        results = [self._explain(job) for job in jobs]
+        # Each request's tokens spell its user id, so tests can see who got which result.
+        generations = [Generation([[0, *map(ord, p.job.user_id), 2]]) for p in batch]
         if self.drop_one_output:
-            results = results[:-1]
-        return BatchOutput(results=results, timings=TIMINGS)
+            generations = generations[:-1]
+        return BatchGeneration(generations, TIMINGS, [len(batch)])
 
-    @staticmethod
-    def _explain(job: ExplainJob) -> Explanation:
+    def finish(self, prepared: Prepared, generation: Generation) -> Explanation:
+        job = prepared.job
+        if job.user_id in self.fail_finish_users:
+            raise RuntimeError(f"scripted failure finishing {job.user_id}")
         liked = job.history[-1].title if job.history else "what you watch"
         return Explanation(
             text=f"Because you liked {liked}, try {job.item.title}. [{job.user_id}]",
-            user_known=job.user_id in KNOWN_USERS,
-            input_tokens=10 + 5 * len(job.history),
-            output_tokens=min(7, job.max_new_tokens),
+            user_known=prepared.user_known,
+            input_tokens=len(prepared.student.input_ids),
+            output_tokens=min(7, prepared.max_new_tokens),
             history_used=len(job.history),
         )
 
@@ -168,6 +197,11 @@ async def serve(
 @pytest.fixture
 def make_engine() -> type[ScriptedEngine]:
     return ScriptedEngine
+
+
+@pytest.fixture
+def prepare() -> Any:
+    return prepared_for
 
 
 @pytest.fixture

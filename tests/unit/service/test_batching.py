@@ -3,7 +3,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
-import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -11,15 +10,16 @@ from typing import Any
 
 import pytest
 
-from model_store.items import Item
-from service.batching import CompletedJob, DynamicBatcher, collect_batch, group_by_beams
+from explain.explainer import BatchTimings
+from explain.items import Item
+from explain.types import ExplainJob
+from service.batching import DynamicBatcher, Generated, collect_batch, group_by_beams
 from service.errors import (
     BatchFailedError,
     DeadlineExceededError,
     NotReadyError,
     OverloadedError,
 )
-from service.runtime.engine import BatchTimings, ExplainJob
 
 pytestmark = pytest.mark.anyio
 
@@ -68,6 +68,11 @@ def job(user: str = "4217", beams: int = 1) -> ExplainJob:
     )
 
 
+def user_of(done: Generated) -> str:
+    """The user whose request produced `done` (the scripted engine spells it in tokens)."""
+    return "".join(map(chr, done.generation.candidates[0][1:-1]))
+
+
 def later(seconds: float = 5.0) -> float:
     return time.monotonic() + seconds
 
@@ -99,7 +104,7 @@ async def hold_first_batch(
 ) -> asyncio.Task[Any]:
     """Submit `first` and wait until the worker is stuck on it (the engine's gate is shut)."""
     engine.gate.clear()
-    task = asyncio.ensure_future(batcher.submit(first, later()))
+    task = asyncio.ensure_future(batcher.submit(engine.prepare(first), later()))
     await until(lambda: len(engine.batches) == 1)
     return task
 
@@ -127,21 +132,62 @@ def test_collect_batch_stops_at_max_size_and_takes_what_is_queued() -> None:
     ]
 
 
+class ScriptedQueue(queue.Queue[int]):
+    """Items that arrive at set times on a fake clock; waiting advances the clock.
+
+    So `collect_batch`'s timing is tested by the order of events, not by a wall clock that a
+    loaded two-core machine can stretch."""
+
+    def __init__(self, arrivals: list[tuple[float, int]]) -> None:
+        super().__init__()
+        self.arrivals = sorted(arrivals)
+        self.now = 0.0
+        self.log: list[str] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def get(self, block: bool = True, timeout: float | None = None) -> int:
+        if self.arrivals and self.arrivals[0][0] <= self.now + (timeout or 0.0):
+            at, item = self.arrivals.pop(0)
+            self.now = max(self.now, at)
+            self.log.append(f"got {item} at {self.now:.2f}")
+            return item
+        self.now += timeout or 0.0
+        self.log.append(f"gave up at {self.now:.2f}")
+        raise queue.Empty
+
+    def get_nowait(self) -> int:
+        return self.get(timeout=0.0)
+
+
 def test_collect_batch_waits_at_most_max_wait_for_more() -> None:
-    source: queue.Queue[int] = queue.Queue()
-    source.put(1)
-    threading.Timer(0.02, source.put, args=(2,)).start()
-    threading.Timer(0.5, source.put, args=(3,)).start()
-    started = time.monotonic()
-    batch = collect_batch(source, max_size=8, max_wait_s=0.1, first_timeout_s=0.1)
-    elapsed = time.monotonic() - started
+    # 1 is queued, 2 arrives during the wait, 3 after it: the batch closes at 0.1 without 3.
+    source = ScriptedQueue([(0.0, 1), (0.02, 2), (0.5, 3)])
+    batch = collect_batch(
+        source, max_size=8, max_wait_s=0.1, first_timeout_s=0.1, clock=source.clock
+    )
     assert batch == [1, 2]
-    assert 0.09 <= elapsed < 0.4
+    assert source.log == ["got 1 at 0.00", "got 2 at 0.02", "gave up at 0.10"]
+
+
+def test_collect_batch_first_wait_is_bounded_and_then_the_window_starts() -> None:
+    # Nothing for 0.3: the first wait (0.25) gives up; a later call starts its window at 0.3.
+    source = ScriptedQueue([(0.3, 1), (0.35, 2), (0.45, 3)])
+    assert (
+        collect_batch(source, max_size=8, max_wait_s=0.1, first_timeout_s=0.25, clock=source.clock)
+        == []
+    )
+    batch = collect_batch(
+        source, max_size=8, max_wait_s=0.1, first_timeout_s=0.25, clock=source.clock
+    )
+    assert batch == [1, 2]
+    assert source.log[-1] == "gave up at 0.40"
 
 
 def test_group_by_beams_keeps_order() -> None:
     jobs = [job("a", 1), job("b", 2), job("c", 1), job("d", 4), job("e", 2)]
-    groups = group_by_beams(jobs, lambda j: j.num_beams)
+    groups = group_by_beams(jobs, lambda j: j.num_beams or 1)
     assert [[j.user_id for j in g] for g in groups] == [["a", "c"], ["b", "e"], ["d"]]
 
 
@@ -153,14 +199,15 @@ async def test_concurrent_submits_share_batches(make_engine: Any) -> None:
     observer = RecordingObserver()
     async with running(engine, observer, max_batch_size=8) as batcher:
         first = await hold_first_batch(engine, batcher, job("first"))
-        rest = [asyncio.ensure_future(batcher.submit(job(f"u{i}"), later())) for i in range(19)]
+        rest = [
+            asyncio.ensure_future(batcher.submit(engine.prepare(job(f"u{i}")), later()))
+            for i in range(19)
+        ]
         await until(lambda: batcher.depth == 19)
         engine.gate.set()
         results = await asyncio.gather(first, *rest)
     assert engine.batch_sizes == [1, 8, 8, 3]
-    assert [r.explanation.text.rsplit("[", 1)[1] for r in results[1:]] == [
-        f"u{i}]" for i in range(19)
-    ]
+    assert [user_of(r) for r in results] == ["first", *(f"u{i}" for i in range(19))]
     assert [v for k, v in observer.events if k == "batch"] == [1, 8, 8, 3]
     assert all(r.queue_s >= 0 and r.inference_s >= 0 for r in results)
 
@@ -170,7 +217,7 @@ async def test_num_beams_are_split_into_separate_engine_calls(make_engine: Any) 
     async with running(engine) as batcher:
         first = await hold_first_batch(engine, batcher, job("a", 1))
         jobs = [job("b", 1), job("c", 2), job("d", 1), job("e", 2)]
-        tasks = [asyncio.ensure_future(batcher.submit(j, later())) for j in jobs]
+        tasks = [asyncio.ensure_future(batcher.submit(engine.prepare(j), later())) for j in jobs]
         await until(lambda: batcher.depth == 4)
         engine.gate.set()
         await asyncio.gather(first, *tasks)
@@ -183,10 +230,12 @@ async def test_full_queue_is_rejected_at_once(make_engine: Any) -> None:
     observer = RecordingObserver()
     async with running(engine, observer, max_queue=2) as batcher:
         first = await hold_first_batch(engine, batcher, job())
-        queued = [asyncio.ensure_future(batcher.submit(job(), later())) for _ in range(2)]
+        queued = [
+            asyncio.ensure_future(batcher.submit(engine.prepare(job()), later())) for _ in range(2)
+        ]
         await until(lambda: batcher.depth == 2)
         with pytest.raises(OverloadedError) as caught:
-            await batcher.submit(job(), later())
+            await batcher.submit(engine.prepare(job()), later())
         assert int(caught.value.headers["Retry-After"]) >= 1
         engine.gate.set()
         await asyncio.gather(first, *queued)
@@ -200,11 +249,11 @@ async def test_deadline_while_running_is_504_and_late_result_is_dropped(make_eng
         engine.gate.clear()
         started = time.monotonic()
         with pytest.raises(DeadlineExceededError):
-            await batcher.submit(job(), time.monotonic() + 0.1)
+            await batcher.submit(engine.prepare(job()), time.monotonic() + 0.1)
         assert time.monotonic() - started < 1.0
         engine.gate.set()  # the engine finishes; its result has nowhere to go and must not break
-        after = await batcher.submit(job(), later())
-    assert after.explanation.user_known
+        after = await batcher.submit(engine.prepare(job()), later())
+    assert user_of(after) == "4217"
     assert observer.count("deadline") == 1
 
 
@@ -213,10 +262,10 @@ async def test_expired_requests_are_never_run(make_engine: Any) -> None:
     async with running(engine) as batcher:
         first = await hold_first_batch(engine, batcher, job("first"))
         with pytest.raises(DeadlineExceededError):
-            await batcher.submit(job("expires"), time.monotonic() + 0.05)
+            await batcher.submit(engine.prepare(job("expires")), time.monotonic() + 0.05)
         engine.gate.set()
         await first
-        await batcher.submit(job("next"), later())
+        await batcher.submit(engine.prepare(job("next")), later())
     seen = [j.user_id for b in engine.batches for j in b]
     assert seen == ["first", "next"]
 
@@ -225,7 +274,7 @@ async def test_passed_deadline_is_refused_before_queueing(make_engine: Any) -> N
     engine = make_engine()
     async with running(engine) as batcher:
         with pytest.raises(DeadlineExceededError):
-            await batcher.submit(job(), time.monotonic() - 1)
+            await batcher.submit(engine.prepare(job()), time.monotonic() - 1)
     assert engine.batches == []
 
 
@@ -235,15 +284,18 @@ async def test_failing_batch_fails_only_its_requests(
     engine = make_engine(fail_batches=[1])
     async with running(engine) as batcher:
         first = await hold_first_batch(engine, batcher, job("doomed"))
-        others = [asyncio.ensure_future(batcher.submit(job(u), later())) for u in ("b", "c")]
+        others = [
+            asyncio.ensure_future(batcher.submit(engine.prepare(job(u)), later()))
+            for u in ("b", "c")
+        ]
         await until(lambda: batcher.depth == 2)
         with caplog.at_level(logging.ERROR, logger="service.batching"):
             engine.gate.set()
             results = await asyncio.gather(first, *others, return_exceptions=True)
         assert batcher.healthy
     assert isinstance(results[0], BatchFailedError)
-    served = [r for r in results[1:] if isinstance(r, CompletedJob)]
-    assert [r.explanation.text[-3:] for r in served] == ["[b]", "[c]"]
+    served = [r for r in results[1:] if isinstance(r, Generated)]
+    assert [user_of(r) for r in served] == ["b", "c"]
     assert engine.batch_sizes == [1, 2]
     failures = [r for r in caplog.records if r.name == "service.batching"]
     assert len(failures) == 1 and failures[0].exc_info is not None
@@ -253,7 +305,8 @@ async def test_wrong_number_of_outputs_fails_the_batch(make_engine: Any) -> None
     engine = make_engine(drop_one_output=True)
     async with running(engine) as batcher:
         results = await asyncio.gather(
-            *(batcher.submit(job(), later()) for _ in range(3)), return_exceptions=True
+            *(batcher.submit(engine.prepare(job()), later()) for _ in range(3)),
+            return_exceptions=True,
         )
     assert all(isinstance(r, BatchFailedError) for r in results)
 
@@ -263,9 +316,9 @@ async def test_consecutive_failures_make_it_unhealthy_until_a_success(make_engin
     async with running(engine, max_consecutive_failures=2) as batcher:
         for _ in range(2):
             with pytest.raises(BatchFailedError):
-                await batcher.submit(job("bad"), later())
+                await batcher.submit(engine.prepare(job("bad")), later())
         assert not batcher.healthy
-        await batcher.submit(job("good"), later())
+        await batcher.submit(engine.prepare(job("good")), later())
         assert batcher.healthy
 
 
@@ -276,16 +329,16 @@ async def test_stop_drains_the_queue(make_engine: Any) -> None:
     )
     batcher.start()
     first = await hold_first_batch(engine, batcher, job("a"))
-    queued = asyncio.ensure_future(batcher.submit(job("b"), later()))
+    queued = asyncio.ensure_future(batcher.submit(engine.prepare(job("b")), later()))
     await until(lambda: batcher.depth == 1)
     stopping = asyncio.ensure_future(asyncio.to_thread(batcher.stop, 5.0))
     await asyncio.sleep(0.05)
     with pytest.raises(NotReadyError):
-        await batcher.submit(job("late"), later())
+        await batcher.submit(engine.prepare(job("late")), later())
     engine.gate.set()
     await stopping
     results = await asyncio.gather(first, queued)
-    assert [r.explanation.text[-3:] for r in results] == ["[a]", "[b]"]
+    assert [user_of(r) for r in results] == ["a", "b"]
     assert not batcher.healthy
 
 
@@ -296,7 +349,7 @@ async def test_stop_fails_what_it_cannot_drain(make_engine: Any) -> None:
     )
     batcher.start()
     first = await hold_first_batch(engine, batcher, job("a"))
-    queued = asyncio.ensure_future(batcher.submit(job("b"), later()))
+    queued = asyncio.ensure_future(batcher.submit(engine.prepare(job("b")), later()))
     await until(lambda: batcher.depth == 1)
     await asyncio.to_thread(batcher.stop, 0.05)  # the engine is stuck: the worker cannot drain
     with pytest.raises(NotReadyError):
@@ -306,15 +359,18 @@ async def test_stop_fails_what_it_cannot_drain(make_engine: Any) -> None:
 
 
 async def test_submit_before_start_is_not_ready(make_engine: Any) -> None:
+    engine = make_engine()
     batcher = DynamicBatcher(
-        make_engine(), max_batch_size=1, max_wait_ms=0, max_queue=1, observer=RecordingObserver()
+        engine, max_batch_size=1, max_wait_ms=0, max_queue=1, observer=RecordingObserver()
     )
     with pytest.raises(NotReadyError):
-        await batcher.submit(job(), later())
+        await batcher.submit(engine.prepare(job()), later())
 
 
 async def test_a_broken_observer_never_fails_requests(make_engine: Any) -> None:
     engine = make_engine()
     async with running(engine, BrokenObserver()) as batcher:
-        results = await asyncio.gather(*(batcher.submit(job(), later()) for _ in range(5)))
+        results = await asyncio.gather(
+            *(batcher.submit(engine.prepare(job()), later()) for _ in range(5))
+        )
     assert len(results) == 5

@@ -5,12 +5,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from service.schemas import (
-    DEFAULT_LIMITS,
-    ExplainRequest,
-    RequestLimits,
-    build_request_models,
-)
+from service.limits import DEFAULT_LIMITS, RequestLimits
+from service.schemas import ExplainRequest, build_request_models
 
 pytestmark = pytest.mark.anyio
 
@@ -30,19 +26,24 @@ def test_items_may_be_titles_or_objects_and_ids_are_normalised() -> None:
             },
         }
     )
-    job = request.to_job(default_max_new_tokens=40)
+    job = request.to_job()
     assert job.user_id == "4217"
     assert [i.title for i in job.history] == ["E.T. the Extra-Terrestrial (1982)", "Star Wars"]
     assert [i.item_id for i in job.history] == [None, "260"]
     assert job.item.features == ("Comedy", "Sci-Fi") and job.item.year == 1985
-    assert (job.max_new_tokens, job.num_beams) == (40, 1)
+    assert (job.max_new_tokens, job.num_beams) == (DEFAULT_LIMITS.default_max_new_tokens, 1)
+    # Explicit null options are the defaults too.
+    again = ExplainRequest.model_validate(
+        {"user_id": "u", "recommended_item": "X", "options": None}
+    )
+    assert again.to_job().max_new_tokens == DEFAULT_LIMITS.default_max_new_tokens
 
 
 def test_options_override_the_defaults() -> None:
     request = ExplainRequest.model_validate(
         {"user_id": "u", "recommended_item": "X", "options": {"max_new_tokens": 12, "num_beams": 3}}
     )
-    job = request.to_job(default_max_new_tokens=40)
+    job = request.to_job()
     assert (job.max_new_tokens, job.num_beams, job.history) == (12, 3, ())
 
 
@@ -114,6 +115,9 @@ def test_bounded_options_default_and_bounds() -> None:
         RequestLimits(default_max_new_tokens=20, max_new_tokens_limit=30, max_num_beams=2)
     )
     assert models.options().max_new_tokens == 20
+    # A request without options gets the app's default, from the one place it is defined.
+    bare = models.explain.model_validate({"user_id": "u", "recommended_item": "X"})
+    assert bare.to_job().max_new_tokens == 20
     with pytest.raises(ValidationError):
         models.options(max_new_tokens=31)
     with pytest.raises(ValidationError):

@@ -3,9 +3,9 @@ import random
 
 import pytest
 
-from model_store import slots
-from model_store.items import Item
-from model_store.prompt import InputConfig, build_input
+from explain.input_format import InputConfig, build_input
+from explain.items import Item
+from explain.rendering import fill_slots
 from training.aspects import ASPECTS, aspect_of
 from training.data.types import Sample, UserProfile
 from training.distill import (
@@ -123,24 +123,24 @@ def test_records_carry_the_request_the_texts_and_their_slot_templates(tmp_path):
     assert stats.dropped == stats.errors == 0
     by_id = {s.sample_id: s for s in samples}
     for record in records:
-        sample = by_id[record["id"]]
-        assert record["user_id"] == sample.user_id and record["timestamp"] == sample.timestamp
-        assert [h["title"] for h in record["history"]] == [h.title for h in sample.history]
-        assert record["item"] == {
+        sample = by_id[record.id]
+        assert record.user_id == sample.user_id and record.timestamp == sample.timestamp
+        assert [h.title for h in record.history] == [h.title for h in sample.history]
+        assert record.item.to_dict() == {
             "item_id": sample.item.item_id,
             "title": sample.item.title,
             "attributes": {"genres": list(sample.item.features)},
         }
-        assert record["teacher"] == "grounded/1" and record["template"] == "oracle-faithful/1"
-        assert record["aspect"] == aspect_of(record["target"])
-        if record["teacher_aspect"] is not None:
-            assert record["aspect"] == record["teacher_aspect"]
-        assert record["profile_aspect"] == profiles[sample.user_id].aspect
+        assert record.teacher == "grounded/1" and record.template == "oracle-faithful/1"
+        assert record.aspect == aspect_of(record.target)
+        if record.teacher_aspect is not None:
+            assert record.aspect == record.teacher_aspect
+        assert record.profile_aspect == profiles[sample.user_id].aspect
         student = build_input(sample.history, sample.item, WordCountEncoder(), InputConfig())
-        assert record["history_used"] == student.history_used
-        filled = slots.fill_slots(record["target"], student.slot_values)
-        assert filled.unfilled == () and filled.text.lower() == record["text"].lower()
-        assert "<item>" in record["target"]
+        assert record.history_used == student.history_used
+        filled = fill_slots(record.target, student.slot_values)
+        assert filled.unfilled == () and filled.text.lower() == record.text.lower()
+        assert "<item>" in record.target
 
 
 def test_an_interrupted_run_resumes_to_the_one_shot_result(tmp_path):
@@ -159,9 +159,9 @@ def test_an_interrupted_run_resumes_to_the_one_shot_result(tmp_path):
     again = Recording(GroundedTeacher())
     stats = run(samples, again, resumed, profiles=profiles)
     assert stats.skipped_existing == 16 and stats.kept == 24 and stats.existing == 16
-    assert set(again.asked).isdisjoint(r["id"] for r in read_distilled(one_shot)[:16])
+    assert set(again.asked).isdisjoint(r.id for r in read_distilled(one_shot)[:16])
     assert resumed.read_bytes() == one_shot.read_bytes()
-    ids = [r["id"] for r in read_distilled(resumed)]
+    ids = [r.id for r in read_distilled(resumed)]
     assert len(ids) == len(set(ids)) == 40
     # A third run has nothing left to do and asks the teacher nothing.
     idle = Recording(GroundedTeacher())
@@ -226,8 +226,8 @@ def test_faulty_answers_are_dropped_with_their_reason_and_not_asked_again(tmp_pa
         "echo",
     ]
     (kept,) = read_distilled(out)
-    assert kept["text"] == good.format(item=title_of(samples[6])) and kept["profile_aspect"] is None
-    assert kept["target"].startswith("<item> is a great pick")
+    assert kept.text == good.format(item=title_of(samples[6])) and kept.profile_aspect is None
+    assert kept.target.startswith("<item> is a great pick")
 
     # On resume only the failed request is asked again; dropped ones are remembered.
     retry = Scripted(lambda k, r: good.format(item=title(r)))
@@ -262,7 +262,7 @@ def test_a_title_the_student_input_has_no_slot_for_is_dropped(tmp_path):
     stats = run([sample], teacher, tmp_path / "e.jsonl", profiles={})
     assert stats.kept == 1
     assert (
-        read_distilled(tmp_path / "e.jsonl")[0]["target"]
+        read_distilled(tmp_path / "e.jsonl")[0].target
         == "Since you watched <h31>, <item> is a fine next choice for you."
     )
 
@@ -277,7 +277,7 @@ def test_a_short_title_used_as_an_ordinary_word_is_dropped(tmp_path):
     titled = Scripted(lambda k, r: "After Up, Alien is a bold next choice for you.")
     run([sample], titled, tmp_path / "e.jsonl", profiles={})
     assert (
-        read_distilled(tmp_path / "e.jsonl")[0]["target"]
+        read_distilled(tmp_path / "e.jsonl")[0].target
         == "After <h1>, <item> is a bold next choice for you."
     )
 
@@ -319,7 +319,7 @@ def test_duplicate_samples_are_distilled_once_and_a_custom_template_is_recorded(
     )
     assert stats.kept == 5 and stats.duplicates == 2
     records = read_distilled(tmp_path / "d.jsonl")
-    assert {r["template"] for r in records} == {custom.template_id}
+    assert {r.template for r in records} == {custom.template_id}
     assert (
         custom.template_id.startswith("custom/sha256-")
         and custom.template_id != DEFAULT_TEMPLATE.template_id
@@ -330,5 +330,5 @@ def test_the_grounded_teacher_passes_every_filter(tmp_path):
     samples, profiles = make_samples(150, seed=8)
     stats = run(samples, GroundedTeacher(), tmp_path / "d.jsonl", profiles=profiles, batch_size=32)
     assert stats.kept == 150, stats.summary()
-    aspects = {r["aspect"] for r in read_distilled(tmp_path / "d.jsonl")}
+    aspects = {r.aspect for r in read_distilled(tmp_path / "d.jsonl")}
     assert {"genre", "era", "similar"} <= aspects

@@ -1,4 +1,4 @@
-from model_store.items import Item
+from explain.items import Item
 from training.aspects import aspect_of, aspects_used
 from training.faithfulness import TitleMatcher
 

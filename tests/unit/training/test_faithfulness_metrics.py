@@ -1,7 +1,7 @@
 import pytest
 
-from model_store import slots
-from model_store.items import Item
+from explain.evidence import compute_evidence
+from explain.items import Item
 from training.data.types import Sample, UserProfile
 from training.faithfulness import TitleMatcher
 from training.faithfulness_metrics import (
@@ -191,7 +191,7 @@ def test_from_sample_takes_the_profile_aspect():
 
 def test_evidence_thresholds():
     history = (STAR_WARS, THING, ET, ANNIE)  # 3 of 4 share Sci-Fi; 2 of 4 are from the '80s
-    ev = slots.compute_evidence(list(reversed(history)), BTTF)
+    ev = compute_evidence(list(reversed(history)), BTTF)
     assert has_evidence_for("genre", ev, min_support=3)
     assert not has_evidence_for("genre", ev, min_support=4)
     assert has_evidence_for("era", ev, min_support=2, min_share=0.5)  # The Thing and E.T.
@@ -200,7 +200,7 @@ def test_evidence_thresholds():
 
 
 def test_a_short_title_from_the_request_is_a_title_not_a_year_claim():
-    from model_store.items import Item
+    from explain.items import Item
     from training.faithfulness import TitleMatcher
     from training.faithfulness_metrics import ExplanationExample, evaluate_explanations
 

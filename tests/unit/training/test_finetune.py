@@ -5,8 +5,7 @@ import json
 import pytest
 import torch
 
-from model_store.modeling import UserAwareBart
-from model_store.prompt import InputConfig
+from explain.input_format import InputConfig
 from training.finetune import (
     IGNORE_INDEX,
     StudentExample,
@@ -15,6 +14,7 @@ from training.finetune import (
     collate,
     train_student,
 )
+from training.modeling import UserAwareBart
 from training.tokenization import train_bpe
 
 TEMPLATES = [

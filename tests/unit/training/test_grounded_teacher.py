@@ -2,10 +2,13 @@ import random
 import re
 from collections import Counter, defaultdict
 
-from model_store import slots
-from model_store.items import Item
+from explain import slots
+from explain.evidence import compute_evidence
+from explain.items import Item
+from explain.rendering import fill_slots
 from training.aspects import ASPECTS, aspect_of
 from training.data.types import Sample, UserProfile
+from training.delexicalise import delexicalise
 from training.faithfulness import TitleMatcher
 from training.teachers import GroundedTeacher, TeacherRequest, choose_aspect
 from training.teachers.patterns import MAIN, SECOND
@@ -117,8 +120,8 @@ def recent(sample):
 
 def delex(sample, text):
     rf = recent(sample)
-    ev = slots.compute_evidence(rf, sample.item)
-    return slots.delexicalise(text, rf, sample.item, ev, len(rf)), slots.slot_values(
+    ev = compute_evidence(rf, sample.item)
+    return delexicalise(text, rf, sample.item, ev, len(rf)), slots.slot_values(
         rf, sample.item, ev, len(rf)
     )
 
@@ -162,7 +165,7 @@ def test_explanations_are_faithful_over_many_random_requests():
         # Delexicalising and filling again gives back the text: every mention has a slot.
         # (Up to case: fill_slots capitalises after a title's own full stop, "E.T. The".)
         target, values = delex(sample, text)
-        assert slots.fill_slots(target, values).text.lower() == text.lower(), (target, text)
+        assert fill_slots(target, values).text.lower() == text.lower(), (target, text)
         lengths.append(len(text.split()))
     assert min(lengths) >= 6 and max(lengths) <= 45
     assert 12 <= sum(lengths) / len(lengths) <= 30
@@ -176,7 +179,7 @@ def test_era_is_only_claimed_when_the_decade_is_really_shared():
     teacher = GroundedTeacher()
     for request in random_requests(200, seed=3):
         explanation = teacher.compose(request.sample, request.profile)
-        ev = slots.compute_evidence(recent(request.sample), request.sample.item)
+        ev = compute_evidence(recent(request.sample), request.sample.item)
         if explanation.aspect == "era":
             assert ev.decade_count >= 2 and ev.decade_count / ev.history_size >= 0.1
         if explanation.aspect == "genre":

@@ -7,7 +7,7 @@ transformers = pytest.importorskip("transformers")
 
 from tokenizers import Tokenizer, models, pre_tokenizers  # noqa: E402
 
-from model_store.items import Item  # noqa: E402
+from explain.items import Item  # noqa: E402
 from training.data.types import Sample  # noqa: E402
 from training.prompts import DEFAULT_TEMPLATE_TEXT, format_teacher_prompt  # noqa: E402
 from training.teachers import HFTeacher, TeacherFailure, TeacherRequest  # noqa: E402

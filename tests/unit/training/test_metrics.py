@@ -19,55 +19,83 @@ def test_tokenizer_lowercases_splits_on_punctuation_and_keeps_inner_apostrophes(
     ]
 
 
-def test_rouge_on_two_short_sentences():
-    # Unigrams: 5 of 6 shared (the x2, cat, on, mat) -> P = R = F = 5/6.
-    assert metrics.rouge_n(PRED, REF, 1) == pytest.approx(5 / 6)
-    # Bigrams: ref {the cat, cat sat, sat on, on the, the mat}, pred {the cat, cat is, is on,
-    # on the, the mat}: 3 of 5 shared -> F = 3/5.
-    assert metrics.rouge_n(PRED, REF, 2) == pytest.approx(3 / 5)
-    # LCS "the cat on the mat" = 5 -> P = R = F = 5/6.
-    assert metrics.rouge_l(PRED, REF) == pytest.approx(5 / 6)
-
-
-def test_rouge_l_follows_order_where_rouge_1_does_not():
-    shuffled = "on the mat the cat sat"
-    assert metrics.rouge_n(shuffled, REF, 1) == pytest.approx(1.0)
-    # Bigrams shared: on the, the mat, the cat, cat sat = 4 of 5.
-    assert metrics.rouge_n(shuffled, REF, 2) == pytest.approx(4 / 5)
-    # LCS is "the cat sat" (or "on the mat") = 3 -> 3/6.
-    assert metrics.rouge_l(shuffled, REF) == pytest.approx(0.5)
-
-
-def test_rouge_f1_with_unequal_lengths_and_corpus_mean():
-    # pred "the cat" vs REF: overlap 2, P = 2/2, R = 2/6 -> F = 2*1*(1/3)/(4/3) = 0.5.
-    assert metrics.rouge_n("the cat", REF, 1) == pytest.approx(0.5)
-    scores = metrics.corpus_rouge([PRED, "the cat"], [REF, REF])
-    assert scores["rouge_1"] == pytest.approx((5 / 6 + 0.5) / 2)
-    assert metrics.rouge_n("", REF, 1) == 0.0
+def test_rouge_is_the_reference_implementation_on_two_short_sentences():
+    # Unigrams: 5 of 6 shared -> F = 5/6; bigrams 3 of 5 -> 3/5; LCS 5 of 6 -> 5/6.
+    scores = metrics.corpus_rouge([PRED], [REF])
+    assert scores == pytest.approx({"rouge_1": 5 / 6, "rouge_2": 3 / 5, "rouge_l": 5 / 6})
+    # ROUGE-L follows order where ROUGE-1 does not.
+    shuffled = metrics.corpus_rouge(["on the mat the cat sat"], [REF])
+    assert shuffled["rouge_1"] == pytest.approx(1.0) and shuffled["rouge_l"] == pytest.approx(0.5)
     with pytest.raises(ValueError):
         metrics.corpus_rouge([PRED], [])
 
 
-def test_bleu_exact_match_is_one():
-    assert metrics.corpus_bleu([REF, "a dog ran far away"], [REF, "a dog ran far away"]) == 1.0
-    assert metrics.corpus_bleu([REF], [REF], max_n=1) == 1.0
-
-
-def test_bleu_on_a_partial_match_with_epsilon_smoothing():
-    # p1 = 5/6, p2 = 3/5, p3 = 1/4 ("on the mat"), p4 = 0/3 -> 0.1/3 (method 1); BP = 1.
-    expected = (5 / 6 * 3 / 5 * 1 / 4 * (0.1 / 3)) ** 0.25
-    assert metrics.corpus_bleu([PRED], [REF]) == pytest.approx(expected)  # ~0.2541
+def test_bleu_is_sacrebleu():
+    exact = metrics.corpus_bleu([REF, "a dog ran far away"], [REF, "a dog ran far away"])
+    assert exact == pytest.approx(1.0)
     assert metrics.corpus_bleu([PRED], [REF], max_n=1) == pytest.approx(5 / 6)
-    assert metrics.corpus_bleu(["dog"], [REF]) == 0.0  # no unigram match at all
-
-
-def test_bleu_brevity_penalty_and_corpus_pooling():
-    # c = 2, r = 6 -> BP = exp(1 - 6/2) = e^-2; p1 = 1.
+    # Brevity penalty: c = 2, r = 6 -> exp(1 - 6/2).
     assert metrics.corpus_bleu(["the cat"], [REF], max_n=1) == pytest.approx(math.exp(-2))
-    # Pooled: 3 + 0 matches over 3 + 2 unigrams = 0.6 (a mean of sentence scores gives 0.5).
+    # Corpus pooling, not a mean of sentence scores: 3 + 0 matches over 3 + 2 unigrams.
     assert metrics.corpus_bleu(
         ["the cat sat", "a dog"], ["the cat sat", "the mat"], max_n=1
     ) == pytest.approx(0.6)
+
+
+# A fixed set, scored once by the project's former hand-written ROUGE/BLEU (its own
+# tokenizer: "sci-fi" -> "sci fi", apostrophes kept inside words; Chen & Cherry method-1
+# smoothing) and by the reference libraries that replaced it. The old figures are kept here
+# so that anyone comparing reports across the change knows how far they moved.
+FIXED_SET = [
+    (
+        "Back to the Future is a sci-fi film, just like other titles you have enjoyed.",
+        "Back to the Future is a sci-fi film, and you have seen others of that kind.",
+    ),
+    (
+        "If the 1980s are your era, Back to the Future is one to add to the list.",
+        "Since you keep returning to the 1980s, Back to the Future is a natural pick.",
+    ),
+    (
+        "Because you watched The Thing and Star Wars, you are likely to enjoy Aliens.",
+        "Aliens has a lot in common with The Thing, which you have watched.",
+    ),
+    (
+        "Heat is a fresh pick that could widen your taste.",
+        "Heat is a fresh pick that could widen your taste.",
+    ),
+    (
+        "Your taste for children's films makes Toy Story a natural next watch.",
+        "Toy Story brings the animation you clearly love. The film should feel familiar in the "
+        "best way.",
+    ),
+]
+OLD_HAND_WRITTEN = {
+    "rouge_1": 0.5350,
+    "rouge_2": 0.4269,
+    "rouge_l": 0.4929,
+    "bleu_1": 0.4995,
+    "bleu_4": 0.3505,
+}
+NEW_REFERENCE = {
+    "rouge_1": 0.5341,
+    "rouge_2": 0.4264,
+    "rouge_l": 0.4919,
+    "bleu_1": 0.5368,
+    "bleu_4": 0.3515,
+}
+
+
+def test_old_and_new_overlap_figures_on_a_fixed_set():
+    predictions = [p for p, _ in FIXED_SET]
+    references = [r for _, r in FIXED_SET]
+    got = metrics.corpus_rouge(predictions, references)
+    got["bleu_1"] = metrics.corpus_bleu(predictions, references, max_n=1)
+    got["bleu_4"] = metrics.corpus_bleu(predictions, references)
+    assert got == pytest.approx(NEW_REFERENCE, abs=5e-5)
+    # The change moved ROUGE by under 0.002 and BLEU-4 by 0.001; BLEU-1 by 0.04, because
+    # sacrebleu counts punctuation as tokens.
+    for key, old in OLD_HAND_WRITTEN.items():
+        assert abs(got[key] - old) < (0.05 if key == "bleu_1" else 0.002), key
 
 
 def test_usr_and_distinct_patterns():

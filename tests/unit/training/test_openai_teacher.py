@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from model_store.items import Item
+from explain.items import Item
 from training.data.types import Sample
 from training.distill import TeacherUnavailableError, distill, read_distilled
 from training.prompts import DEFAULT_TEMPLATE, format_teacher_prompt
@@ -214,7 +214,7 @@ def test_distill_stops_when_the_endpoint_goes_down_and_keeps_what_it_wrote(serve
         distill(samples, teacher, out, batch_size=4, max_consecutive_failures=4, progress=False)
     records = read_distilled(out)
     assert len(records) == 8
-    assert records[0]["target"] == "<item> is a great pick for you, given what you watched."
+    assert records[0].target == "<item> is a great pick for you, given what you watched."
 
 
 def test_retry_after_parsing():

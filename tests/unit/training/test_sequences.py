@@ -1,6 +1,6 @@
 import pytest
 
-from model_store.items import Item
+from explain.items import Item
 from training.data.sequences import build_dataset, dataset_stats, time_cut_points
 from training.data.types import Interaction, SkipLog
 

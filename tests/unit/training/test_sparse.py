@@ -1,5 +1,5 @@
-from model_store import slots
-from model_store.items import Item
+from explain.evidence import compute_evidence
+from explain.items import Item
 from training.data.sparse import BARE, COLD_START, sparse_requests, sparse_variant
 from training.data.types import Sample
 
@@ -36,7 +36,7 @@ def test_bare_requests_keep_titles_and_years_and_lose_genres():
     assert bare.sample_id == samples(4)[3].sample_id
     cold = out[7]
     assert cold.history == () and cold.item == HEAT
-    ev = slots.compute_evidence(list(reversed(bare.history)), bare.item)
+    ev = compute_evidence(list(reversed(bare.history)), bare.item)
     assert ev.shared == () and not ev.similar_by_content
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from model_store.items import Item
+from explain.items import Item
 from training.data.types import Sample
 from training.prompts import (
     DEFAULT_TEMPLATE,

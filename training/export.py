@@ -3,7 +3,7 @@
 The graphs are written from BART's own submodules (the same weights, the same order of
 operations) rather than by tracing `BartForConditionalGeneration.forward`: transformers'
 mask and cache helpers branch on Python values at trace time and change between releases,
-while these few lines do not. `model_store.parity` proves the result token for token.
+while these few lines do not. `training.parity` proves the result token for token.
 optimum's exporter is not used: it cannot express the `user_embeds` input, and its pin to
 transformers<4.58 would hold the whole project on an old release (see README).
 """
@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from model_store import onnx_spec as spec
-from model_store.modeling import UserAwareBart
+from explain import artifacts as spec
+from training.modeling import UserAwareBart
 
 logger = logging.getLogger(__name__)
 OPSET = 17

@@ -1,4 +1,4 @@
-from model_store.items import Item, display_title
+from explain.items import Item, display_title
 
 
 def test_display_title_restores_movielens_articles_and_drops_the_year():

@@ -1,7 +1,7 @@
 import pytest
 
-from model_store import prompt
-from model_store.items import Item
+from explain import input_format as prompt
+from explain.items import Item
 
 
 class WordEncoder:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from model_store.users import UserTable, UserTableError, save_user_table
+from explain.users import UserTable, UserTableError, save_user_table
 
 
 def test_unknown_users_get_the_zero_row(tmp_path):

@@ -7,15 +7,14 @@ untouched. Row 0 of the user table is the unknown user: zero, never trained (it 
 embedding's padding row, so it gets no gradient), so unknown users get stock BART.
 
 BART itself is saved by `save_pretrained` (safetensors + config.json) under `model/`; the
-user table goes to `users/` (see `model_store.users`) and the tokenizer to `tokenizer/`, the
-same layout the model store publishes and the service reads.
+user table goes to `users/` (see `explain.users`) and the tokenizer to `tokenizer/`, the
+same layout the model store publishes and the service reads (`explain.artifacts`).
 """
 
 from __future__ import annotations
 
-import copy
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,12 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from transformers import BartConfig, BartForConditionalGeneration, GenerationConfig, LogitsProcessor
+from transformers import BartConfig, BartForConditionalGeneration
 
-from model_store.tokenizer import PrismTokenizer
-from model_store.users import IDS_FILE, UserTable, save_user_table
-
-MODEL_DIR, TOKENIZER_DIR, USERS_DIR, META_FILE = "model", "tokenizer", "users", "prism.json"
+from explain.artifacts import META_FILE, MODEL_DIR, TOKENIZER_DIR, USERS_DIR
+from explain.tokenizer import PrismTokenizer
+from explain.users import IDS_FILE, UserTable, save_user_table
 
 
 @dataclass
@@ -60,33 +58,6 @@ def generation_ids(tokenizer: PrismTokenizer) -> dict[str, int]:
         "eos_token_id": tokenizer.eos_id,
         "pad_token_id": tokenizer.pad_id,
     }
-
-
-def plain_generation_config(ids: Mapping[str, int], **overrides: Any) -> GenerationConfig:
-    """No hidden extras (bart-base ships num_beams=4 and no_repeat_ngram_size=3): what the
-    ONNX decoder does, PyTorch does too."""
-    settings: dict[str, Any] = {
-        **ids,
-        "num_beams": 1,
-        "do_sample": False,
-        "no_repeat_ngram_size": 0,
-        "length_penalty": 1.0,
-        "early_stopping": False,
-        "min_length": 0,
-    }
-    settings.update(overrides)
-    return GenerationConfig(**settings)  # type: ignore[no-untyped-call]
-
-
-class SlotMaskProcessor(LogitsProcessor):
-    """Forbids, per row, the slot tokens that this row's request cannot fill."""
-
-    def __init__(self, banned: torch.Tensor) -> None:  # bool [batch, vocab]
-        self.banned = banned
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        rows = self.banned.repeat_interleave(scores.shape[0] // self.banned.shape[0], dim=0)
-        return scores.masked_fill(rows.to(scores.device), torch.finfo(scores.dtype).min)  # type: ignore[return-value]
 
 
 class UserAwareBart(nn.Module):
@@ -136,28 +107,6 @@ class UserAwareBart(nn.Module):
             decoder_input_ids=decoder_input_ids,
         )
 
-    @torch.no_grad()
-    def generate(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        user_rows: torch.Tensor,
-        *,
-        generation_config: GenerationConfig,
-        banned_tokens: torch.Tensor | None = None,
-        max_new_tokens: int = 48,
-    ) -> torch.Tensor:
-        processors = [SlotMaskProcessor(banned_tokens)] if banned_tokens is not None else []
-        config = copy.deepcopy(generation_config)
-        config.max_new_tokens = max_new_tokens
-        out = self.bart.generate(
-            inputs_embeds=self.embed(input_ids, user_rows),
-            attention_mask=attention_mask,
-            generation_config=config,
-            logits_processor=processors,
-        )
-        return out  # type: ignore[no-any-return]
-
     def save(
         self,
         directory: Path,
@@ -167,7 +116,6 @@ class UserAwareBart(nn.Module):
         meta: PrismMeta,
     ) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        self.bart.generation_config = plain_generation_config(meta.generation)
         self.bart.save_pretrained(directory / MODEL_DIR)
         (directory / TOKENIZER_DIR).mkdir(exist_ok=True)
         tokenizer.backend.save(str(directory / TOKENIZER_DIR / "tokenizer.json"))
@@ -194,13 +142,3 @@ class UserAwareBart(nn.Module):
 def load_user_rows(directory: Path) -> dict[str, int]:
     raw = json.loads((directory / USERS_DIR / IDS_FILE).read_text())
     return {str(k): int(v) for k, v in raw["rows"].items()}
-
-
-def banned_slot_matrix(
-    tokenizer: PrismTokenizer, allowed: Sequence[Mapping[str, str]], vocab_size: int
-) -> torch.Tensor:
-    """bool [batch, vocab]: True where a slot token is not fillable for that row."""
-    banned = torch.zeros((len(allowed), vocab_size), dtype=torch.bool)
-    for row, values in enumerate(allowed):
-        banned[row, tokenizer.banned_slot_ids(values)] = True
-    return banned

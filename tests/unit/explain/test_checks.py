@@ -1,6 +1,6 @@
 import pytest
 
-from model_store import quality
+from explain import checks as quality
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,13 @@
-"""Names and shapes of the exported graphs: the one place export and runtime agree on them.
+"""What a model version directory holds, and the names and shapes of its ONNX graphs.
+
+This is the one place training (which writes a version) and serving (which reads one) agree
+on file names. A version directory:
+
+    model/          config.json + model.safetensors (BART and the user table; training only)
+    tokenizer/      tokenizer.json
+    users/          ids.json + vectors.npy (the user table, `explain.users`)
+    prism.json      what the model says about itself (input format, generation ids, ...)
+    onnx/           encoder.onnx, decoder.onnx, export.json
 
 encoder.onnx
     inputs   input_ids int64[b, s], attention_mask int64[b, s], user_embeds float32[b, d_model]
@@ -22,12 +31,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+MODEL_DIR, TOKENIZER_DIR, USERS_DIR, META_FILE = "model", "tokenizer", "users", "prism.json"
 ONNX_DIR = "onnx"
 ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"
 SPEC_FILE = "export.json"
 SPEC_FORMAT = "prism-onnx"
 SPEC_VERSION = 1
+ENCODER_PATH = f"{ONNX_DIR}/{ENCODER_FILE}"
+DECODER_PATH = f"{ONNX_DIR}/{DECODER_FILE}"
+SPEC_PATH = f"{ONNX_DIR}/{SPEC_FILE}"
+ONNX_FILES = (ENCODER_FILE, DECODER_FILE, SPEC_FILE)
 
 
 def past_names(layer: int) -> tuple[str, str]:

@@ -1,7 +1,8 @@
 """Publish a trained model directory: export to ONNX, prove parity, publish, promote.
 
-Needs the `train` extra (torch). The service calls `export_version` only when it loads a
-version that has no ONNX artifacts; everything else runs offline.
+Needs the `train` extra (torch). `export_version` also serves `prism-train export`, which the
+service runs (as a separate process: it never imports this package) when it loads a version
+that has no ONNX artifacts.
 """
 
 from __future__ import annotations
@@ -12,36 +13,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from model_store import onnx_spec as spec
-from model_store.export import export_onnx
-from model_store.modeling import TOKENIZER_DIR, USERS_DIR, PrismMeta, UserAwareBart
-from model_store.parity import ParityReport, check_parity
-from model_store.prompt import check_format
+from explain import artifacts
 from model_store.store import PRODUCTION, ModelStore, ModelVersion
-from model_store.tokenizer import PrismTokenizer
-from model_store.users import UserTable
+from training.modeling import PrismMeta
+from training.parity import ParityReport, export_with_parity
 
 logger = logging.getLogger(__name__)
-ONNX_FILES = (spec.ENCODER_FILE, spec.DECODER_FILE, spec.SPEC_FILE)
 
 
-def export_with_parity(model_dir: Path, onnx_dir: Path, *, num_inputs: int = 24) -> ParityReport:
-    """Export `model_dir`'s model into `onnx_dir` and check ORT against PyTorch."""
-    meta = PrismMeta.load(model_dir)
-    model = UserAwareBart.load(model_dir)
-    tokenizer = PrismTokenizer.from_file(model_dir / TOKENIZER_DIR)
-    export_onnx(model, onnx_dir)
-    table = UserTable.load(model_dir / USERS_DIR)
-    known_rows = list(range(1, min(table.num_users, 12) + 1))
-    report = check_parity(
-        model,
-        tokenizer,
-        onnx_dir,
-        meta.generation,
-        check_format(meta.input_format),
-        user_rows=known_rows,
-        num_inputs=num_inputs,
-    )
+def _exported(model_dir: Path, onnx_dir: Path) -> ParityReport:
+    report = export_with_parity(model_dir, onnx_dir)
     level = logging.INFO if report.passed else logging.ERROR
     logger.log(level, "parity %s: %s", "passed" if report.passed else "FAILED", report.to_dict())
     return report
@@ -76,7 +57,7 @@ def publish_model(
     `production` is only set when parity passed; a failing version is still published (so it
     can be inspected) but never promoted, and the report says why.
     """
-    report = export_with_parity(model_dir, model_dir / spec.ONNX_DIR)
+    report = _exported(model_dir, model_dir / artifacts.ONNX_DIR)
     meta = PrismMeta.load(model_dir)
     wanted = [a for a in aliases if report.passed or a != PRODUCTION]
     published = store.publish(
@@ -99,9 +80,9 @@ def publish_model(
 def export_version(store: ModelStore, version: ModelVersion) -> ModelVersion:
     """Export a published version that lacks ONNX artifacts and cache them in the store."""
     with tempfile.TemporaryDirectory(prefix="prism-export-") as tmp:
-        onnx_dir = Path(tmp) / spec.ONNX_DIR
-        report = export_with_parity(version.path, onnx_dir)
-        files = {f"{spec.ONNX_DIR}/{f}": onnx_dir / f for f in ONNX_FILES}
+        onnx_dir = Path(tmp) / artifacts.ONNX_DIR
+        report = _exported(version.path, onnx_dir)
+        files = {f"{artifacts.ONNX_DIR}/{f}": onnx_dir / f for f in artifacts.ONNX_FILES}
         return store.add_artifacts(
             version.name, version.version, files, {"parity": report.to_dict()}
         )

@@ -20,8 +20,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from model_store import slots
-from model_store.items import FEATURE_KEYS, Item
+from explain import slots
+from explain.evidence import Evidence, compute_evidence, decade_forms
+from explain.items import FEATURE_KEYS, Item
 
 FORMAT_NAME = "prism-evidence"
 FORMAT_VERSION = 1
@@ -75,7 +76,7 @@ class StudentInput:
     text: str
     input_ids: list[int]
     slot_values: dict[str, str]  # the slots this request can fill, and their words
-    evidence: slots.Evidence
+    evidence: Evidence
     history_used: int  # history entries that fit in the text (most recent first)
     history_given: int
 
@@ -95,7 +96,7 @@ def _extra_attributes(item: Item, limit: int) -> list[str]:
     return out
 
 
-def _header(item: Item, ev: slots.Evidence, recent_first: Sequence[Item], cfg: InputConfig) -> str:
+def _header(item: Item, ev: Evidence, recent_first: Sequence[Item], cfg: InputConfig) -> str:
     shared_slot = {f.lower(): s for s, (f, _) in zip(slots.SHARED, ev.shared, strict=False)}
     only_slot = {f.lower(): s for s, f in zip(slots.ITEM_ONLY, ev.item_only, strict=False)}
     fields = [f"{slots.ITEM} {item.title.strip()}"]
@@ -116,7 +117,7 @@ def _header(item: Item, ev: slots.Evidence, recent_first: Sequence[Item], cfg: I
             )
         )
     if ev.decade is not None:
-        long_form, short_form = slots.decade_forms(ev.decade)
+        long_form, short_form = decade_forms(ev.decade)
         if ev.decade_count:
             decade = f"{slots.DECADE} {long_form} {slots.DECADE_SHORT} {short_form}"
         else:  # no slot to copy: the decade is not shared (see `slots.slot_values`)
@@ -154,7 +155,7 @@ def build_input(
     `max_input_tokens`. The evidence is computed on the `max_history` most recent items.
     """
     recent_first = recent_window(history, config)
-    ev = slots.compute_evidence(
+    ev = compute_evidence(
         recent_first, item, max_shared=config.max_shared, max_similar=config.max_similar
     )
     header = _header(item, ev, recent_first, config)

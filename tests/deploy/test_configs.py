@@ -3,8 +3,10 @@
 Offline and server-free: hadolint, docker-compose config, promtool (config, rules, unit tests),
 kustomize + kubernetes-validate per overlay, the CRD-schema validation of the custom
 resources, the alert-rule drift check, the dashboard's PromQL, and the load-test modules.
-Every validator family has a negative test that feeds it a broken copy. Tests of a missing
-system tool (promtool, docker-compose, kubectl) are skipped with the tool named.
+Every validator family has a negative test that feeds it a broken copy. These are static
+checks of configuration (no engine, no cluster), so they live apart from the end-to-end
+suite. `make test` installs the system tools; under bare pytest, a test whose tool is missing
+(promtool, docker-compose, kustomize) is skipped with the tool named.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.deploy
 
 REPO = Path(__file__).resolve().parents[2]
 K8S_VERSION = "1.30.0"
@@ -76,8 +78,14 @@ def write_docs(path: Path, objects: list[dict[str, Any]]) -> Path:
     return path
 
 
+def kustomize_command() -> list[str]:
+    """A kustomize that understands components: the standalone binary, or kubectl's."""
+    standalone = shutil.which("kustomize")
+    return [standalone, "build"] if standalone else [tool("kubectl"), "kustomize"]
+
+
 def kustomize(directory: Path, out: Path) -> Path:
-    proc = run(tool("kubectl"), "kustomize", directory)
+    proc = run(*kustomize_command(), directory)
     assert_ok(proc)
     out.write_text(proc.stdout)
     return out
@@ -193,12 +201,27 @@ def test_cpu_image_is_python_slim() -> None:
     assert "PRISM_PROVIDER=cpu" in stages["serve"]
 
 
-def test_dockerignore_keeps_the_context_small() -> None:
+def _packages() -> list[str]:
+    """The project's top-level packages, as pyproject's setuptools `include` names them."""
+    import tomllib
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())
+    return [p.rstrip("*") for p in config["tool"]["setuptools"]["packages"]["find"]["include"]]
+
+
+def test_dockerignore_keeps_the_context_small_and_lets_every_package_in() -> None:
     lines = (REPO / ".dockerignore").read_text().splitlines()
     rules = [line for line in lines if line and not line.startswith("#")]
     assert rules[0] == "**"  # everything is excluded first, then the needed paths re-included
-    for needed in ("!pyproject.toml", "!service/", "!model_store/", "!training/"):
+    for needed in ("!pyproject.toml", *(f"!{package}/" for package in _packages())):
         assert needed in lines
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES)
+def test_images_copy_every_package(dockerfile: str) -> None:
+    text = (REPO / dockerfile).read_text()
+    for package in _packages():
+        assert f"COPY {package} ./{package}" in text, f"{dockerfile} does not copy {package}/"
 
 
 # -- docker-compose -------------------------------------------------------------------------
@@ -678,8 +701,9 @@ def test_alert_rule_drift_is_detected(tmp_path: Path) -> None:
 
 
 def test_validate_deploy_script_passes() -> None:
-    for name in ("hadolint", "docker-compose", "promtool", "kubectl", "kubernetes-validate"):
+    for name in ("hadolint", "docker-compose", "promtool", "kubernetes-validate"):
         tool(name)
+    kustomize_command()
     proc = run("bash", REPO / "scripts/validate-deploy.sh")
     assert_ok(proc)
     assert "all" in proc.stdout and "checks passed" in proc.stdout

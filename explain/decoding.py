@@ -1,0 +1,194 @@
+"""Greedy and beam search over a one-step decoder: the decode loop, backend-free.
+
+The semantics follow transformers' `generate` (decoder start token, forced BOS, EOS, pad
+after EOS, `max_new_tokens` counting every generated token; for beams the vectorised beam
+search with its length penalty and early-stop heuristic, ported to numpy from
+`transformers/generation/utils.py` `_beam_search` of transformers 5.x), so the parity check
+can demand identical tokens. Per-row `banned` token lists (the slots a request cannot fill)
+are applied like a logits processor, after min-length and forced-BOS, in transformers' order.
+
+The loop only sees a `Stepper`: something that takes this step's tokens and the beam
+reorder and returns logits. `explain.onnx_backend` implements it over ONNX Runtime; the
+logits may be float16 or float32, and the loop never needs to know.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+IntArray = npt.NDArray[np.int64]
+Logits = npt.NDArray[Any]
+# A banned token's score: the lowest finite float32, as transformers' processors use
+# (`torch.finfo(dtype).min`), so a banned token can still be ranked below -inf-free scores.
+BANNED = float(np.finfo(np.float32).min)
+# Scores of beams that must never win (padding beams at step 0, finished hypotheses' slots).
+NEVER = -1e9
+
+
+@dataclass(frozen=True)
+class GenerationIds:
+    """The token ids BART's decoding convention needs (they come from the manifest)."""
+
+    decoder_start_token_id: int
+    eos_token_id: int
+    pad_token_id: int
+    forced_bos_token_id: int | None
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any]) -> GenerationIds:
+        forced = raw.get("forced_bos_token_id")
+        return cls(
+            int(raw["decoder_start_token_id"]),
+            int(raw["eos_token_id"]),
+            int(raw["pad_token_id"]),
+            None if forced is None else int(forced),
+        )
+
+
+@dataclass(frozen=True)
+class DecodeRequest:
+    """How to decode one batch. Every list has one entry per row."""
+
+    max_new_tokens: Sequence[int]
+    banned: Sequence[Sequence[int]]
+    min_new_tokens: int = 0
+    num_beams: int = 1
+    num_return: int = 1  # candidates per row (beam search only; greedy gives one)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """Per row, its candidates best first: every generated token, forced BOS and EOS included."""
+
+    candidates: list[list[list[int]]]
+    steps: int
+
+
+class Stepper(Protocol):
+    def step(self, tokens: IntArray, beam_idx: IntArray) -> Logits:
+        """Logits [rows, vocab] for the next token, after reordering the cache by `beam_idx`."""
+        ...
+
+
+def _process(
+    scores: Logits,
+    step: int,
+    ids: GenerationIds,
+    banned: Sequence[Sequence[int]],
+    per_row: int,
+    min_new_tokens: int,
+) -> None:
+    """Min length, forced BOS, then the per-row bans: transformers' processor order."""
+    if step < min_new_tokens:
+        scores[:, ids.eos_token_id] = -np.inf
+    if step == 0 and ids.forced_bos_token_id is not None:
+        scores[:] = -np.inf
+        scores[:, ids.forced_bos_token_id] = 0.0
+    for row, tokens in enumerate(banned):
+        if tokens:
+            scores[row * per_row : (row + 1) * per_row, list(tokens)] = BANNED
+
+
+def greedy(stepper: Stepper, ids: GenerationIds, request: DecodeRequest) -> Decoded:
+    rows = len(request.max_new_tokens)
+    limits = np.asarray(request.max_new_tokens, dtype=np.int64)
+    tokens = np.full(rows, ids.decoder_start_token_id, dtype=np.int64)
+    out: list[list[int]] = [[] for _ in range(rows)]
+    alive = np.ones(rows, dtype=bool)
+    beam_idx = np.arange(rows, dtype=np.int64)
+    step = 0
+    while alive.any() and step < int(limits.max()):
+        scores = np.array(stepper.step(tokens, beam_idx), dtype=np.float32)
+        _process(scores, step, ids, request.banned, 1, request.min_new_tokens)
+        nxt = scores.argmax(axis=-1).astype(np.int64)
+        nxt[~alive] = ids.pad_token_id
+        for row in np.flatnonzero(alive):
+            out[row].append(int(nxt[row]))
+        step += 1
+        alive &= (nxt != ids.eos_token_id) & (step < limits)
+        tokens = nxt
+    return Decoded([[seq] for seq in out], step)
+
+
+def _log_softmax(x: Logits) -> npt.NDArray[np.float32]:
+    x = x.astype(np.float32)
+    shifted = x - x.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))  # type: ignore[no-any-return]
+
+
+def beam(
+    stepper: Stepper, ids: GenerationIds, request: DecodeRequest, length_penalty: float = 1.0
+) -> Decoded:
+    """transformers' vectorised beam search (early_stopping=False), `num_return` best kept.
+
+    The stepper's rows are the batch's rows repeated `num_beams` times each."""
+    k = request.num_beams
+    b = len(request.max_new_tokens)
+    limits = np.asarray(request.max_new_tokens, dtype=np.int64)[:, None]  # [b, 1]
+    max_len = int(limits.max()) + 1
+    keep = 2 * k
+    running = np.full((b, k, max_len), ids.pad_token_id, dtype=np.int64)
+    running[:, :, 0] = ids.decoder_start_token_id
+    finished_seqs = running.copy()
+    running_scores = np.zeros((b, k), dtype=np.float32)
+    running_scores[:, 1:] = NEVER
+    finished_scores = np.full((b, k), NEVER, dtype=np.float32)
+    finished = np.zeros((b, k), dtype=bool)
+    improvable = np.ones((b, 1), dtype=bool)
+    beam_idx = np.arange(b * k, dtype=np.int64)
+    top_mask = np.arange(keep) < k
+    cur = 1
+    while True:
+        logp = _log_softmax(stepper.step(running[:, :, cur - 1].reshape(-1), beam_idx))
+        _process(logp, cur - 1, ids, request.banned, k, request.min_new_tokens)
+        vocab = logp.shape[-1]
+        acc = (logp.reshape(b, k, vocab) + running_scores[:, :, None]).reshape(b, k * vocab)
+        top = np.argsort(-acc, axis=1, kind="stable")[:, :keep]
+        top_scores = np.take_along_axis(acc, top, axis=1)
+        src_beam, tok = top // vocab, top % vocab
+        cand = np.take_along_axis(running, src_beam[:, :, None], axis=1)
+        cand[:, :, cur] = tok
+        cand_src = src_beam + (np.arange(b) * k)[:, None]
+        hits = (tok == ids.eos_token_id) | (cur + 1 > limits)
+        # Running beams for the next step: the best non-finished continuations.
+        masked = top_scores + hits.astype(np.float32) * NEVER
+        nxt = np.argsort(-masked, axis=1, kind="stable")[:, :k]
+        running = np.take_along_axis(cand, nxt[:, :, None], axis=1)
+        running_scores = np.take_along_axis(masked, nxt, axis=1)
+        beam_idx = np.take_along_axis(cand_src, nxt, axis=1).reshape(-1).astype(np.int64)
+        # Finished hypotheses: merge those that just finished among the top k.
+        just = hits & top_mask[None, :]
+        norm = top_scores / float(cur**length_penalty)
+        norm = norm + (~improvable).astype(np.float32) * NEVER + (~just).astype(np.float32) * NEVER
+        merged_seqs = np.concatenate([finished_seqs, cand], axis=1)
+        merged_scores = np.concatenate([finished_scores, norm], axis=1)
+        merged_fin = np.concatenate([finished, just], axis=1)
+        best = np.argsort(-merged_scores, axis=1, kind="stable")[:, :k]
+        finished_seqs = np.take_along_axis(merged_seqs, best[:, :, None], axis=1)
+        finished_scores = np.take_along_axis(merged_scores, best, axis=1)
+        finished = np.take_along_axis(merged_fin, best, axis=1)
+        cur += 1
+        best_running = running_scores[:, :1] / float((cur - 1) ** length_penalty)
+        worst_done = np.where(finished, finished_scores.min(axis=1, keepdims=True), NEVER)
+        improvable = improvable & np.any(best_running > worst_done, axis=-1, keepdims=True)
+        if not improvable.any() or hits.all() or cur >= max_len:
+            break
+    candidates: list[list[list[int]]] = []
+    for row in range(b):
+        row_out = []
+        for rank in range(min(request.num_return, k)):
+            if not finished[row, rank]:
+                break  # fewer hypotheses finished than asked for
+            seq = finished_seqs[row, rank, 1:cur]
+            ended = np.flatnonzero(seq == ids.eos_token_id)
+            stop = int(ended[0]) + 1 if ended.size else int(limits[row, 0])
+            row_out.append([int(t) for t in seq[:stop]])
+        if not row_out:  # nothing finished (cannot happen: the last step finishes all)
+            row_out.append([int(t) for t in finished_seqs[row, 0, 1:cur]])
+        candidates.append(row_out)
+    return Decoded(candidates, cur - 1)

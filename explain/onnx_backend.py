@@ -1,0 +1,127 @@
+"""The ONNX Runtime backend of `Explainer.generate`: the encoder once, the decoder per token.
+
+The encoder returns the cross-attention keys and values of every decoder layer, so they are
+projected once per request, not once per step. The decoder step takes the self-attention
+cache and reorders it in-graph by `beam_idx`. Which of those stay on the device between
+steps, and which element types the graphs want, is the session's business
+(`explain.session.OnnxSession`); this module only names the tensors.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from explain import artifacts
+from explain.decoding import Decoded, DecodeRequest, GenerationIds, IntArray, Logits, beam, greedy
+from explain.session import OnnxSession, Value
+
+ENCODER_INPUTS = ("input_ids", "attention_mask", "user_embeds")
+
+
+@dataclass(frozen=True)
+class EncodedBatch:
+    """A padded batch: ids and mask [rows, src] int64, user vectors [rows, d_model] float32."""
+
+    input_ids: IntArray
+    attention_mask: IntArray
+    user_vectors: npt.NDArray[np.floating[Any]]
+
+    @property
+    def rows(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    def repeated(self, times: int) -> EncodedBatch:
+        if times == 1:
+            return self
+        return EncodedBatch(
+            np.repeat(self.input_ids, times, axis=0),
+            np.repeat(self.attention_mask, times, axis=0),
+            np.repeat(self.user_vectors, times, axis=0),
+        )
+
+
+@dataclass(frozen=True)
+class Generated:
+    decoded: Decoded
+    encode_s: float
+    decode_s: float
+
+
+class _CachedSteps:
+    """A `Stepper` over the decoder session: it feeds back its own KV cache each step."""
+
+    def __init__(
+        self, decoder: OnnxSession, mask: IntArray, cross: dict[str, Value], layers: int
+    ) -> None:
+        self.decoder = decoder
+        self.past_names = [n for i in range(layers) for n in artifacts.past_names(i)]
+        self.present_names = [n for i in range(layers) for n in artifacts.present_names(i)]
+        rows = int(mask.shape[0])
+        shape = self._empty_shape(rows)
+        self.feeds: dict[str, Value] = {"encoder_attention_mask": mask, **cross}
+        for name in self.past_names:
+            self.feeds[name] = decoder.empty(name, shape)
+
+    def _empty_shape(self, rows: int) -> list[int]:
+        spec = self.decoder.inputs[self.past_names[0]]
+        heads, head_dim = spec.shape[1], spec.shape[3]
+        if not isinstance(heads, int) or not isinstance(head_dim, int):
+            raise ValueError(f"{self.decoder.path.name}: the KV cache needs static heads/head_dim")
+        return [rows, heads, 0, head_dim]
+
+    def step(self, tokens: IntArray, beam_idx: IntArray) -> Logits:
+        self.feeds["input_ids"] = tokens[:, None]
+        self.feeds["beam_idx"] = beam_idx
+        out = self.decoder.run(self.feeds, keep=self.present_names)
+        for past, present in zip(self.past_names, self.present_names, strict=True):
+            self.feeds[past] = out[present]
+        logits = out["logits"]
+        assert isinstance(logits, np.ndarray)
+        return logits
+
+
+class OnnxSeq2Seq:
+    """Implements the `GenerationBackend` protocol on an encoder and a one-step decoder graph."""
+
+    def __init__(
+        self,
+        encoder: OnnxSession,
+        decoder: OnnxSession,
+        spec: artifacts.OnnxSpec,
+        ids: GenerationIds,
+    ) -> None:
+        encoder.require(ENCODER_INPUTS)
+        self.encoder, self.decoder, self.spec, self.ids = encoder, decoder, spec, ids
+        self.cross_names = [n for i in range(spec.decoder_layers) for n in artifacts.cross_names(i)]
+
+    @property
+    def device(self) -> str:
+        return self.decoder.device
+
+    @property
+    def max_new_tokens_limit(self) -> int:
+        """The decoder has learnt this many positions: BOS is forced, so one less is left."""
+        return self.spec.max_positions - 1
+
+    def encode(self, batch: EncodedBatch) -> dict[str, Value]:
+        feeds = {
+            "input_ids": batch.input_ids,
+            "attention_mask": batch.attention_mask,
+            "user_embeds": batch.user_vectors,
+        }
+        return self.encoder.run(feeds, keep=self.cross_names)
+
+    def generate(self, batch: EncodedBatch, request: DecodeRequest) -> Generated:
+        start = time.perf_counter()
+        rows = batch.repeated(request.num_beams)
+        cross = self.encode(rows)
+        encoded = time.perf_counter()
+        stepper = _CachedSteps(self.decoder, rows.attention_mask, cross, self.spec.decoder_layers)
+        run = beam if request.num_beams > 1 else greedy
+        decoded = run(stepper, self.ids, request)
+        return Generated(decoded, encoded - start, time.perf_counter() - encoded)

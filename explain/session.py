@@ -1,0 +1,205 @@
+"""An ONNX Runtime session that owns what its graph needs: provider, element types, IO binding.
+
+Like optimum's `ORTSessionMixin`, the wrapper reads every input's and output's name and
+element type from the graph once. `run` casts each feed to the type the graph declares
+(int64 ids, float32 or float16 activations), so the decode loop never mentions a dtype and
+the same loop drives fp32, fp16 and int8 graphs. It also hides IO binding: on CUDA, the
+outputs named in `keep` stay on the device as `OrtValue`s and go back in as inputs on the
+next call, so the KV cache never crosses PCIe; on CPU they come back as numpy arrays. Both
+are one call, `run`, and one code path for the caller.
+
+ORT silently falls back to CPU when the CUDA provider cannot load (a missing libcudnn, a
+driver mismatch), so the provider that really runs is read back from `get_providers()`
+instead of being trusted from the request.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+logger = logging.getLogger(__name__)
+
+ProviderChoice = Literal["auto", "cuda", "cpu"]
+Device = Literal["cuda", "cpu"]
+CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
+# ONNX element type names (as ORT reports them) -> numpy dtypes.
+_NUMPY_TYPES: Mapping[str, npt.DTypeLike] = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(bool)": np.bool_,
+    "tensor(uint8)": np.uint8,
+    "tensor(int8)": np.int8,
+}
+Value: TypeAlias = npt.NDArray[Any] | ort.OrtValue
+
+
+class ProviderError(RuntimeError):
+    pass
+
+
+class MissingInputError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: np.dtype[Any]
+    shape: tuple[int | str | None, ...]
+
+
+def _spec(arg: Any) -> TensorSpec:
+    kind = str(arg.type)
+    if kind not in _NUMPY_TYPES:
+        raise TypeError(f"graph value {arg.name} has an unsupported element type {kind}")
+    return TensorSpec(arg.name, np.dtype(_NUMPY_TYPES[kind]), tuple(arg.shape))
+
+
+def session_options(intra_op_threads: int) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if intra_op_threads > 0:
+        options.intra_op_num_threads = intra_op_threads
+    # One batch at a time runs on the batcher's worker thread: inter-op parallelism only
+    # competes with the intra-op pool for the same cores.
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return options
+
+
+class OnnxSession:
+    """One graph on one provider. `run(feeds, keep=...)` is the only way to call it."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        provider: Device,
+        intra_op_threads: int = 0,
+        options: ort.SessionOptions | None = None,
+    ) -> None:
+        providers = [CUDA, CPU] if provider == "cuda" else [CPU]
+        self._session = ort.InferenceSession(
+            str(path),
+            sess_options=options or session_options(intra_op_threads),
+            providers=providers,
+        )
+        active = self._session.get_providers()
+        if provider == "cuda" and active[0] != CUDA:
+            raise ProviderError(
+                f"CUDA was requested for {path.name} but ONNX Runtime loaded {active[0]} "
+                "(is onnxruntime-gpu installed, and do CUDA 12 / cuDNN 9 libraries load?)"
+            )
+        self.path = path
+        self.device: Device = "cuda" if active[0] == CUDA else "cpu"
+        self.inputs = {a.name: _spec(a) for a in self._session.get_inputs()}
+        self.outputs = {a.name: _spec(a) for a in self._session.get_outputs()}
+        self.output_names = list(self.outputs)
+        # IO binding pays off where outputs can stay on a device; on CPU plain runs are faster.
+        self.io_binding = self.device == "cuda"
+
+    @property
+    def provider(self) -> Device:
+        return self.device
+
+    def float_type(self, name: str) -> np.dtype[Any]:
+        """The element type the graph wants for input `name` (float32 or float16)."""
+        return self.inputs[name].dtype
+
+    def require(self, names: Collection[str]) -> None:
+        missing = sorted(set(self.inputs) - set(names))
+        if missing:
+            raise MissingInputError(f"{self.path.name}: missing inputs {', '.join(missing)}")
+
+    def _cast(self, name: str, value: Value) -> Value:
+        if isinstance(value, ort.OrtValue):
+            return value
+        wanted = self.inputs[name].dtype
+        array: npt.NDArray[Any] = np.asarray(value)
+        if array.dtype != wanted:
+            array = array.astype(wanted)
+        return np.ascontiguousarray(array)
+
+    def run(self, feeds: Mapping[str, Value], *, keep: Collection[str] = ()) -> dict[str, Value]:
+        """Run with every input the graph declares; returns every output by name.
+
+        Outputs named in `keep` are meant to be fed back in (a KV cache): with IO binding
+        they stay where the graph ran, as `OrtValue`s; otherwise every output is numpy.
+        """
+        self.require(feeds)
+        cast = {name: self._cast(name, feeds[name]) for name in self.inputs}
+        if not self.io_binding:
+            plain = {k: v for k, v in cast.items() if not isinstance(v, ort.OrtValue)}
+            if len(plain) != len(cast):
+                plain.update({k: v.numpy() for k, v in cast.items() if isinstance(v, ort.OrtValue)})
+            values = self._session.run(self.output_names, plain)
+            return dict(zip(self.output_names, values, strict=True))
+        binding = self._session.io_binding()
+        for name, value in cast.items():
+            if isinstance(value, ort.OrtValue):
+                binding.bind_ortvalue_input(name, value)
+            else:
+                binding.bind_cpu_input(name, value)
+        for name in self.output_names:
+            binding.bind_output(name, self.device if name in keep else "cpu", 0)
+        self._session.run_with_iobinding(binding)
+        out: dict[str, Value] = {}
+        for name, value in zip(self.output_names, binding.get_outputs(), strict=True):
+            out[name] = value if name in keep else value.numpy()
+        return out
+
+    def empty(self, name: str, shape: Sequence[int]) -> Value:
+        """A zero-size (or zero-filled) input of the graph's own type, where it will be used."""
+        dtype = self.inputs[name].dtype
+        if not self.io_binding:
+            return np.zeros(tuple(shape), dtype=dtype)
+        return ort.OrtValue.ortvalue_from_shape_and_type(list(shape), dtype, self.device, 0)
+
+
+def resolve_provider(choice: ProviderChoice) -> Device:
+    """What to ask for. `auto` asks for CUDA only when this ORT build has it; whether it
+    really loaded is checked per session."""
+    available = ort.get_available_providers()
+    if choice == "cpu":
+        return "cpu"
+    if choice == "cuda":
+        if CUDA not in available:
+            raise ProviderError(
+                f"provider=cuda but this onnxruntime build offers only {', '.join(available)} "
+                "(install the `gpu` extra: onnxruntime-gpu)"
+            )
+        return "cuda"
+    return "cuda" if CUDA in available else "cpu"
+
+
+def open_sessions(
+    paths: Sequence[Path], *, choice: ProviderChoice, intra_op_threads: int
+) -> list[OnnxSession]:
+    """Open every graph on one provider. `auto` falls back to CPU, loudly, when CUDA fails."""
+    wanted = resolve_provider(choice)
+    try:
+        sessions = [
+            OnnxSession(p, provider=wanted, intra_op_threads=intra_op_threads) for p in paths
+        ]
+        if wanted == "cuda" and any(s.device != "cuda" for s in sessions):
+            raise ProviderError("CUDA provider did not load for every graph")
+    except ProviderError:
+        if choice == "cuda":
+            raise
+        logger.warning("CUDA execution provider did not load; falling back to CPU", exc_info=True)
+        sessions = [
+            OnnxSession(p, provider="cpu", intra_op_threads=intra_op_threads) for p in paths
+        ]
+    logger.info("ONNX Runtime provider: %s (requested %s)", sessions[0].device, choice)
+    return sessions
