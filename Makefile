@@ -14,7 +14,7 @@ EXTRAS ?= cpu,train,dev
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: install system-tools run model test test-fast lint format bench loadtest gpu-check validate-deploy clean
+.PHONY: install system-tools run model test test-fast lint format bench overload hot-swap loadtest gpu-check validate-deploy clean
 
 install: $(STAMP)
 
@@ -35,7 +35,8 @@ $(STORE)/$(MODEL)/aliases.json:
 ## run: set everything up and serve the default model on http://$(HOST):$(PORT)
 run: install $(STORE)/$(MODEL)/aliases.json
 	PRISM_STORE_DIR=$(STORE) PRISM_MODEL_NAME=$(MODEL) \
-	  $(BIN)/uvicorn --factory service.main:create_app --host $(HOST) --port $(PORT)
+	  $(BIN)/uvicorn --factory service.main:create_app --host $(HOST) --port $(PORT) \
+	  --timeout-graceful-shutdown 25 --limit-concurrency 512 --backlog 2048
 
 ## system-tools: promtool/prometheus, docker-compose and kustomize, which the suite drives
 system-tools:
@@ -60,6 +61,14 @@ format: install
 ## bench: engines side by side on the same weights and inputs (tables in benchmarks/results/)
 bench: install $(STORE)/$(MODEL)/aliases.json
 	$(BIN)/python -m benchmarks.engines --store $(STORE) --name $(MODEL)
+
+## overload: find saturation, offer 2x for 60 s, count goodput, 503s, 504s, /healthz latency
+overload: install $(STORE)/$(MODEL)/aliases.json
+	$(BIN)/python -m benchmarks.overload --store $(STORE) --name $(MODEL)
+
+## hot-swap: 3 swaps (one a rollback) and a refused corrupt version, under load
+hot-swap: install $(STORE)/$(MODEL)/aliases.json
+	$(BIN)/python -m benchmarks.hot_swap --store $(STORE) --name $(MODEL)
 
 ## loadtest: Locust against a local service (start one with `make run` in another shell)
 loadtest: install

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -13,7 +14,9 @@ from typing import Any
 # categories, free-form tags). The first key present wins.
 FEATURE_KEYS = ("genres", "categories", "tags")
 
-_YEAR_SUFFIX = re.compile(r"\s*\((\d{4})\)\s*$")
+_YEAR_SUFFIX = re.compile(r"\s*\(([0-9]{4})\)\s*$")
+# A year outside this range is a typo or an attack, not a release year: treated as absent.
+MIN_YEAR, MAX_YEAR = 1000, 2100
 # MovieLens writes "Matrix, The (1999)" and "Misérables, Les (1998)".
 _TRAILING_ARTICLE = re.compile(
     r"^(?P<body>.+), (?P<article>The|A|An|Les|La|Le|L'|Il|Das|Der|Die|El)$"
@@ -47,13 +50,11 @@ class Item:
     # the instance __dict__ directly, so it works on a frozen dataclass.
     @cached_property
     def year(self) -> int | None:
-        raw = self.attributes.get("year")
-        if isinstance(raw, int | float) and not isinstance(raw, bool):
-            return int(raw)
-        if isinstance(raw, str) and raw.strip().isdigit():
-            return int(raw.strip())
-        match = _YEAR_SUFFIX.search(self.title)
-        return int(match.group(1)) if match else None
+        """The `year` attribute, else a "(1985)" title suffix; None when neither is a sane
+        year. Never raises: the service validates years, but other callers may not."""
+        return _sane_year(self.attributes.get("year")) or _sane_year(
+            match.group(1) if (match := _YEAR_SUFFIX.search(self.title)) else None
+        )
 
     @cached_property
     def features(self) -> tuple[str, ...]:
@@ -79,6 +80,19 @@ class Item:
     def display_title(self) -> str:
         """The title as a sentence would write it: no year suffix, leading article restored."""
         return display_title(self.title)
+
+
+def _sane_year(raw: object) -> int | None:
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, float):
+        raw = int(raw) if math.isfinite(raw) and raw.is_integer() else None
+    elif isinstance(raw, str):
+        text = raw.strip()
+        raw = int(text) if len(text) == 4 and text.isascii() and text.isdigit() else None
+    if isinstance(raw, int) and MIN_YEAR <= raw <= MAX_YEAR:
+        return raw
+    return None
 
 
 def display_title(title: str) -> str:

@@ -75,6 +75,9 @@ def session_options(intra_op_threads: int) -> ort.SessionOptions:
     # competes with the intra-op pool for the same cores.
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # Idle intra-op threads sleep instead of spinning: the event loop, the request workers
+    # and the probes share these cores, and spinning threads starve them under load.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 
 

@@ -146,6 +146,12 @@ class ModelStore:
         with self._lock(name, shared=True):
             return self._verified(name, self._version_of(name, ref))
 
+    def version_of(self, name: str, ref: str) -> str:
+        """The version `ref` (an alias or a version) names now; nothing is verified."""
+        self._existing_model_dir(name)
+        with self._lock(name, shared=True):
+            return self._version_of(name, ref)
+
     def verify(self, name: str, version: str) -> None:
         """Raise `IntegrityError` unless every file of the version matches its manifest."""
         check("version", version, VERSION_RE)

@@ -1,11 +1,18 @@
-"""Dynamic batching: many concurrent requests, one engine call.
+"""Dynamic batching: many concurrent requests, one `generate` call per batch.
 
 Prepared requests (`Explainer.prepare` ran for each on its own, outside this thread) go onto
-a bounded, thread-safe queue. One worker thread takes them off in batches (`collect_batch`),
-drops those whose deadline has passed, splits the rest by beam width and calls the blocking
-`generate` once per group. Each request's candidates are handed back to its own
-event loop with `call_soon_threadsafe`, so the loop never blocks on inference; finishing
-(slots, checks) happens per request again, in the caller.
+a bounded, thread-safe queue, each with the explainer that prepared it (during a hot swap
+two explainers serve side by side, and a request finishes on the version it started on).
+One worker thread takes them off in batches (`collect_batch`), drops those that can no
+longer finish by their deadline (never computing them), splits the rest by explainer and
+beam width and calls the blocking `generate` once per group. Each request's candidates are
+handed back to its own event loop with `call_soon_threadsafe`, so the loop never blocks on
+inference; finishing (slots, checks) happens per request again, in the caller.
+
+The batcher also keeps what admission control and the probes need: a measured service rate
+(seconds per request, amortised over batches), the expected wait of a new request, and the
+runtime's health (`service.health.RuntimeHealth`: the watchdog clock, and self-probes that
+bring a failing runtime back by themselves).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from service.errors import (
     OverloadedError,
     ServiceError,
 )
+from service.health import RuntimeHealth
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +59,11 @@ class BatchObserver(Protocol):
 
     def deadline_exceeded(self) -> None: ...
 
+    def expired_unrun(self) -> None: ...
+
     def rejected(self, reason: str) -> None: ...
+
+    def probe(self, ok: bool) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -66,6 +78,7 @@ class Generated:
 @dataclass(eq=False)
 class _Pending:
     prepared: Prepared
+    engine: BatchGenerator
     deadline: float
     enqueued: float
     loop: asyncio.AbstractEventLoop
@@ -97,13 +110,25 @@ def collect_batch(
     return batch
 
 
-def group_by_beams(jobs: Sequence[T], beams: Callable[[T], int]) -> list[list[T]]:
-    """Split a batch into groups of equal beam width, keeping first-seen order: each group is
-    its own `generate` call, so a failure in one never fails the other."""
-    groups: dict[int, list[T]] = {}
+def group_by(jobs: Sequence[T], key: Callable[[T], object]) -> list[list[T]]:
+    """Split a batch into groups of equal `key`, keeping first-seen order: each group is its
+    own `generate` call, so a failure in one never fails the other."""
+    groups: dict[object, list[T]] = {}
     for job in jobs:
-        groups.setdefault(beams(job), []).append(job)
+        groups.setdefault(key(job), []).append(job)
     return list(groups.values())
+
+
+class ServiceRate:
+    """Seconds a batch takes and seconds per request (batches amortise), as moving averages."""
+
+    def __init__(self, batch_s: float = 0.05, per_request_s: float = 0.05) -> None:
+        self.batch_s = batch_s
+        self.per_request_s = per_request_s
+
+    def record(self, seconds: float, size: int) -> None:
+        self.batch_s = 0.8 * self.batch_s + 0.2 * seconds
+        self.per_request_s = 0.8 * self.per_request_s + 0.2 * seconds / max(size, 1)
 
 
 class DynamicBatcher:
@@ -111,16 +136,14 @@ class DynamicBatcher:
 
     `submit` fails fast: `NotReadyError` before `start()` or after `stop()`, `OverloadedError`
     (with a retry-after hint) when `max_queue` requests already wait. A request not done by
-    its deadline gets `DeadlineExceededError`, whether it is still queued (the worker drops
-    it unrun) or running. An exception from `generate`, or a wrong number of outputs, fails
-    that batch's requests with `BatchFailedError`; the worker keeps going. After
-    `max_consecutive_failures` failed batches in a row `healthy` turns False, until one
-    succeeds.
+    its deadline gets `DeadlineExceededError`: still queued, it is dropped unrun (as is one
+    that would not finish in time); running, its late result is discarded. An exception from
+    `generate`, or a wrong number of outputs, fails that group's requests with
+    `BatchFailedError`; the worker keeps going, and heals the runtime's health by probing.
     """
 
     def __init__(
         self,
-        engine: BatchGenerator,
         *,
         max_batch_size: int,
         max_wait_ms: float,
@@ -128,28 +151,57 @@ class DynamicBatcher:
         observer: BatchObserver,
         max_consecutive_failures: int = 3,
         poll_interval_s: float = 0.05,
+        probe_backoff_s: tuple[float, float] = (0.5, 30.0),
     ) -> None:
-        self._engine = engine
         self._max_batch_size = max_batch_size
         self._max_wait_s = max_wait_ms / 1000.0
         self._queue: queue.Queue[_Pending] = queue.Queue(maxsize=max_queue)
         self._observer = observer
-        self._max_failures = max_consecutive_failures
         self._poll_s = poll_interval_s
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._accepting = False
-        self._failures = 0
-        self._batch_s = 0.05  # a running mean of batch time, for Retry-After
+        self.health = RuntimeHealth(
+            max_failures=max_consecutive_failures,
+            backoff_s=probe_backoff_s,
+            on_probe=lambda ok: self._notify(observer.probe, ok),
+        )
+        self.rate = ServiceRate()
+
+    # --- state the probes and admission read -------------------------------------------
 
     @property
     def healthy(self) -> bool:
-        alive = self._thread is not None and self._thread.is_alive()
-        return alive and self._accepting and self._failures < self._max_failures
+        """Taking requests, and the runtime has not failed `max_consecutive_failures` times
+        in a row (request-level errors never count: they happen outside the batcher)."""
+        return self.alive and self._accepting and self.health.healthy
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stuck_for(self) -> float:
+        return self.health.stuck_for()
+
+    def failing_for(self) -> float:
+        return self.health.failing_for()
 
     @property
     def depth(self) -> int:
         return self._queue.qsize()
+
+    def expected_wait_s(self) -> float:
+        """When a request queued now would be done: the rest of the running batch, the
+        queue ahead of it and itself, at the measured service rate."""
+        busy = self.health.busy
+        running = max(0.0, self.rate.batch_s - self.stuck_for()) if busy else 0.0
+        return running + (self._queue.qsize() + 1) * self.rate.per_request_s
+
+    def set_probe(self, probe: Callable[[], None] | None) -> None:
+        """What the worker runs to check a failing runtime (a small real request)."""
+        self.health.probe = probe
+
+    # --- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> None:
         if self._thread is not None:
@@ -175,8 +227,11 @@ class DynamicBatcher:
             _resolve(pending, error=NotReadyError("the service is shutting down"))
         self._notify(self._observer.queue_depth, 0)
 
-    async def submit(self, prepared: Prepared, deadline: float) -> Generated:
-        """Queue `prepared` and wait for its candidates until `deadline` (`time.monotonic()`)."""
+    async def submit(
+        self, prepared: Prepared, deadline: float, engine: BatchGenerator
+    ) -> Generated:
+        """Queue `prepared` for `engine` and wait for its candidates until `deadline`
+        (`time.monotonic()`)."""
         if not self._accepting:
             self._notify(self._observer.rejected, "not_ready")
             raise NotReadyError("the service is not ready")
@@ -185,14 +240,14 @@ class DynamicBatcher:
             self._notify(self._observer.deadline_exceeded)
             raise DeadlineExceededError("the request deadline passed before it was queued")
         loop = asyncio.get_running_loop()
-        pending = _Pending(prepared, deadline, now, loop, loop.create_future())
+        pending = _Pending(prepared, engine, deadline, now, loop, loop.create_future())
         try:
             self._queue.put_nowait(pending)
         except queue.Full:
             self._notify(self._observer.rejected, "queue_full")
             raise OverloadedError(
                 f"the queue is full ({self._queue.maxsize} requests waiting)",
-                retry_after_s=self._retry_after_s(),
+                retry_after_s=self.expected_wait_s(),
             ) from None
         self._notify(self._observer.queue_depth, self._queue.qsize())
         try:
@@ -203,10 +258,6 @@ class DynamicBatcher:
         except DeadlineExceededError:
             self._notify(self._observer.deadline_exceeded)
             raise
-
-    def _retry_after_s(self) -> float:
-        batches_ahead = self._queue.qsize() / self._max_batch_size
-        return batches_ahead * self._batch_s
 
     # --- the worker thread -------------------------------------------------------------
 
@@ -222,44 +273,52 @@ class DynamicBatcher:
                 if not batch:
                     if self._stopping.is_set():
                         return
+                    self.health.maybe_probe()
                     continue
                 self._notify(self._observer.queue_depth, self._queue.qsize())
-                for group in group_by_beams(self._live(batch), lambda p: p.prepared.num_beams):
-                    self._run_batch(group)
+                live = self._live(batch)
+                for group in group_by(live, lambda p: (id(p.engine), p.prepared.num_beams)):
+                    self._run_group(group)
             except Exception:  # never let the worker die: that would hang every request
                 logger.exception("batcher worker error")
 
     def _live(self, batch: list[_Pending]) -> list[_Pending]:
+        """Requests worth computing: not given up, and able to finish by their deadline."""
         now = time.monotonic()
+        # A request that cannot be done before its deadline would be computed for nobody.
+        finish = now + self.rate.batch_s
         live = []
         for pending in batch:
             if pending.future.done():  # the caller already gave up (deadline or cancel)
+                self._notify(self._observer.expired_unrun)
                 continue
-            if pending.deadline <= now:
+            if pending.deadline <= finish:
+                self._notify(self._observer.expired_unrun)
                 _resolve(pending, error=DeadlineExceededError("the deadline passed in the queue"))
             else:
                 live.append(pending)
         return live
 
-    def _run_batch(self, group: list[_Pending]) -> None:
+    def _run_group(self, group: list[_Pending]) -> None:
         started = time.monotonic()
         for pending in group:
             self._notify(self._observer.queue_wait, started - pending.enqueued)
         try:
-            output = self._engine.generate([p.prepared for p in group])
+            with self.health.running():
+                output = group[0].engine.generate([p.prepared for p in group])
             if len(output.generations) != len(group):
                 raise RuntimeError(
                     f"generate returned {len(output.generations)} results for {len(group)} requests"
                 )
         except Exception:
-            self._failures += 1
+            self.health.failed()
             logger.exception("a batch of %d requests failed", len(group))
             for pending in group:
                 _resolve(pending, error=BatchFailedError("the batch this request ran in failed"))
             return
         elapsed = time.monotonic() - started
-        self._failures = 0
-        self._batch_s = 0.8 * self._batch_s + 0.2 * elapsed
+        self.health.succeeded()
+        self.rate.record(elapsed, len(group))
         self._notify(self._observer.batch, len(group), output.timings)
         for pending, generation in zip(group, output.generations, strict=True):
             done = Generated(generation, started - pending.enqueued, elapsed)

@@ -10,6 +10,7 @@ exceptions. Unhandled exceptions are caught by the telemetry middleware
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -63,18 +64,30 @@ class PayloadTooLargeError(ServiceError):
         super().__init__(f"the request body exceeds the limit of {max_bytes} bytes")
 
 
+def _retry_after(seconds: float) -> dict[str, str]:
+    """Every 503 says when to come back: whole seconds, at least 1."""
+    return {"Retry-After": str(max(1, math.ceil(seconds)))}
+
+
 class NotReadyError(ServiceError):
+    """Loading, unready or draining: 503 with `Retry-After`."""
+
     status_code = 503
     error_type = "not_ready"
 
+    def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
+        super().__init__(message, headers=_retry_after(retry_after_s))
+
 
 class OverloadedError(ServiceError):
+    """Admission refused the request (concurrency, expected wait, a full queue)."""
+
     status_code = 503
     error_type = "overloaded"
 
-    def __init__(self, message: str, *, retry_after_s: float) -> None:
-        self.retry_after_s = max(1, math.ceil(retry_after_s))
-        super().__init__(message, headers={"Retry-After": str(self.retry_after_s)})
+    def __init__(self, message: str, *, retry_after_s: float, reason: str = "queue_full") -> None:
+        self.reason = reason
+        super().__init__(message, headers=_retry_after(retry_after_s))
 
 
 class DeadlineExceededError(ServiceError):
@@ -110,6 +123,7 @@ def internal_error_response() -> JSONResponse:
 
 
 _LOCATIONS = frozenset({"body", "query", "path", "header", "cookie"})
+_TYPE_EXPRESSION = re.compile(r"[\[\]()<>]|^function-|^(str|int|float|bool|none)$")
 _NOT_AN_OBJECT = frozenset({"model_attributes_type", "model_type", "dict_type"})
 
 
@@ -118,7 +132,9 @@ def validation_error_body(errors: Sequence[Mapping[str, Any]]) -> ErrorBody:
     if not errors:
         return ErrorBody(type="invalid_request", message="the request is invalid")
     first = errors[0]
-    loc = [str(part) for part in first.get("loc", ())]
+    # pydantic puts union branches and validator chains into `loc` ("function-after[...]",
+    # "list[str]"); they are not request fields.
+    loc = [str(part) for part in first.get("loc", ()) if not _TYPE_EXPRESSION.search(str(part))]
     if loc and loc[0] in _LOCATIONS:
         loc = loc[1:]
     kind = first.get("type")

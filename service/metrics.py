@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from explain.checks import DEFECTS
 from explain.explainer import BatchTimings
 from explain.types import Explanation, ModelInfo
+from service.deadlines import stamp_arrival
 from service.errors import internal_error_response
 
 logger = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 TOKEN_BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 256)
 # prepare and finish are per request; encode, decode and total per batch.
 STAGES = ("prepare", "encode", "decode", "finish", "total")
-REJECT_REASONS = ("queue_full", "not_ready")
+REJECT_REASONS = ("queue_full", "not_ready", "concurrency", "expected_wait")
 UNMATCHED_ROUTE = "unmatched"
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("prism_request_id", default=None)
@@ -131,6 +132,26 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.expired = Counter(
+            "prism_expired_requests_total",
+            "Queued requests dropped unrun because they could no longer finish by their deadline.",
+            registry=r,
+        )
+        self.probes = Counter(
+            "prism_runtime_probes_total",
+            "Self-probes of a failing runtime, by result.",
+            ["result"],
+            registry=r,
+        )
+        self.swaps = Counter(
+            "prism_model_swaps_total",
+            "Hot swaps to a new model version, by result (a refused version keeps the old).",
+            ["result"],
+            registry=r,
+        )
+        for result in ("success", "failure"):
+            self.probes.labels(result=result)
+            self.swaps.labels(result=result)
         self.ready = Gauge(
             "prism_ready", "1 when the model is loaded, warm and healthy.", registry=r
         )
@@ -199,6 +220,18 @@ class Metrics:
     def rejected(self, reason: str) -> None:
         self.rejections.labels(reason=reason).inc()
 
+    @_never_raises
+    def expired_unrun(self) -> None:
+        self.expired.inc()
+
+    @_never_raises
+    def probe(self, ok: bool) -> None:
+        self.probes.labels(result="success" if ok else "failure").inc()
+
+    @_never_raises
+    def swapped(self, *, ok: bool) -> None:
+        self.swaps.labels(result="success" if ok else "failure").inc()
+
 
 def route_template(scope: Scope) -> str:
     """The template of the route that served `scope` (`/v1/explanations`), never the raw path."""
@@ -219,6 +252,7 @@ class RequestTelemetryMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        stamp_arrival(scope)  # the request's deadline counts from here
         request_id = _request_id(scope)
         token = REQUEST_ID.set(request_id)
         status = 500

@@ -72,7 +72,21 @@ class Settings(RequestLimits, BaseSettings):
     request_timeout_ms: float = Field(
         default=10_000.0,
         gt=0.0,
-        description="Deadline of a request in ms; a request that is not done by then gets 504.",
+        description="Longest deadline of a request in ms, counted from its arrival; a client "
+        "may ask for a shorter one with `X-Request-Timeout-Ms`. Not done by then: 504.",
+    )
+    max_concurrent_requests: int = Field(
+        default=64,
+        ge=1,
+        description="Explanation requests in flight at once; beyond this the service answers "
+        "503 with `Retry-After` before reading the body.",
+    )
+    max_queue_wait_ms: float = Field(
+        default=1_000.0,
+        gt=0.0,
+        description="Admission: a request whose expected wait (queue ahead of it at the "
+        "measured service rate) exceeds this, or its own deadline, gets 503 with "
+        "`Retry-After` before its body is read.",
     )
 
     # --- request limits: inherited from `RequestLimits` (service/limits.py) -------------
@@ -92,6 +106,31 @@ class Settings(RequestLimits, BaseSettings):
         ge=0,
         description="EOS is banned until this many tokens (BOS included) are generated, so an "
         "answer is never empty.",
+    )
+
+    # --- health and hot swap -----------------------------------------------------------
+    inference_watchdog_s: float = Field(
+        default=60.0,
+        gt=0.0,
+        description="An inference call running longer than this makes `/healthz` fail, so "
+        "the orchestrator restarts the process.",
+    )
+    unhealthy_restart_s: float = Field(
+        default=300.0,
+        gt=0.0,
+        description="A runtime that keeps failing (and failing its self-probes) for longer "
+        "than this makes `/healthz` fail.",
+    )
+    exit_on_load_failure: bool = Field(
+        default=True,
+        description="Exit with code 3 when the model cannot be loaded at start; false keeps "
+        "the process alive and unready.",
+    )
+    reload_poll_s: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="Check the store every this many seconds and hot-swap when the served "
+        "ref names a new version; 0 only reloads on `POST /admin/reload`.",
     )
 
     # --- access and operations -------------------------------------------------------

@@ -16,6 +16,7 @@ def build_router(request_models: RequestModels, *, auth: bool) -> APIRouter:
     Routes spell out their full paths (no router prefixes): the request metrics label a
     request with `scope["route"].path`, which is then the whole template.
     """
+    # /v1/* and /admin/* need the API key when one is set; probes and /metrics never do.
     v1 = APIRouter(dependencies=[Depends(require_api_key)] if auth else [])
     v1.include_router(build_explanations_router(request_models))
     v1.include_router(models.router)

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
-from explain.types import ModelInfo
 from service.batching import DynamicBatcher
-from service.engine import Engine
-from service.errors import NotReadyError, UnauthorizedError
-from service.lifespan import AppState
+from service.deadlines import (
+    MIN_TIMEOUT_MS,
+    TIMEOUT_HEADER,
+    arrival_of,
+    budget_s,
+    parse_timeout_ms,
+)
+from service.errors import InvalidRequestError, NotReadyError, UnauthorizedError
 from service.metrics import Metrics
-from service.schemas import ErrorResponse, ModelCard
+from service.schemas import ErrorResponse
+from service.state import AppState, Serving
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,41 +47,56 @@ def get_metrics(state: StateDep) -> Metrics:
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
 
-@dataclass(frozen=True)
-class Serving:
-    """The explainer and the batcher of the model being served, taken together."""
-
-    engine: Engine
-    batcher: DynamicBatcher
-
-
 def get_serving(state: StateDep) -> Serving:
-    # A failing (unhealthy) runtime still takes requests: a batch that succeeds is what
-    # brings it back, and `/readyz` already steers traffic away meanwhile.
-    if state.phase != "ready" or state.batcher is None or state.engine is None:
+    """The model being served, taken once per request: a hot swap in the middle of it does
+    not change what it runs on."""
+    if state.phase != "ready" or state.serving is None:
         raise NotReadyError(state.unready_reason())
-    return Serving(state.engine, state.batcher)
+    return state.serving
 
 
 ServingDep = Annotated[Serving, Depends(get_serving)]
 
 
-def get_model_info(state: StateDep) -> ModelInfo:
-    if state.info is None:
+def get_batcher(state: StateDep) -> DynamicBatcher:
+    # A failing (unhealthy) runtime still takes requests: a batch that succeeds is what
+    # brings it back, and `/readyz` already steers traffic away meanwhile.
+    if state.phase != "ready" or state.batcher is None:
         raise NotReadyError(state.unready_reason())
-    return state.info
+    return state.batcher
 
 
-ModelInfoDep = Annotated[ModelInfo, Depends(get_model_info)]
+BatcherDep = Annotated[DynamicBatcher, Depends(get_batcher)]
 
 
-def get_model_card(state: StateDep) -> ModelCard:
-    if state.card is None:
-        raise NotReadyError(state.unready_reason())
-    return state.card
+def get_deadline(
+    request: Request,
+    state: StateDep,
+    # Annotated as `str` (not `str | None`) so that OpenAPI documents a string header, not
+    # "string or null": a header cannot be null.
+    timeout_ms: Annotated[
+        str,  # noqa: RUF013
+        Header(
+            alias=TIMEOUT_HEADER,
+            pattern=r"^([5-9][0-9]|[1-9][0-9]{2,8})(\.[0-9]+)?$",
+            description="This request's deadline in ms, counted from its arrival: at least 50, "
+            "at most `PRISM_REQUEST_TIMEOUT_MS` (longer asks are cut to it).",
+        ),
+    ] = None,  # type: ignore[assignment]
+) -> float:
+    """The request's deadline (`time.monotonic()`): its arrival plus its budget."""
+    try:
+        parse_timeout_ms(timeout_ms)
+    except ValueError:
+        raise InvalidRequestError(
+            f"{TIMEOUT_HEADER} must be a number of milliseconds, at least {MIN_TIMEOUT_MS:.0f}",
+            param=TIMEOUT_HEADER,
+        ) from None
+    budget = budget_s(timeout_ms, state.policy.request_timeout_s)
+    return arrival_of(request.scope) + budget
 
 
-ModelCardDep = Annotated[ModelCard, Depends(get_model_card)]
+DeadlineDep = Annotated[float, Depends(get_deadline)]
 
 
 def require_api_key(
@@ -107,14 +126,28 @@ def bind_body(endpoint: F, model: type[BaseModel], *, param: str = "body") -> F:
     return endpoint
 
 
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the error body under each of `statuses`."""
-    descriptions = {
-        401: "A valid API key is required.",
-        413: "The body is larger than `PRISM_MAX_BODY_BYTES`.",
-        422: "The request is invalid; `param` names the field.",
-        500: "Internal error (no internals are shown).",
-        503: "Not ready yet, or overloaded (then with `Retry-After`).",
-        504: "The request was not done by its deadline.",
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before retrying (always present on 503).",
+        "schema": {"type": "integer", "minimum": 1},
     }
-    return {s: {"model": ErrorResponse, "description": descriptions[s]} for s in statuses}
+}
+_ERRORS = {
+    400: "The body could not be read as JSON text (invalid UTF-8, nesting too deep).",
+    401: "A valid API key is required.",
+    409: "The reload was refused; the version that was serving keeps serving.",
+    413: "The body is larger than `PRISM_MAX_BODY_BYTES`.",
+    422: "The request is invalid; `param` names the field.",
+    500: "Internal error (no internals are shown).",
+    503: "Not ready yet (loading, unhealthy, draining) or overloaded; with `Retry-After`.",
+    504: "The request was not done by its deadline.",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the one error body under each of `statuses`."""
+    return {
+        s: {"model": ErrorResponse, "description": _ERRORS[s]}
+        | ({"headers": _RETRY_AFTER} if s == 503 else {})
+        for s in statuses
+    }

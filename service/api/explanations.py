@@ -12,21 +12,20 @@ from pydantic import ValidationError
 from explain.errors import PrepareError
 from explain.types import Explanation, ModelInfo
 from service.api.deps import (
-    ModelInfoDep,
-    Serving,
+    BatcherDep,
+    DeadlineDep,
     ServingDep,
     StateDep,
     bind_body,
     error_responses,
 )
-from service.batching import Generated
+from service.batching import DynamicBatcher, Generated
 from service.errors import (
     InvalidRequestError,
     RequestFailedError,
     ServiceError,
     validation_error_body,
 )
-from service.lifespan import AppState
 from service.schemas import (
     BatchExplainRequest,
     BatchExplainResponse,
@@ -39,8 +38,10 @@ from service.schemas import (
     Timing,
     Usage,
 )
+from service.state import AppState, Serving
 
 logger = logging.getLogger(__name__)
+ERRORS = (400, 401, 413, 422, 500, 503, 504)
 
 
 def build_explanations_router(models: RequestModels) -> APIRouter:
@@ -49,21 +50,23 @@ def build_explanations_router(models: RequestModels) -> APIRouter:
     async def explain(
         body: ExplainRequest,
         serving: ServingDep,
-        info: ModelInfoDep,
+        batcher: BatcherDep,
+        deadline: DeadlineDep,
         state: StateDep,
         response: Response,
     ) -> ExplainResponse:
         """Explain why `recommended_item` suits this user, in one or two sentences."""
         started = time.monotonic()
-        done = await _explain(body, serving, state, started + state.request_timeout_s)
-        result = _response(*done, info, started)
+        done = await _explain(body, serving, batcher, state, deadline)
+        result = _response(*done, serving.info, started)
         response.headers["Server-Timing"] = server_timing(result.timing)
         return result
 
     async def explain_batch(
         body: BatchExplainRequest,
         serving: ServingDep,
-        info: ModelInfoDep,
+        batcher: BatcherDep,
+        deadline: DeadlineDep,
         state: StateDep,
         response: Response,
     ) -> BatchExplainResponse:
@@ -71,7 +74,6 @@ def build_explanations_router(models: RequestModels) -> APIRouter:
         order, and each carries its own error (an invalid entry, a failed batch, a deadline)
         instead of failing the slate."""
         started = time.monotonic()
-        deadline = started + state.request_timeout_s
 
         async def one(raw: object) -> BatchItemResult:
             try:
@@ -79,7 +81,7 @@ def build_explanations_router(models: RequestModels) -> APIRouter:
             except ValidationError as exc:
                 return BatchItemResult(error=validation_error_body(exc.errors()))
             try:
-                done = await _explain(request, serving, state, deadline)
+                done = await _explain(request, serving, batcher, state, deadline)
             except ServiceError as exc:
                 return BatchItemResult(error=exc.body())
             except Exception:
@@ -87,7 +89,7 @@ def build_explanations_router(models: RequestModels) -> APIRouter:
                 return BatchItemResult(
                     error=ErrorBody(type="internal_error", message="internal server error")
                 )
-            return BatchItemResult(explanation=_response(*done, info, started))
+            return BatchItemResult(explanation=_response(*done, serving.info, started))
 
         # The entries are prepared concurrently and usually land in one batch.
         results = await asyncio.gather(*(one(r) for r in body.requests))
@@ -106,7 +108,7 @@ def build_explanations_router(models: RequestModels) -> APIRouter:
         bind_body(explain, models.explain),
         methods=["POST"],
         response_model=ExplainResponse,
-        responses=error_responses(401, 413, 422, 500, 503, 504),
+        responses=error_responses(*ERRORS),
         summary="Explain one recommendation",
     )
     router.add_api_route(
@@ -114,36 +116,40 @@ def build_explanations_router(models: RequestModels) -> APIRouter:
         bind_body(explain_batch, models.batch),
         methods=["POST"],
         response_model=BatchExplainResponse,
-        responses=error_responses(401, 413, 422, 500, 503),
+        responses=error_responses(*ERRORS),
         summary="Explain a slate of recommendations",
     )
     return router
 
 
 async def _explain(
-    request: ExplainRequest, serving: Serving, state: AppState, deadline: float
+    request: ExplainRequest,
+    serving: Serving,
+    batcher: DynamicBatcher,
+    state: AppState,
+    deadline: float,
 ) -> tuple[Explanation, Generated]:
     """prepare (this request alone) -> the batch -> finish (this request alone).
 
     A failure in `prepare` or `finish` is this request's error and never its batch-mates';
-    neither counts against readiness."""
+    neither counts against readiness. The whole request runs on `serving`'s explainer."""
     loop = asyncio.get_running_loop()
-    metrics = state.metrics
+    metrics, engine = state.metrics, serving.engine
     job = request.to_job()
     started = time.perf_counter()
     try:
-        prepared = await loop.run_in_executor(state.workers, serving.engine.prepare, job)
+        prepared = await loop.run_in_executor(state.workers, engine.prepare, job)
     except PrepareError as exc:
         raise InvalidRequestError(str(exc)) from None
     except Exception:
         logger.exception("preparing a request failed")
         raise RequestFailedError("this request could not be prepared") from None
     metrics.request_stage("prepare", time.perf_counter() - started)
-    generated = await serving.batcher.submit(prepared, deadline)
+    generated = await batcher.submit(prepared, deadline, engine)
     started = time.perf_counter()
     try:
         explanation = await loop.run_in_executor(
-            state.workers, serving.engine.finish, prepared, generated.generation
+            state.workers, engine.finish, prepared, generated.generation
         )
     except Exception:
         logger.exception("finishing a request failed")

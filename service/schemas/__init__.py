@@ -26,6 +26,7 @@ from service.schemas.responses import (
     ModelRef,
     ModelsResponse,
     ReadyResponse,
+    ReloadResponse,
     Timing,
     Usage,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "ModelRef",
     "ModelsResponse",
     "ReadyResponse",
+    "ReloadResponse",
     "RequestModels",
     "Timing",
     "Usage",

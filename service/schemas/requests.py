@@ -25,7 +25,7 @@ from pydantic import (
 from explain.items import Item
 from explain.types import ExplainJob
 from service.limits import DEFAULT_LIMITS, RequestLimits
-from service.schemas.fields import AttributeValue, ExternalId, bounded_fields
+from service.schemas.fields import Attributes, ExternalId, Text, WholeNumber, bounded_fields
 
 EXAMPLE_REQUEST: dict[str, Any] = {
     "user_id": "4217",
@@ -66,8 +66,8 @@ class ItemIn(BaseModel):
     )
 
     item_id: ExternalId | None = Field(default=None, description="The catalogue id.")
-    title: str = _DEFAULT_FIELDS["title"]
-    attributes: dict[str, AttributeValue] = _DEFAULT_FIELDS["attributes"]
+    title: Text = _DEFAULT_FIELDS["title"]
+    attributes: Attributes = _DEFAULT_FIELDS["attributes"]
 
     @model_validator(mode="before")
     @classmethod
@@ -82,7 +82,7 @@ class ItemIn(BaseModel):
         return Item(
             title=self.title,
             item_id=self.item_id,
-            attributes=MappingProxyType(dict(self.attributes)),
+            attributes=MappingProxyType(self.attributes.as_mapping()),
         )
 
 
@@ -91,8 +91,8 @@ class ExplainOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_new_tokens: int = _DEFAULT_FIELDS["max_new_tokens"]
-    num_beams: int = _DEFAULT_FIELDS["num_beams"]
+    max_new_tokens: WholeNumber = _DEFAULT_FIELDS["max_new_tokens"]
+    num_beams: WholeNumber = _DEFAULT_FIELDS["num_beams"]
 
 
 class ExplainRequest(BaseModel):
@@ -123,16 +123,28 @@ class ExplainRequest(BaseModel):
         )
 
 
+def _slate_json_schema(schema: dict[str, Any]) -> None:
+    # What the endpoint really accepts: any JSON value per entry; an `ExplainRequest` is
+    # explained, anything else is answered with its own error in `results` (HTTP 200).
+    requests = schema["properties"]["requests"]
+    wanted = requests["items"]
+    requests["items"] = {
+        "anyOf": [
+            wanted,
+            {"description": "Any other value: answered with its own `error` in `results`."},
+        ]
+    }
+    schema["examples"] = [{"requests": [EXAMPLE_REQUEST]}]
+
+
 class BatchExplainRequest(BaseModel):
     """A slate. The list itself is validated here (a JSON array, 1 to `max_slate_size`
     entries); each entry is validated on its own by the endpoint, so one bad entry gets its
     own 422-style error in the results and the rest of the slate is still explained. The
-    entries are therefore the raw JSON values until then; the schema documents them as
-    `ExplainRequest`."""
+    entries are therefore the raw JSON values until then, and the schema says so: each is
+    an `ExplainRequest` or anything else (answered with an error)."""
 
-    model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"requests": [EXAMPLE_REQUEST]}]}
-    )
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_slate_json_schema)
 
     requests: list[SkipValidation[ExplainRequest]] = _DEFAULT_FIELDS["requests"]
 
@@ -155,16 +167,16 @@ def build_request_models(limits: RequestLimits) -> RequestModels:
         __base__=ItemIn,
         __module__=__name__,
         __doc__=ItemIn.__doc__,
-        title=(str, f["title"]),
-        attributes=(dict[str, AttributeValue], f["attributes"]),
+        title=(Text, f["title"]),
+        attributes=(f["attributes_model"], f["attributes"]),
     )
     options = create_model(
         "ExplainOptions",
         __base__=ExplainOptions,
         __module__=__name__,
         __doc__=ExplainOptions.__doc__,
-        max_new_tokens=(int, f["max_new_tokens"]),
-        num_beams=(int, f["num_beams"]),
+        max_new_tokens=(WholeNumber, f["max_new_tokens"]),
+        num_beams=(WholeNumber, f["num_beams"]),
     )
     # mypy cannot see runtime classes as types; the bounded ones subclass the static ones.
     explain = create_model(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -80,8 +80,23 @@ class ModelCard(BaseModel):
     metrics: dict[str, Any] = Field(default_factory=dict, description="Evaluation metrics.")
 
 
+class ReloadResponse(BaseModel):
+    """What a reload did: `swapped` to a new version, found it `unchanged`, or `refused` it
+    (the version that was serving keeps serving; `error` says why)."""
+
+    status: Literal["swapped", "unchanged", "refused"]
+    served: str | None = Field(description="The version serving after the reload.")
+    previous: str | None = Field(description="The version serving before it.")
+    requested: str | None = Field(description="The version the served ref names now.")
+    error: str | None = None
+    at: str = Field(description="When, in UTC (ISO 8601).")
+
+
 class ModelsResponse(BaseModel):
     models: list[ModelCard]
+    last_reload: ReloadResponse | None = Field(
+        default=None, description="The last reload that swapped or was refused, if any."
+    )
 
 
 class HealthResponse(BaseModel):

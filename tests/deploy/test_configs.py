@@ -178,7 +178,9 @@ def test_images_serve_without_torch_as_non_root(dockerfile: str) -> None:
     assert "find_spec('torch') is not None" in serve  # the build fails if torch sneaks in
     assert re.search(r"^USER \$\{PRISM_UID\}", serve, re.MULTILINE)
     assert "ARG PRISM_UID=10001" in serve
-    assert re.search(r"^HEALTHCHECK .*\n.*/healthz", serve, re.MULTILINE)
+    # Readiness semantics: the container is healthy only when it can answer.
+    assert re.search(r"^HEALTHCHECK .*\n.*/readyz", serve, re.MULTILINE)
+    assert '"--limit-concurrency"' in serve
     assert "PRISM_STORE_DIR=/models" in serve and "PRISM_AUTO_EXPORT=false" in serve
     assert '"--factory", "service.main:create_app"' in serve
 
@@ -627,6 +629,26 @@ def test_cpu_dev_is_one_small_cpu_replica(rendered: dict[str, Path]) -> None:
         o["kind"] for o in objects
     }
     assert all(m["mountPath"] != "/models" for m in server(objects)["volumeMounts"])  # baked store
+
+
+@pytest.mark.parametrize("overlay", GPU_OVERLAYS)
+def test_the_hpa_owns_the_replica_count(overlay: str, rendered: dict[str, Path]) -> None:
+    # A `replicas` field would reset an autoscaled fleet on every `kubectl apply -k`.
+    objects = docs(rendered[overlay])
+    assert "replicas" not in deployment(objects)["spec"]
+    assert one(objects, "HorizontalPodAutoscaler")["spec"]["minReplicas"] >= 2
+
+
+def test_the_run_command_and_the_images_bound_concurrency_alike() -> None:
+    from benchmarks.overload import RUN_FLAGS
+
+    flags = " ".join(RUN_FLAGS)
+    assert flags in (REPO / "Makefile").read_text().replace("\\\n\t  ", "")
+    for dockerfile in DOCKERFILES:
+        cmd = re.search(r"^CMD \[(.*?)\]$", (REPO / dockerfile).read_text(), re.M | re.S)
+        assert cmd is not None
+        args = [a.strip().strip('"') for a in cmd[1].replace("\\\n", " ").split(",")]
+        assert " ".join(args).endswith(flags), dockerfile
 
 
 def test_hpa_scales_on_the_adapter_metric(rendered: dict[str, Path]) -> None:

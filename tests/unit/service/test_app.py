@@ -15,7 +15,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.lifespan import JsonLineFormatter
+from service.logs import JsonLineFormatter
 from service.main import create_app
 from service.metrics import REQUEST_ID
 from service.settings import Settings
@@ -233,10 +233,14 @@ async def test_readyz_turns_503_when_the_runtime_keeps_failing(
     assert recovered.status_code == 200 and ready.status_code == 200
 
 
-async def test_failed_load_keeps_liveness_and_stays_unready(
+async def test_with_exit_off_a_failed_load_keeps_liveness_and_stays_unready(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    app = create_app(Settings(store_dir=tmp_path / "empty-store", model_name="prism-movies"))
+    # The default exits the process (tested on a real server in tests/e2e); off, it waits.
+    settings = Settings(
+        store_dir=tmp_path / "empty-store", model_name="prism-movies", exit_on_load_failure=False
+    )
+    app = create_app(settings)
     with caplog.at_level(logging.ERROR, logger="service.lifespan"):
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)

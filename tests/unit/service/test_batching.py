@@ -13,7 +13,7 @@ import pytest
 from explain.explainer import BatchTimings
 from explain.items import Item
 from explain.types import ExplainJob
-from service.batching import DynamicBatcher, Generated, collect_batch, group_by_beams
+from service.batching import DynamicBatcher, Generated, collect_batch, group_by
 from service.errors import (
     BatchFailedError,
     DeadlineExceededError,
@@ -43,13 +43,27 @@ class RecordingObserver:
     def rejected(self, reason: str) -> None:
         self.events.append(("rejected", reason))
 
+    def expired_unrun(self) -> None:
+        self.events.append(("expired", None))
+
+    def probe(self, ok: bool) -> None:
+        self.events.append(("probe", ok))
+
     def count(self, kind: str) -> int:
         return sum(1 for k, _ in self.events if k == kind)
 
 
 class BrokenObserver(RecordingObserver):
     def __getattribute__(self, name: str) -> Any:
-        if name in {"queue_depth", "queue_wait", "batch", "deadline_exceeded", "rejected"}:
+        if name in {
+            "queue_depth",
+            "queue_wait",
+            "batch",
+            "deadline_exceeded",
+            "rejected",
+            "expired_unrun",
+            "probe",
+        }:
 
             def fail(*_: Any) -> None:
                 raise RuntimeError("metrics backend down")
@@ -82,7 +96,7 @@ async def running(
     engine: Any, observer: Any = None, **kwargs: Any
 ) -> AsyncIterator[DynamicBatcher]:
     options = {"max_batch_size": 16, "max_wait_ms": 5.0, "max_queue": 64} | kwargs
-    batcher = DynamicBatcher(engine, observer=observer or RecordingObserver(), **options)
+    batcher = DynamicBatcher(observer=observer or RecordingObserver(), **options)
     batcher.start()
     try:
         yield batcher
@@ -104,7 +118,7 @@ async def hold_first_batch(
 ) -> asyncio.Task[Any]:
     """Submit `first` and wait until the worker is stuck on it (the engine's gate is shut)."""
     engine.gate.clear()
-    task = asyncio.ensure_future(batcher.submit(engine.prepare(first), later()))
+    task = asyncio.ensure_future(batcher.submit(engine.prepare(first), later(), engine))
     await until(lambda: len(engine.batches) == 1)
     return task
 
@@ -185,9 +199,9 @@ def test_collect_batch_first_wait_is_bounded_and_then_the_window_starts() -> Non
     assert source.log[-1] == "gave up at 0.40"
 
 
-def test_group_by_beams_keeps_order() -> None:
+def test_group_by_keeps_order() -> None:
     jobs = [job("a", 1), job("b", 2), job("c", 1), job("d", 4), job("e", 2)]
-    groups = group_by_beams(jobs, lambda j: j.num_beams or 1)
+    groups = group_by(jobs, lambda j: j.num_beams or 1)
     assert [[j.user_id for j in g] for g in groups] == [["a", "c"], ["b", "e"], ["d"]]
 
 
@@ -200,7 +214,7 @@ async def test_concurrent_submits_share_batches(make_engine: Any) -> None:
     async with running(engine, observer, max_batch_size=8) as batcher:
         first = await hold_first_batch(engine, batcher, job("first"))
         rest = [
-            asyncio.ensure_future(batcher.submit(engine.prepare(job(f"u{i}")), later()))
+            asyncio.ensure_future(batcher.submit(engine.prepare(job(f"u{i}")), later(), engine))
             for i in range(19)
         ]
         await until(lambda: batcher.depth == 19)
@@ -217,7 +231,9 @@ async def test_num_beams_are_split_into_separate_engine_calls(make_engine: Any) 
     async with running(engine) as batcher:
         first = await hold_first_batch(engine, batcher, job("a", 1))
         jobs = [job("b", 1), job("c", 2), job("d", 1), job("e", 2)]
-        tasks = [asyncio.ensure_future(batcher.submit(engine.prepare(j), later())) for j in jobs]
+        tasks = [
+            asyncio.ensure_future(batcher.submit(engine.prepare(j), later(), engine)) for j in jobs
+        ]
         await until(lambda: batcher.depth == 4)
         engine.gate.set()
         await asyncio.gather(first, *tasks)
@@ -231,11 +247,12 @@ async def test_full_queue_is_rejected_at_once(make_engine: Any) -> None:
     async with running(engine, observer, max_queue=2) as batcher:
         first = await hold_first_batch(engine, batcher, job())
         queued = [
-            asyncio.ensure_future(batcher.submit(engine.prepare(job()), later())) for _ in range(2)
+            asyncio.ensure_future(batcher.submit(engine.prepare(job()), later(), engine))
+            for _ in range(2)
         ]
         await until(lambda: batcher.depth == 2)
         with pytest.raises(OverloadedError) as caught:
-            await batcher.submit(engine.prepare(job()), later())
+            await batcher.submit(engine.prepare(job()), later(), engine)
         assert int(caught.value.headers["Retry-After"]) >= 1
         engine.gate.set()
         await asyncio.gather(first, *queued)
@@ -249,10 +266,10 @@ async def test_deadline_while_running_is_504_and_late_result_is_dropped(make_eng
         engine.gate.clear()
         started = time.monotonic()
         with pytest.raises(DeadlineExceededError):
-            await batcher.submit(engine.prepare(job()), time.monotonic() + 0.1)
+            await batcher.submit(engine.prepare(job()), time.monotonic() + 0.1, engine)
         assert time.monotonic() - started < 1.0
         engine.gate.set()  # the engine finishes; its result has nowhere to go and must not break
-        after = await batcher.submit(engine.prepare(job()), later())
+        after = await batcher.submit(engine.prepare(job()), later(), engine)
     assert user_of(after) == "4217"
     assert observer.count("deadline") == 1
 
@@ -262,10 +279,10 @@ async def test_expired_requests_are_never_run(make_engine: Any) -> None:
     async with running(engine) as batcher:
         first = await hold_first_batch(engine, batcher, job("first"))
         with pytest.raises(DeadlineExceededError):
-            await batcher.submit(engine.prepare(job("expires")), time.monotonic() + 0.05)
+            await batcher.submit(engine.prepare(job("expires")), time.monotonic() + 0.05, engine)
         engine.gate.set()
         await first
-        await batcher.submit(engine.prepare(job("next")), later())
+        await batcher.submit(engine.prepare(job("next")), later(), engine)
     seen = [j.user_id for b in engine.batches for j in b]
     assert seen == ["first", "next"]
 
@@ -274,7 +291,7 @@ async def test_passed_deadline_is_refused_before_queueing(make_engine: Any) -> N
     engine = make_engine()
     async with running(engine) as batcher:
         with pytest.raises(DeadlineExceededError):
-            await batcher.submit(engine.prepare(job()), time.monotonic() - 1)
+            await batcher.submit(engine.prepare(job()), time.monotonic() - 1, engine)
     assert engine.batches == []
 
 
@@ -285,7 +302,7 @@ async def test_failing_batch_fails_only_its_requests(
     async with running(engine) as batcher:
         first = await hold_first_batch(engine, batcher, job("doomed"))
         others = [
-            asyncio.ensure_future(batcher.submit(engine.prepare(job(u)), later()))
+            asyncio.ensure_future(batcher.submit(engine.prepare(job(u)), later(), engine))
             for u in ("b", "c")
         ]
         await until(lambda: batcher.depth == 2)
@@ -305,7 +322,7 @@ async def test_wrong_number_of_outputs_fails_the_batch(make_engine: Any) -> None
     engine = make_engine(drop_one_output=True)
     async with running(engine) as batcher:
         results = await asyncio.gather(
-            *(batcher.submit(engine.prepare(job()), later()) for _ in range(3)),
+            *(batcher.submit(engine.prepare(job()), later(), engine) for _ in range(3)),
             return_exceptions=True,
         )
     assert all(isinstance(r, BatchFailedError) for r in results)
@@ -316,25 +333,25 @@ async def test_consecutive_failures_make_it_unhealthy_until_a_success(make_engin
     async with running(engine, max_consecutive_failures=2) as batcher:
         for _ in range(2):
             with pytest.raises(BatchFailedError):
-                await batcher.submit(engine.prepare(job("bad")), later())
+                await batcher.submit(engine.prepare(job("bad")), later(), engine)
         assert not batcher.healthy
-        await batcher.submit(engine.prepare(job("good")), later())
+        await batcher.submit(engine.prepare(job("good")), later(), engine)
         assert batcher.healthy
 
 
 async def test_stop_drains_the_queue(make_engine: Any) -> None:
     engine = make_engine()
     batcher = DynamicBatcher(
-        engine, max_batch_size=1, max_wait_ms=0, max_queue=8, observer=RecordingObserver()
+        max_batch_size=1, max_wait_ms=0, max_queue=8, observer=RecordingObserver()
     )
     batcher.start()
     first = await hold_first_batch(engine, batcher, job("a"))
-    queued = asyncio.ensure_future(batcher.submit(engine.prepare(job("b")), later()))
+    queued = asyncio.ensure_future(batcher.submit(engine.prepare(job("b")), later(), engine))
     await until(lambda: batcher.depth == 1)
     stopping = asyncio.ensure_future(asyncio.to_thread(batcher.stop, 5.0))
     await asyncio.sleep(0.05)
     with pytest.raises(NotReadyError):
-        await batcher.submit(engine.prepare(job("late")), later())
+        await batcher.submit(engine.prepare(job("late")), later(), engine)
     engine.gate.set()
     await stopping
     results = await asyncio.gather(first, queued)
@@ -345,11 +362,11 @@ async def test_stop_drains_the_queue(make_engine: Any) -> None:
 async def test_stop_fails_what_it_cannot_drain(make_engine: Any) -> None:
     engine = make_engine()
     batcher = DynamicBatcher(
-        engine, max_batch_size=1, max_wait_ms=0, max_queue=8, observer=RecordingObserver()
+        max_batch_size=1, max_wait_ms=0, max_queue=8, observer=RecordingObserver()
     )
     batcher.start()
     first = await hold_first_batch(engine, batcher, job("a"))
-    queued = asyncio.ensure_future(batcher.submit(engine.prepare(job("b")), later()))
+    queued = asyncio.ensure_future(batcher.submit(engine.prepare(job("b")), later(), engine))
     await until(lambda: batcher.depth == 1)
     await asyncio.to_thread(batcher.stop, 0.05)  # the engine is stuck: the worker cannot drain
     with pytest.raises(NotReadyError):
@@ -361,16 +378,16 @@ async def test_stop_fails_what_it_cannot_drain(make_engine: Any) -> None:
 async def test_submit_before_start_is_not_ready(make_engine: Any) -> None:
     engine = make_engine()
     batcher = DynamicBatcher(
-        engine, max_batch_size=1, max_wait_ms=0, max_queue=1, observer=RecordingObserver()
+        max_batch_size=1, max_wait_ms=0, max_queue=1, observer=RecordingObserver()
     )
     with pytest.raises(NotReadyError):
-        await batcher.submit(engine.prepare(job()), later())
+        await batcher.submit(engine.prepare(job()), later(), engine)
 
 
 async def test_a_broken_observer_never_fails_requests(make_engine: Any) -> None:
     engine = make_engine()
     async with running(engine, BrokenObserver()) as batcher:
         results = await asyncio.gather(
-            *(batcher.submit(engine.prepare(job()), later()) for _ in range(5))
+            *(batcher.submit(engine.prepare(job()), later(), engine) for _ in range(5))
         )
     assert len(results) == 5

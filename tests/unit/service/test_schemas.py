@@ -89,7 +89,7 @@ def test_bounded_models_use_the_configured_limits() -> None:
         tight.explain.model_validate({"user_id": "u", "history": history, "recommended_item": "X"})
     with pytest.raises(ValidationError, match="at most 5 characters"):
         tight.explain.model_validate({"user_id": "u", "recommended_item": "X" * 6})
-    with pytest.raises(ValidationError, match="at most 1 item"):
+    with pytest.raises(ValidationError, match="at most 1 attributes"):
         tight.explain.model_validate(
             {"user_id": "u", "recommended_item": {"title": "X", "attributes": {"a": 1, "b": 2}}}
         )
