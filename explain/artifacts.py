@@ -7,6 +7,7 @@ on file names. A version directory:
     tokenizer/      tokenizer.json
     users/          ids.json + vectors.npy (the user table, `explain.users`)
     prism.json      what the model says about itself (input format, generation ids, ...)
+    sentences.json  the sentence inventory (`explain.verifier`): the sentences it was trained on
     onnx/           encoder.onnx, decoder.onnx, export.json
 
 encoder.onnx

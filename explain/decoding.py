@@ -121,6 +121,21 @@ def _log_softmax(x: Logits) -> npt.NDArray[np.float32]:
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))  # type: ignore[no-any-return]
 
 
+def top_stable(scores: npt.NDArray[np.float32], n: int) -> npt.NDArray[np.int64]:
+    """The indices of each row's `n` highest scores, best first, ties by lower index: what
+    `np.argsort(-scores, kind="stable")[:, :n]` returns, without sorting whole rows (a row
+    is beams x vocabulary, and a full sort of it per step was most of beam search's time)."""
+    if n >= scores.shape[1]:
+        return np.argsort(-scores, axis=1, kind="stable")[:, :n].astype(np.int64)
+    part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+    kth = np.take_along_axis(scores, part, axis=1).min(axis=1)
+    out = np.empty((scores.shape[0], n), dtype=np.int64)
+    for row in range(scores.shape[0]):
+        tied = np.flatnonzero(scores[row] >= kth[row])  # every candidate, ties included
+        out[row] = tied[np.argsort(-scores[row, tied], kind="stable")[:n]]
+    return out
+
+
 def beam(
     stepper: Stepper, ids: GenerationIds, request: DecodeRequest, length_penalty: float = 1.0
 ) -> Decoded:
@@ -148,7 +163,7 @@ def beam(
         _process(logp, cur - 1, ids, request.banned, k, request.min_new_tokens)
         vocab = logp.shape[-1]
         acc = (logp.reshape(b, k, vocab) + running_scores[:, :, None]).reshape(b, k * vocab)
-        top = np.argsort(-acc, axis=1, kind="stable")[:, :keep]
+        top = top_stable(acc, keep)
         top_scores = np.take_along_axis(acc, top, axis=1)
         src_beam, tok = top // vocab, top % vocab
         cand = np.take_along_axis(running, src_beam[:, :, None], axis=1)

@@ -1,9 +1,11 @@
 """Evidence: what the request itself says links the recommended item to the history.
 
-Computed from the request alone, identically in training and serving: the item's features
-the history shares (most frequent first), the features it does not share, the item's decade
-and how many history items share it, and the history items most similar to it. The input
-format writes it into the student's input; the slots and the claim rules read it.
+Computed from the request alone, identically in training and serving, with the support
+rules of `explain.claims`: the item's genres the history shares and how strongly (only
+supported ones are listed), the item's own genres the history lacks, the item's decade and
+how strongly the history backs it, history items from that decade, the history items most
+similar in content (sharing genres with the item), and whether the item is a departure.
+The input format writes it into the student's input; the slots and the verifier read it.
 """
 
 from __future__ import annotations
@@ -12,9 +14,13 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from explain.claims import Level, era_level, genre_level, novel
 from explain.items import Item
 
-MAX_ITEM_ONLY = 3  # features of the item the history lacks that get a slot (<a1>..<a3>)
+MAX_SHARED = 3  # supported shared genres listed (<g1>..<g3>)
+MAX_ITEM_ONLY = 3  # item genres the history lacks (<a1>..<a3>)
+MAX_SIMILAR = 2  # history items similar in content (<s1>, <s2>)
+MAX_ERA = 2  # history items from the item's decade (<e1>, <e2>)
 
 
 def decade_forms(year: int) -> tuple[str, str]:
@@ -23,64 +29,106 @@ def decade_forms(year: int) -> tuple[str, str]:
 
 
 @dataclass(frozen=True)
-class Evidence:
-    """What the request itself says links the item to the history."""
+class GenreSupport:
+    genre: str  # the item's feature, as the catalogue writes it
+    count: int  # history items that have it
+    level: Level
 
-    shared: tuple[tuple[str, int], ...]  # (item feature, history items that have it)
-    item_only: tuple[str, ...]
-    decade: int | None  # the item's decade, e.g. 1980
-    decade_count: int  # history items from the same decade
-    similar: tuple[int, ...]  # history positions (0 = most recent), most similar first
+
+@dataclass(frozen=True)
+class Evidence:
     history_size: int
-    # Features the most similar history item shares with the item. 0 means it is similar by
-    # its decade alone: era evidence, not grounds for "in the same vein as".
-    similar_overlap: int = 0
+    with_genres: int  # history items whose genres are known
+    shared: tuple[GenreSupport, ...]  # supported genres, most frequent first
+    item_only: tuple[str, ...]  # item genres no history item has
+    decade: int | None  # the item's decade, e.g. 1980
+    dated: int  # history items whose year is known
+    decade_count: int  # of those, from the item's decade
+    era: Level
+    era_examples: tuple[int, ...]  # positions (0 = most recent) of history items from it
+    similar: tuple[int, ...]  # positions of history items sharing genres, most overlap first
+    similar_genres: tuple[tuple[str, ...], ...]  # the item genres each similar item shares
+    overlapping: int  # history items sharing any of the item's genres
+    novelty: bool  # the item brings genres the history lacks (or there is no history)
 
     @property
-    def similar_by_content(self) -> bool:
-        return bool(self.similar) and self.similar_overlap > 0
+    def genre_level(self) -> Level:
+        return self.shared[0].level if self.shared else "none"
+
+    def share(self, count: int, total: int) -> str:
+        return f"{count}/{total}"
 
 
-def compute_evidence(
-    recent_first: Sequence[Item], item: Item, *, max_shared: int = 3, max_similar: int = 2
-) -> Evidence:
-    item_features = item.features
-    wanted = {f.lower(): f for f in item_features}
+def _genres(item: Item) -> set[str]:
+    return {f.lower() for f in item.features}
+
+
+def _decade(item: Item) -> int | None:
+    return item.year - item.year % 10 if item.year is not None else None
+
+
+def compute_evidence(recent_first: Sequence[Item], item: Item) -> Evidence:
+    wanted = {f.lower(): f for f in item.features}
+    with_genres = [p for p in recent_first if p.features]
     counts: Counter[str] = Counter()
-    for past in recent_first:
-        for feature in {f.lower() for f in past.features}:
-            if feature in wanted:
-                counts[feature] += 1
-    order = {f.lower(): k for k, f in enumerate(item_features)}
-    ranked = sorted(counts, key=lambda f: (-counts[f], order[f]))[:max_shared]
-    shared = tuple((wanted[f], counts[f]) for f in ranked)
-    item_only = tuple(f for f in item_features if f.lower() not in counts)[:MAX_ITEM_ONLY]
+    overlapping = 0
+    for past in with_genres:
+        hits = _genres(past) & set(wanted)
+        counts.update(hits)
+        overlapping += bool(hits)
+    order = {f.lower(): k for k, f in enumerate(item.features)}
+    ranked = sorted(counts, key=lambda f: (-counts[f], order[f]))
+    supports = [
+        GenreSupport(wanted[f], counts[f], genre_level(counts[f], len(with_genres))) for f in ranked
+    ]
+    shared = tuple(s for s in supports if s.level != "none")[:MAX_SHARED]
+    item_only = tuple(f for f in item.features if f.lower() not in counts)[:MAX_ITEM_ONLY]
 
-    decade = item.year - item.year % 10 if item.year is not None else None
-    decade_count = 0
-    if decade is not None:
-        decade_count = sum(
-            1 for p in recent_first if p.year is not None and p.year // 10 * 10 == decade
-        )
+    decade = _decade(item)
+    dated = [p for p in recent_first if p.year is not None]
+    in_decade = [
+        k for k, p in enumerate(recent_first) if decade is not None and _decade(p) == decade
+    ]
+    era = era_level(len(in_decade), len(dated)) if decade is not None else "none"
+    era_examples = (
+        tuple(k for k in in_decade if recent_first[k].nameable)[:MAX_ERA] if era != "none" else ()
+    )
 
-    scored: list[tuple[float, int, int]] = []  # (score, position, shared features)
-    seen_titles = {item.display_title.lower()}
+    scored: list[tuple[int, int, tuple[str, ...]]] = []  # (-overlap, position, shared genres)
+    seen = {item.display_title.lower()}
     for position, past in enumerate(recent_first):
         title = past.display_title.lower()
-        if title in seen_titles:
+        if title in seen or not past.nameable:
             continue
-        seen_titles.add(title)
-        overlap = len({f.lower() for f in past.features} & set(wanted))
-        same_decade = (
-            decade is not None and past.year is not None and past.year // 10 * 10 == decade
-        )
-        score = overlap + (0.5 if same_decade else 0.0)
-        if score > 0:
-            # Recency breaks ties: a recent similar item is the better reason.
-            scored.append((score - position * 1e-3, position, overlap))
-    scored.sort(reverse=True)
-    similar = tuple(position for _, position, _ in scored[:max_similar])
-    overlap_first = scored[0][2] if scored else 0
+        seen.add(title)
+        hits = _genres(past) & set(wanted)
+        if hits:  # similar in content: at least one genre in common (decade alone is era)
+            genres = tuple(wanted[f] for f in sorted(hits, key=order.__getitem__))
+            scored.append((-len(hits), position, genres))
+    scored.sort()
+    similar = tuple(position for _, position, _ in scored[:MAX_SIMILAR])
+    similar_genres = tuple(genres for _, _, genres in scored[:MAX_SIMILAR])
     return Evidence(
-        shared, item_only, decade, decade_count, similar, len(recent_first), overlap_first
+        history_size=len(recent_first),
+        with_genres=len(with_genres),
+        shared=shared,
+        item_only=item_only,
+        decade=decade,
+        dated=len(dated),
+        decade_count=len(in_decade),
+        era=era,
+        era_examples=era_examples,
+        similar=similar,
+        similar_genres=similar_genres,
+        overlapping=overlapping,
+        novelty=novel(overlapping, len(with_genres), len(recent_first), bool(item.features)),
+    )
+
+
+def similar_capable(recent_first: Sequence[Item], item: Item) -> frozenset[int]:
+    """Positions of history items that share a genre with the item: the only ones a
+    similarity claim may name."""
+    wanted = {f.lower() for f in item.features}
+    return frozenset(
+        k for k, past in enumerate(recent_first) if wanted & {f.lower() for f in past.features}
     )

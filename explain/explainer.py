@@ -10,28 +10,36 @@ the benchmarks and the bulk job. The stages split along what may fail and where:
 - `generate` is the batch: one backend call per beam width. ONNX Runtime
   (`explain.onnx_backend.OnnxSeq2Seq`) serves; PyTorch (`training.torch_backend`) is the
   reference the parity check compares against. An error here fails that batch.
-- `finish` is per request again: tokens to template, slots filled, the answer checks, and
-  the evidence sentence when the model's text is unusable.
+- `finish` is per request again: each candidate's tokens to a slot template, filled, and
+  checked by the verifier (`explain.verifier`: well-formed, sentences the teacher wrote,
+  every claim supported); the first that passes is served, with the evidence it relies on.
+
+Candidates are cheap where they are not needed: greedy decoding gives one; only when it
+fails the checks does `finish` ask for a second pass (`Explanation.retry`), which `widen`
+turns into a beam search returning its `candidates` best; when none of those passes either,
+the evidence sentence is served, flagged and counted by the first candidate's defect.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from explain.claims import ClaimUse
 from explain.decoding import DecodeRequest
 from explain.errors import PrepareError
 from explain.input_format import InputConfig, StudentInput, build_input
 from explain.onnx_backend import EncodedBatch, Generated
-from explain.rendering import render
+from explain.rendering import fill_slots
 from explain.tokenizer import PrismTokenizer
 from explain.types import ExplainJob, Explanation, ModelInfo
 from explain.users import UserTable
+from explain.verifier import Verifier, claim_evidence, evidence_sentence
 
 
 class GenerationBackend(Protocol):
@@ -50,6 +58,7 @@ class DecodeSettings:
     max_new_tokens: int = 48  # tokens generated when a request sets none
     min_new_tokens: int = 4  # EOS is banned until this many tokens exist: never an empty answer
     num_beams: int = 1  # greedy
+    candidates: int = 8  # beam width (and candidates kept) of the second pass, when one runs
 
 
 DEFAULT_DECODE = DecodeSettings()
@@ -66,6 +75,8 @@ class Prepared:
     max_new_tokens: int
     num_beams: int
     banned: tuple[int, ...]
+    num_return: int = 1  # candidates the batch keeps for this request
+    final: bool = False  # the second pass: no further one is asked for
 
 
 @dataclass(frozen=True)
@@ -116,6 +127,7 @@ class Explainer:
         *,
         decode: DecodeSettings = DEFAULT_DECODE,
         ban_unfillable: bool = True,
+        verifier: Verifier | None = None,
     ) -> None:
         limit = backend.max_new_tokens_limit
         if decode.max_new_tokens > limit:
@@ -130,6 +142,7 @@ class Explainer:
         self.info = info
         self.decode = decode
         self.ban_unfillable = ban_unfillable
+        self.verifier = verifier or Verifier(None)
         self._special = {tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id}
 
     @property
@@ -164,12 +177,12 @@ class Explainer:
     def generate(self, batch: Sequence[Prepared]) -> BatchGeneration:
         """One backend call per beam width in `batch`; candidates come back in order."""
         start = time.perf_counter()
-        groups: dict[int, list[int]] = {}
+        groups: dict[tuple[int, int], list[int]] = {}
         for index, prepared in enumerate(batch):
-            groups.setdefault(prepared.num_beams, []).append(index)
+            groups.setdefault((prepared.num_beams, prepared.num_return), []).append(index)
         out: list[Generation | None] = [None] * len(batch)
         encode_s = decode_s = 0.0
-        for num_beams, members in groups.items():
+        for (num_beams, num_return), members in groups.items():
             ids, mask = pad_batch(
                 [batch[i].student.input_ids for i in members], self.tokenizer.pad_id
             )
@@ -179,7 +192,7 @@ class Explainer:
                 banned=[batch[i].banned for i in members],
                 min_new_tokens=self.decode.min_new_tokens,
                 num_beams=num_beams,
-                num_return=1,
+                num_return=num_return,
             )
             generated = self.backend.generate(EncodedBatch(ids, mask, vectors), request)
             encode_s += generated.encode_s
@@ -191,30 +204,98 @@ class Explainer:
             [g for g in out if g is not None], timings, [len(m) for m in groups.values()]
         )
 
-    def finish(self, prepared: Prepared, generation: Generation) -> Explanation:
-        tokens = generation.candidates[0]
-        template = self.tokenizer.decode(tokens)
-        filled = render(template, prepared.student.slot_values)
+    def finish(
+        self, prepared: Prepared, generation: Generation, *, last: bool = False
+    ) -> Explanation:
+        """The first candidate that passes the verifier, or else: a request for the second
+        pass (`Explanation.retry`) when one may run, or the evidence sentence. `last` says no
+        second pass can run (the caller is out of time): serve what there is."""
+        student = prepared.student
+        values, evidence = student.slot_values, student.evidence
+        first: tuple[str, str, str | None, tuple[str, ...], list[int]] | None = None
+        for tried, tokens in enumerate(generation.candidates, start=1):
+            template = self.tokenizer.decode(tokens)
+            verdict, text = self.verifier.check(template, values, evidence, student.similar)
+            if first is None:
+                unfilled = tuple(fill_slots(template, values).unfilled)
+                first = (template, text, verdict.problem, unfilled, tokens)
+            if verdict.ok:
+                return self._explanation(
+                    prepared, text, template, tokens, text, None, unfilled, tried, verdict.claims
+                )
+        assert first is not None, "a generation has at least one candidate"
+        template, model_text, problem, unfilled, tokens = first
+        if not (prepared.final or last) and self.decode.candidates > 1:
+            return self._explanation(
+                prepared, model_text, template, tokens, model_text, problem, unfilled,
+                len(generation.candidates), (), retry=True,
+            )  # fmt: skip
+        fallback = evidence_sentence(values, evidence, student.similar)
+        served = fill_slots(fallback, values).text
+        verdict, _ = self.verifier.check(fallback, values, evidence, student.similar)
+        return self._explanation(
+            prepared, served, template, tokens, model_text, problem, unfilled,
+            len(generation.candidates), verdict.claims, served_template=fallback,
+        )  # fmt: skip
+
+    def widen(self, prepared: Prepared) -> Prepared:
+        """The second pass for a request whose greedy answer failed the checks."""
+        width = self.decode.candidates
+        return replace(prepared, num_beams=width, num_return=width, final=True)
+
+    def _explanation(
+        self,
+        prepared: Prepared,
+        text: str,
+        template: str,
+        tokens: list[int],
+        model_text: str,
+        problem: str | None,
+        unfilled: tuple[str, ...],
+        tried: int,
+        claims: tuple[ClaimUse, ...],
+        *,
+        retry: bool = False,
+        served_template: str | None = None,
+    ) -> Explanation:
+        student = prepared.student
         return Explanation(
-            text=filled.text,
+            text=text,
             user_known=prepared.user_known,
-            input_tokens=len(prepared.student.input_ids),
+            input_tokens=len(student.input_ids),
             output_tokens=sum(1 for t in tokens if t not in self._special),
-            history_used=prepared.student.history_used,
+            history_used=student.history_used,
             token_ids=tuple(tokens),
-            fallback_reason=filled.defect,
+            fallback_reason=problem if served_template is not None or retry else None,
             template=template,
-            model_text=filled.model_text,
-            unfilled=filled.unfilled,
+            model_text=model_text,
+            unfilled=unfilled,
+            served_template=served_template or template,
+            # The second pass counts the greedy candidate that failed before it.
+            candidates_tried=tried + (1 if prepared.final else 0),
+            evidence=tuple(
+                claim_evidence(claims, student.evidence, student.window, prepared.job.item)
+            ),
+            retry=retry,
         )
 
     # --- conveniences for offline callers -----------------------------------------------
 
     def explain(self, jobs: Sequence[ExplainJob]) -> list[Explanation]:
         """Prepare, generate and finish `jobs` as one batch (raises on any failure)."""
-        prepared = [self.prepare(job) for job in jobs]
+        return self._complete([self.prepare(job) for job in jobs])
+
+    def _complete(self, prepared: Sequence[Prepared]) -> list[Explanation]:
+        """Generate and finish one batch, with the second pass for those that ask for it."""
         generated = self.generate(prepared)
-        return [self.finish(p, g) for p, g in zip(prepared, generated.generations, strict=True)]
+        out = [self.finish(p, g) for p, g in zip(prepared, generated.generations, strict=True)]
+        again = [k for k, e in enumerate(out) if e.retry]
+        if again:
+            wider = [self.widen(prepared[k]) for k in again]
+            second = self.generate(wider).generations
+            for k, p, g in zip(again, wider, second, strict=True):
+                out[k] = self.finish(p, g)
+        return out
 
     def explain_all(
         self,
@@ -230,9 +311,9 @@ class Explainer:
         out: dict[int, Explanation] = {}
         for start in range(0, len(order), batch_size):
             members = order[start : start + batch_size]
-            generated = self.generate([prepared[i] for i in members])
-            for index, generation in zip(members, generated.generations, strict=True):
-                out[index] = self.finish(prepared[index], generation)
+            done = self._complete([prepared[i] for i in members])
+            for index, explanation in zip(members, done, strict=True):
+                out[index] = explanation
             if progress is not None:
                 progress(len(members))
         return [out[i] for i in range(len(jobs))]

@@ -4,14 +4,19 @@ One function builds the encoder text from `(history, recommended item)`. Its nam
 version go into the manifest; the service refuses a model whose format it does not speak,
 so training and serving can never disagree about what the model reads.
 
-Layout (format `prism-evidence` v1; `·` separates fields, `;` history entries):
+Layout (format `prism-evidence` v2; `·` separates fields, `;` history entries):
 
     item: <item> Back to the Future (1985) · <g1> sci-fi · <a1> comedy
-    evidence: history 3 · shared <g1> sci-fi x3 · decade <dec> 1980s <decs> '80s x2 · similar ...
-    history: <h1> The Thing (1982) horror, sci-fi ; <h2> Star Wars (1977) action, sci-fi ; ...
+    evidence: history 3 · genre <g1> 3/3 strong · era <dec> <decs> 2/3 basic <e1> <e2> ·
+      similar <s1> <g1> · <s2> <g1> · new no
+    history: <h1> The Thing ; <h2> Star Wars ; <h3> E.T. the Extra-Terrestrial
 
 The item and the evidence come first and history entries follow, most recent first, so the
-token budget is met by dropping the oldest entries and never the recommended item.
+token budget is met by dropping the oldest entries and never the recommended item. The
+evidence says which claims the request supports and how strongly (`explain.claims`), so the
+student learns the rules rather than a user population's habits; titles are written as a
+sentence would (`explain.titles`) and history entries are titles only, so that a request
+with genres keeps as many of the newest history titles in the budget as one without.
 """
 
 from __future__ import annotations
@@ -21,11 +26,11 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from explain import slots
-from explain.evidence import Evidence, compute_evidence, decade_forms
+from explain.evidence import Evidence, compute_evidence, decade_forms, similar_capable
 from explain.items import FEATURE_KEYS, Item
 
 FORMAT_NAME = "prism-evidence"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 SUPPORTED_FORMATS = frozenset({(FORMAT_NAME, FORMAT_VERSION)})
 
 
@@ -43,8 +48,6 @@ class TokenEncoder(Protocol):
 class InputConfig:
     max_history: int = 50  # the most recent items kept before the token budget applies
     max_input_tokens: int = 512  # the encoder budget, BOS and EOS included
-    max_shared: int = 3  # shared features listed as evidence (<g1>..<g3>)
-    max_similar: int = 2  # similar history items listed as evidence (<s1>, <s2>)
     max_extra_attributes: int = 4  # scalar attributes (director, city...) shown for the item
 
     def to_dict(self) -> dict[str, Any]:
@@ -79,10 +82,8 @@ class StudentInput:
     evidence: Evidence
     history_used: int  # history entries that fit in the text (most recent first)
     history_given: int
-
-
-def _features(item: Item) -> str:
-    return ", ".join(f.lower() for f in item.features)
+    window: tuple[Item, ...] = ()  # the history the evidence reads, most recent first
+    similar: frozenset[int] = frozenset()  # window positions a similarity claim may name
 
 
 def _extra_attributes(item: Item, limit: int) -> list[str]:
@@ -96,48 +97,61 @@ def _extra_attributes(item: Item, limit: int) -> list[str]:
     return out
 
 
-def _header(item: Item, ev: Evidence, recent_first: Sequence[Item], cfg: InputConfig) -> str:
-    shared_slot = {f.lower(): s for s, (f, _) in zip(slots.SHARED, ev.shared, strict=False)}
+def titled(item: Item) -> str:
+    """The display title, with its year when known: "The Thing (1982)"."""
+    title = item.display_title if item.nameable else "untitled"
+    return f"{title} ({item.year})" if item.year is not None else title
+
+
+def _evidence(ev: Evidence) -> str:
+    fields = [f"history {ev.history_size}"]
+    if ev.shared:
+        fields.append(
+            "genre "
+            + " ".join(
+                f"{slot} {g.count}/{ev.with_genres} {g.level}"
+                for slot, g in zip(slots.SHARED, ev.shared, strict=False)
+            )
+        )
+    elif ev.with_genres:
+        fields.append("genre none")
+    if ev.decade is not None:
+        long_form, _ = decade_forms(ev.decade)
+        share = f"{ev.decade_count}/{ev.dated}"
+        if ev.era == "none":
+            fields.append(f"era {long_form} {share} none")
+        else:
+            examples = " ".join(slots.ERA[: len(ev.era_examples)])
+            era = f"era {slots.DECADE} {slots.DECADE_SHORT} {share} {ev.era} {examples}"
+            fields.append(era.rstrip())
+    if ev.similar:
+        shared_slot = {
+            g.genre.lower(): slot for slot, g in zip(slots.SHARED, ev.shared, strict=False)
+        }
+        similar = []
+        for slot, genres in zip(slots.SIMILAR, ev.similar_genres, strict=False):
+            common = [shared_slot[g.lower()] for g in genres if g.lower() in shared_slot]
+            similar.append(" ".join([slot, *common]))
+        fields.append("similar " + " · ".join(similar))
+    fields.append(f"new {'yes' if ev.novelty else 'no'}")
+    return " · ".join(fields)
+
+
+def _header(item: Item, ev: Evidence, cfg: InputConfig) -> str:
+    shared_slot = {g.genre.lower(): s for s, g in zip(slots.SHARED, ev.shared, strict=False)}
     only_slot = {f.lower(): s for s, f in zip(slots.ITEM_ONLY, ev.item_only, strict=False)}
-    fields = [f"{slots.ITEM} {item.title.strip()}"]
+    fields = [f"{slots.ITEM} {titled(item)}"]
     for feature in item.features:
         slot = shared_slot.get(feature.lower()) or only_slot.get(feature.lower())
-        if slot:
-            fields.append(f"{slot} {feature.lower()}")
+        fields.append(f"{slot} {feature.lower()}" if slot else feature.lower())
     fields += _extra_attributes(item, cfg.max_extra_attributes)
-
-    # The history's size comes first: whether "3 of your films share sci-fi" is a pattern
-    # depends on how many films there are, and only the newest few are listed below.
-    evidence = [f"history {ev.history_size}"]
-    if ev.shared:
-        evidence.append(
-            "shared "
-            + " ".join(
-                f"{s} {f.lower()} x{n}" for s, (f, n) in zip(slots.SHARED, ev.shared, strict=False)
-            )
-        )
-    if ev.decade is not None:
-        long_form, short_form = decade_forms(ev.decade)
-        if ev.decade_count:
-            decade = f"{slots.DECADE} {long_form} {slots.DECADE_SHORT} {short_form}"
-        else:  # no slot to copy: the decade is not shared (see `slots.slot_values`)
-            decade = f"{long_form} {short_form}"
-        evidence.append(f"decade {decade} x{ev.decade_count}")
-    if ev.similar:
-        evidence.append(
-            "similar "
-            + " · ".join(
-                f"{s} {recent_first[p].display_title}"
-                for s, p in zip(slots.SIMILAR, ev.similar, strict=False)
-            )
-        )
-    return f"item: {' · '.join(fields)}\nevidence: {' · '.join(evidence)}\nhistory:"
+    return f"item: {' · '.join(fields)}\nevidence: {_evidence(ev)}\nhistory:"
 
 
 def _entry(position: int, item: Item) -> str:
-    features = _features(item)
     slot = slots.history_slot(position) if position < slots.MAX_HISTORY_SLOTS else ""
-    return f" {slot} {item.title.strip()}" + (f" {features}" if features else "") + " ;"
+    title = item.display_title if item.nameable else "untitled"
+    return f" {slot} {title} ;"
 
 
 def recent_window(history: Sequence[Item], config: InputConfig) -> list[Item]:
@@ -155,10 +169,8 @@ def build_input(
     `max_input_tokens`. The evidence is computed on the `max_history` most recent items.
     """
     recent_first = recent_window(history, config)
-    ev = compute_evidence(
-        recent_first, item, max_shared=config.max_shared, max_similar=config.max_similar
-    )
-    header = _header(item, ev, recent_first, config)
+    ev = compute_evidence(recent_first, item)
+    header = _header(item, ev, config)
     budget = config.max_input_tokens
     used_tokens = len(encoder.encode(header))
     entries: list[str] = []
@@ -180,4 +192,13 @@ def build_input(
     if len(ids) > budget:  # the item and evidence alone exceed a tiny budget: cut the tail
         ids = [*ids[: budget - 1], ids[-1]]
     values = slots.slot_values(recent_first, item, ev, history_used=len(entries))
-    return StudentInput(text, ids, values, ev, len(entries), len(history))
+    return StudentInput(
+        text,
+        ids,
+        values,
+        ev,
+        len(entries),
+        len(history),
+        tuple(recent_first),
+        similar_capable(recent_first, item),
+    )

@@ -10,6 +10,8 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
+from explain.titles import display_title, nameable
+
 # List-valued attributes that count as an item's *features* (MovieLens genres, Yelp
 # categories, free-form tags). The first key present wins.
 FEATURE_KEYS = ("genres", "categories", "tags")
@@ -17,17 +19,13 @@ FEATURE_KEYS = ("genres", "categories", "tags")
 _YEAR_SUFFIX = re.compile(r"\s*\(([0-9]{4})\)\s*$")
 # A year outside this range is a typo or an attack, not a release year: treated as absent.
 MIN_YEAR, MAX_YEAR = 1000, 2100
-# MovieLens writes "Matrix, The (1999)" and "Misérables, Les (1998)".
-_TRAILING_ARTICLE = re.compile(
-    r"^(?P<body>.+), (?P<article>The|A|An|Les|La|Le|L'|Il|Das|Der|Die|El)$"
-)
 
 
 def _as_features(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         parts = re.split(r"[|,]", value)
     elif isinstance(value, Sequence):
-        parts = [str(v) for v in value]
+        parts = [str(v) for v in value if isinstance(v, str | int) and not isinstance(v, bool)]
     else:
         return ()
     seen: dict[str, str] = {}
@@ -78,8 +76,13 @@ class Item:
 
     @cached_property
     def display_title(self) -> str:
-        """The title as a sentence would write it: no year suffix, leading article restored."""
+        """The title as a sentence writes it (`explain.titles.display_title`)."""
         return display_title(self.title)
+
+    @cached_property
+    def nameable(self) -> bool:
+        """False for placeholder titles ("unknown"): a sentence never names those."""
+        return nameable(self.title)
 
 
 def _sane_year(raw: object) -> int | None:
@@ -93,13 +96,3 @@ def _sane_year(raw: object) -> int | None:
     if isinstance(raw, int) and MIN_YEAR <= raw <= MAX_YEAR:
         return raw
     return None
-
-
-def display_title(title: str) -> str:
-    body = _YEAR_SUFFIX.sub("", title).strip()
-    match = _TRAILING_ARTICLE.match(body)
-    if match:
-        article = match.group("article")
-        sep = "" if article.endswith("'") else " "
-        body = f"{article}{sep}{match.group('body')}"
-    return body or title.strip()

@@ -23,6 +23,7 @@ from explain.session import ProviderChoice, open_sessions
 from explain.tokenizer import PrismTokenizer
 from explain.types import ModelInfo
 from explain.users import UserTable
+from explain.verifier import Verifier, load_inventory
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,15 @@ def load_onnx_explainer(
         d_model=spec.d_model,
     )
     try:
-        explainer = Explainer(backend, tokenizer, users, input_config, info, decode=decode)
+        explainer = Explainer(
+            backend,
+            tokenizer,
+            users,
+            input_config,
+            info,
+            decode=decode,
+            verifier=Verifier(load_inventory(version_dir)),
+        )
     except ValueError as exc:
         raise ModelLoadError(f"{where}: {exc}") from None
     logger.info(

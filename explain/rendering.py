@@ -1,9 +1,9 @@
-"""Rendering a model's slot template as the answer: slots filled, or the evidence sentence.
+"""Filling a model's slot template with the request's words.
 
-`fill_slots` puts the request's words into a template and fixes "a"/"an" and sentence
-capitals around them. `render` is what the service answers: the filled template, or, when
-the template is unusable (`explain.checks`), a fixed evidence sentence filled from the same
-request, flagged with the defect.
+`fill_slots` puts the request's words into a template and fixes what the words change
+around them: "a"/"an" before a slot, an article the title already has ("the <s1>" with
+"The Thing" is "The Thing", never "the The Thing"), and sentence capitals. Whether the
+result may be served is the verifier's call (`explain.verifier`).
 """
 
 from __future__ import annotations
@@ -12,27 +12,29 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from explain.checks import NO_WORDS, template_defect
 from explain.slots import SLOT_PATTERN
 
 
 @dataclass(frozen=True)
 class Filled:
-    text: str  # what is served
-    unfilled: tuple[str, ...]  # slots the model wrote that this request cannot fill
-    defect: str | None = None  # why the template was unusable (`explain.checks`)
-    model_text: str = ""  # the model's template filled, served or not (evaluation scores it)
-
-    @property
-    def fallback(self) -> bool:
-        """The template was unusable: the text served is the evidence sentence."""
-        return self.defect is not None
+    text: str
+    unfilled: tuple[str, ...]  # slots the template used that this request cannot fill
 
 
 _ARTICLE_BEFORE_SLOT = re.compile(r"\b([Aa])n? (?=(<[a-z0-9]+>))")
+# "the <s1>" / "a <h2>" before a title that brings its own article.
+_ARTICLE_BEFORE_TITLE = re.compile(r"\b([Tt]he|[Aa]n?) (<(?:item|s\d|e\d|h\d{1,2})>)")
+_OWN_ARTICLE = re.compile(r"^(?:the|a|an|les|la|le|l'|il|el|los|las|das|der|die)\b", re.I)
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([,.;:!?])")
 _SENTENCE_START = re.compile(r"(^|[.!?]\s+)([a-z])")
+_STOP_AFTER_SLOT = re.compile(r"(<[a-z0-9]+>)\.(?=\s|$)")
 _REPEATED_SLOT = re.compile(r"(<[a-z0-9]+>)(?:\s+(?:and|or|&)\s+\1)+")
+
+
+def collapse_repeats(template: str) -> str:
+    """Say a repeated slot once: in "<g1> and <g1>" the model reached for a second slot the
+    request lacks (it is banned) and repeated the first."""
+    return _REPEATED_SLOT.sub(r"\1", template.strip())
 
 
 def _needs_an(word: str) -> bool:
@@ -52,9 +54,22 @@ def fill_slots(template: str, values: Mapping[str, str]) -> Filled:
 
     # Sentence capitals are decided on the template, before titles with their own "." or "!"
     # ("E.T. the Extra-Terrestrial", "Mars Attacks!") are filled in.
-    # "<g1> and <g1>": the model reached for a second slot the request lacks (it is banned)
-    # and repeated the first; say it once.
-    text = _REPEATED_SLOT.sub(r"\1", template.strip())
+    def own_article(match: re.Match[str]) -> str:
+        value = values.get(match.group(2), "")
+        if not _OWN_ARTICLE.match(value):
+            return match.group(0)
+        # The title's article replaces the template's, in the template's case.
+        if match.group(1)[0].isupper():
+            return match.group(2) + "\x00cap"
+        return match.group(2)
+
+    text = collapse_repeats(template)
+    # A title that ends with its own "." or "!" takes the place of the sentence's full stop.
+    text = _STOP_AFTER_SLOT.sub(
+        lambda m: m.group(1) if values.get(m.group(1), "")[-1:] in (".", "!", "?") else m.group(0),
+        text,
+    )
+    text = _ARTICLE_BEFORE_TITLE.sub(own_article, text)
     text = _ARTICLE_BEFORE_SLOT.sub(article, text)
     text = _SENTENCE_START.sub(lambda m: m.group(1) + m.group(2).upper(), text)
     unfilled: list[str] = []
@@ -65,49 +80,12 @@ def fill_slots(template: str, values: Mapping[str, str]) -> Filled:
             unfilled.append(slot)
             return ""
         value = values[slot]
+        capital = text[match.end() : match.end() + 4] == "\x00cap"
         before = text[: match.start()].rstrip()
-        if value and (not before or before[-1] in ".!?"):
+        if value and (capital or not before or before[-1] in ".!?"):
             value = value[0].upper() + value[1:]
         return value
 
-    text = SLOT_PATTERN.sub(replace, text)
+    text = SLOT_PATTERN.sub(replace, text).replace("\x00cap", "")
     text = _SPACE_BEFORE_PUNCT.sub(r"\1", re.sub(r"\s{2,}", " ", text)).strip()
     return Filled(text, tuple(unfilled))
-
-
-# When a model's template is unusable (no words, a slot begun and not written, a stutter or
-# a loop: `explain.checks`), the service answers with the first of these whose slots the
-# request can fill: still faithful, never empty. It is counted
-# (`prism_fallback_explanations_total{reason}`) so that it cannot hide a broken model.
-# `<g1>`, `<s1>` and `<dec>` exist only with a history; the one sentence that speaks of the
-# history without them names `<h1>` as an extra need, so a cold start is never told what it
-# watched.
-EVIDENCE_SENTENCES: tuple[tuple[str, frozenset[str]], ...] = (
-    ("<item> shares <g1> with <s1>, which you watched.", frozenset()),
-    ("<item> is close to <s1>, which you watched.", frozenset()),
-    ("<item> is a <g1> film, like others you have watched.", frozenset()),
-    ("<item> comes from the <dec>, like others you have watched.", frozenset()),
-    ("<item> was picked for you from what you have watched.", frozenset({"<h1>"})),
-    ("<item> is a <a1> film.", frozenset()),
-    ("<item> was picked for you.", frozenset()),
-)
-
-
-def render(template: str, values: Mapping[str, str]) -> Filled:
-    """A model's template as the service answers it: filled, or, when it is unusable, the
-    evidence sentence (flagged, with the defect). `model_text` keeps the model's own filled
-    text either way: evaluation scores the model and counts how often the service steps in."""
-    filled = fill_slots(template, values)
-    defect = NO_WORDS if not any(ch.isalnum() for ch in filled.text) else template_defect(template)
-    if defect is None:
-        return Filled(filled.text, filled.unfilled, model_text=filled.text)
-    served = fill_slots(evidence_sentence(values), values).text
-    return Filled(served, filled.unfilled, defect=defect, model_text=filled.text)
-
-
-def evidence_sentence(values: Mapping[str, str]) -> str:
-    """The first evidence sentence whose slots (and history) `values` can all fill."""
-    for sentence, extra in EVIDENCE_SENTENCES:
-        if {*SLOT_PATTERN.findall(sentence), *extra} <= values.keys():
-            return sentence
-    return EVIDENCE_SENTENCES[-1][0]

@@ -21,7 +21,8 @@ ITEM_ONLY = ("<a1>", "<a2>", "<a3>")  # item features the history does not have
 DECADE = "<dec>"  # "1980s"
 DECADE_SHORT = "<decs>"  # "'80s"
 YEAR = "<year>"  # "1985"
-SIMILAR = ("<s1>", "<s2>")  # the history items most similar to the item
+SIMILAR = ("<s1>", "<s2>")  # history items that share genres with the item, most first
+ERA = ("<e1>", "<e2>")  # history items from the item's decade (only when the era is supported)
 MAX_HISTORY_SLOTS = 50
 
 
@@ -39,11 +40,12 @@ ALL_SLOTS: tuple[str, ...] = (
     DECADE_SHORT,
     YEAR,
     *SIMILAR,
+    *ERA,
     *HISTORY,
 )
 FEATURE_SLOTS = frozenset({*SHARED, *ITEM_ONLY, DECADE, DECADE_SHORT, YEAR})
-TITLE_SLOTS = frozenset({ITEM, *SIMILAR, *HISTORY})
-SLOT_PATTERN = re.compile(r"<(?:item|g\d|a\d|decs|dec|year|s\d|h\d{1,2})>")
+TITLE_SLOTS = frozenset({ITEM, *SIMILAR, *ERA, *HISTORY})
+SLOT_PATTERN = re.compile(r"<(?:item|g\d|a\d|decs|dec|year|s\d|e\d|h\d{1,2})>")
 
 # Genres written in lower case inside a sentence ("a sci-fi film"); other features (Yelp
 # categories such as "Mexican" or "Pizza") keep the casing the catalogue gives them.
@@ -84,23 +86,28 @@ def feature_surface(feature: str) -> str:
 def slot_values(
     recent_first: Sequence[Item], item: Item, evidence: Evidence, history_used: int
 ) -> dict[str, str]:
-    """Every slot this request can fill, mapped to the words that replace it."""
-    values = {ITEM: item.display_title}
-    for slot, (feature, _) in zip(SHARED, evidence.shared, strict=False):
-        values[slot] = feature_surface(feature)
+    """Every slot this request can fill, mapped to the words that replace it.
+
+    A slot exists only where the claim rules (`explain.claims`) support what it says: a
+    genre slot for a genre the history really shares, the decade slots when the history
+    backs the era, a similar-title slot for a title sharing genres with the item. The slots
+    a request cannot fill are banned while decoding, so those claims cannot be made."""
+    values = {ITEM: item.display_title if item.nameable else "this title"}
+    for slot, support in zip(SHARED, evidence.shared, strict=False):
+        values[slot] = feature_surface(support.genre)
     for slot, feature in zip(ITEM_ONLY, evidence.item_only, strict=False):
         values[slot] = feature_surface(feature)
     if item.year is not None:
         values[YEAR] = str(item.year)
-        # The decade slots exist only when the history shares the decade: every sentence that
-        # names "the '80s" ties it to what the user watched, so without a shared decade the
-        # claim would be false, and the slot ban keeps the model from making it.
-        if evidence.decade_count > 0:
+        if evidence.era != "none":
             values[DECADE], values[DECADE_SHORT] = decade_forms(item.year)
     for slot, position in zip(SIMILAR, evidence.similar, strict=False):
         values[slot] = recent_first[position].display_title
+    for slot, position in zip(ERA, evidence.era_examples, strict=False):
+        values[slot] = recent_first[position].display_title
     for position in range(min(history_used, MAX_HISTORY_SLOTS)):
-        values[history_slot(position)] = recent_first[position].display_title
+        if recent_first[position].nameable:
+            values[history_slot(position)] = recent_first[position].display_title
     return values
 
 

@@ -8,6 +8,7 @@ build them directly.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from explain.items import Item
 
@@ -37,9 +38,15 @@ class Explanation:
     # Why the model's text was unusable (`explain.checks.DEFECTS`), in which case the
     # evidence sentence was served; None for the model's own text.
     fallback_reason: str | None = None
-    template: str = ""  # the model's slot template (the chosen candidate)
+    template: str = ""  # the model's slot template (the chosen candidate, or the first one)
     model_text: str = ""  # that template filled, even when it was not served (evaluation)
     unfilled: tuple[str, ...] = ()  # slots the template used that the request cannot fill
+    served_template: str = ""  # the template of what is served (the evidence sentence's)
+    candidates_tried: int = 1  # candidates checked before one passed (or all failed)
+    # What the served sentence relies on (`explain.verifier.claim_evidence`).
+    evidence: tuple[dict[str, Any], ...] = ()
+    # The greedy answer failed the checks: `Explainer.widen` it and finish again.
+    retry: bool = False
 
     @property
     def fallback(self) -> bool:

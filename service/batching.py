@@ -25,9 +25,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 from explain.explainer import BatchGeneration, BatchTimings, Generation, Prepared
+from service.collect import ServiceRate, collect_batch, group_by
 from service.errors import (
     BatchFailedError,
     DeadlineExceededError,
@@ -38,8 +39,6 @@ from service.errors import (
 from service.health import RuntimeHealth
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 
 class BatchGenerator(Protocol):
@@ -66,6 +65,16 @@ class BatchObserver(Protocol):
     def probe(self, ok: bool) -> None: ...
 
 
+class _Uncounted:
+    """Where `submit` reports optional work: nowhere (its caller counts the outcome)."""
+
+    def rejected(self, reason: str) -> None:
+        pass
+
+    def deadline_exceeded(self) -> None:
+        pass
+
+
 @dataclass(frozen=True)
 class Generated:
     """One request's candidates and where its time went."""
@@ -83,52 +92,6 @@ class _Pending:
     enqueued: float
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Generated]
-
-
-def collect_batch(
-    source: queue.Queue[T],
-    *,
-    max_size: int,
-    max_wait_s: float,
-    first_timeout_s: float,
-    clock: Callable[[], float] = time.monotonic,
-) -> list[T]:
-    """Wait up to `first_timeout_s` for one item, then collect until `max_size` items or
-    `max_wait_s` after the first; whatever is already queued when the wait ends still joins."""
-    try:
-        first = source.get(timeout=first_timeout_s)
-    except queue.Empty:
-        return []
-    batch = [first]
-    until = clock() + max_wait_s
-    while len(batch) < max_size:
-        remaining = until - clock()
-        try:
-            batch.append(source.get(timeout=remaining) if remaining > 0 else source.get_nowait())
-        except queue.Empty:
-            break
-    return batch
-
-
-def group_by(jobs: Sequence[T], key: Callable[[T], object]) -> list[list[T]]:
-    """Split a batch into groups of equal `key`, keeping first-seen order: each group is its
-    own `generate` call, so a failure in one never fails the other."""
-    groups: dict[object, list[T]] = {}
-    for job in jobs:
-        groups.setdefault(key(job), []).append(job)
-    return list(groups.values())
-
-
-class ServiceRate:
-    """Seconds a batch takes and seconds per request (batches amortise), as moving averages."""
-
-    def __init__(self, batch_s: float = 0.05, per_request_s: float = 0.05) -> None:
-        self.batch_s = batch_s
-        self.per_request_s = per_request_s
-
-    def record(self, seconds: float, size: int) -> None:
-        self.batch_s = 0.8 * self.batch_s + 0.2 * seconds
-        self.per_request_s = 0.8 * self.per_request_s + 0.2 * seconds / max(size, 1)
 
 
 class DynamicBatcher:
@@ -228,23 +191,30 @@ class DynamicBatcher:
         self._notify(self._observer.queue_depth, 0)
 
     async def submit(
-        self, prepared: Prepared, deadline: float, engine: BatchGenerator
+        self,
+        prepared: Prepared,
+        deadline: float,
+        engine: BatchGenerator,
+        *,
+        optional: bool = False,
     ) -> Generated:
         """Queue `prepared` for `engine` and wait for its candidates until `deadline`
-        (`time.monotonic()`)."""
+        (`time.monotonic()`). `optional` work (a second pass, whose request is answered
+        either way) is not counted as rejected or late: the caller counts its outcome."""
+        observer: BatchObserver | _Uncounted = _Uncounted() if optional else self._observer
         if not self._accepting:
-            self._notify(self._observer.rejected, "not_ready")
+            self._notify(observer.rejected, "not_ready")
             raise NotReadyError("the service is not ready")
         now = time.monotonic()
         if now >= deadline:
-            self._notify(self._observer.deadline_exceeded)
+            self._notify(observer.deadline_exceeded)
             raise DeadlineExceededError("the request deadline passed before it was queued")
         loop = asyncio.get_running_loop()
         pending = _Pending(prepared, engine, deadline, now, loop, loop.create_future())
         try:
             self._queue.put_nowait(pending)
         except queue.Full:
-            self._notify(self._observer.rejected, "queue_full")
+            self._notify(observer.rejected, "queue_full")
             raise OverloadedError(
                 f"the queue is full ({self._queue.maxsize} requests waiting)",
                 retry_after_s=self.expected_wait_s(),
@@ -253,10 +223,10 @@ class DynamicBatcher:
         try:
             return await asyncio.wait_for(pending.future, timeout=deadline - now)
         except TimeoutError:
-            self._notify(self._observer.deadline_exceeded)
+            self._notify(observer.deadline_exceeded)
             raise DeadlineExceededError("the request was not done by its deadline") from None
         except DeadlineExceededError:
-            self._notify(self._observer.deadline_exceeded)
+            self._notify(observer.deadline_exceeded)
             raise
 
     # --- the worker thread -------------------------------------------------------------

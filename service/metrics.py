@@ -29,9 +29,9 @@ from prometheus_client.registry import Collector
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from explain.checks import DEFECTS
 from explain.explainer import BatchTimings
 from explain.types import Explanation, ModelInfo
+from explain.verifier import PROBLEMS
 from service.deadlines import stamp_arrival
 from service.errors import internal_error_response
 
@@ -48,6 +48,7 @@ QUEUE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 TOKEN_BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 256)
 # prepare and finish are per request; encode, decode and total per batch.
+SECOND_PASS_OUTCOMES = ("served", "fallback", "skipped")
 STAGES = ("prepare", "encode", "decode", "finish", "total")
 REJECT_REASONS = ("queue_full", "not_ready", "concurrency", "expected_wait")
 UNMATCHED_ROUTE = "unmatched"
@@ -119,13 +120,23 @@ class Metrics:
         )
         self.fallbacks = Counter(
             "prism_fallback_explanations_total",
-            "Explanations replaced by the evidence sentence because the model's text was "
-            "unusable, by defect.",
+            "Explanations replaced by the evidence sentence because no candidate passed the "
+            "verifier, by why the first candidate was refused.",
             ["reason"],
             registry=r,
         )
-        for reason in DEFECTS:
+        for reason in PROBLEMS:
             self.fallbacks.labels(reason=reason)
+        self.second_passes = Counter(
+            "prism_second_pass_total",
+            "Second decoding passes (beam n-best) for answers whose greedy candidate failed the "
+            "verifier, by outcome: served (a candidate passed), fallback (none did), skipped "
+            "(no time or capacity left: answered with the evidence sentence).",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in SECOND_PASS_OUTCOMES:
+            self.second_passes.labels(outcome=outcome)
         self.rejections = Counter(
             "prism_rejected_requests_total",
             "Requests the batcher refused.",
@@ -211,6 +222,10 @@ class Metrics:
     def request_stage(self, stage: str, seconds: float) -> None:
         """A per-request stage (`prepare`, `finish`)."""
         self.inference_duration.labels(stage=stage).observe(seconds)
+
+    @_never_raises
+    def second_pass(self, outcome: str) -> None:
+        self.second_passes.labels(outcome=outcome).inc()
 
     @_never_raises
     def deadline_exceeded(self) -> None:

@@ -107,6 +107,14 @@ class Settings(RequestLimits, BaseSettings):
         description="EOS is banned until this many tokens (BOS included) are generated, so an "
         "answer is never empty.",
     )
+    second_pass_candidates: int = Field(
+        default=DecodeSettings().candidates,
+        ge=1,
+        le=16,
+        description="When the verifier refuses the greedy answer, a beam search of this width "
+        "runs and its candidates are checked in order; 1 turns the second pass off (the "
+        "evidence sentence is served at once).",
+    )
 
     # --- health and hot swap -----------------------------------------------------------
     inference_watchdog_s: float = Field(
@@ -156,4 +164,6 @@ class Settings(RequestLimits, BaseSettings):
     def decode(self) -> DecodeSettings:
         """How the served model decodes (token limits come with each request, from the
         schema's defaults)."""
-        return DecodeSettings(min_new_tokens=self.min_new_tokens)
+        return DecodeSettings(
+            min_new_tokens=self.min_new_tokens, candidates=self.second_pass_candidates
+        )

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from explain.input_format import InputConfig
 from training.config import PipelineConfig, default_config
+from training.evaluation import bar_status
 from training.finetune import SCRATCH, TrainConfig
 from training.pipeline import QualityGateError, run_pipeline
 
@@ -27,6 +28,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--work-dir", default=None, help="stage outputs (default: runs/<name>)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="promote to production even if a quality bar is missed (the version is always "
+        "published; without --force a miss leaves it unpromoted and exits non-zero)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,13 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--eval-samples", type=int, default=800)
     run.add_argument("--max-input-tokens", type=int, default=512)
     run.add_argument(
-        "--sparse-every",
-        type=int,
-        default=8,
-        help="every Nth request becomes bare titles or a cold start (0: off; default 8)",
+        "--plain-requests",
+        action="store_true",
+        help="train on requests as the dataset has them (by default some become bare titles, "
+        "catalogue sort forms and cold starts, as rankers send them)",
     )
     run.add_argument("--no-ablation", action="store_true", help="skip the w/o-user model")
-    run.add_argument("--no-quality-gate", action="store_true", help="promote even below the bars")
     run.add_argument("--device", default="auto")
 
     export = sub.add_parser(
@@ -85,7 +91,7 @@ def _config(args: argparse.Namespace) -> PipelineConfig:
             config = replace(config, num_users=args.users)
         if args.epochs:
             config = replace(config, train=replace(config.train, epochs=args.epochs))
-        return replace(config, name=args.name)
+        return replace(config, name=args.name, force=args.force)
     return PipelineConfig(
         name=args.name,
         dataset=args.dataset,
@@ -105,9 +111,13 @@ def _config(args: argparse.Namespace) -> PipelineConfig:
             device=args.device,
         ),
         ablation=not args.no_ablation,
-        sparse_every=args.sparse_every,
-        quality_gate=not args.no_quality_gate and args.dataset == "synthetic",
+        request_forms=not args.plain_requests,
+        force=args.force,
     )
+
+
+def _shown(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def _export(target: str, store_dir: Path) -> int:
@@ -152,8 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     minutes = (time.perf_counter() - started) / 60
     print(f"\npublished {version.name}@{version.version} in {minutes:.1f} min -> {args.store}")
     for key, bar in evaluation["bars"].items():
-        status = "pass" if bar["passed"] else "FAIL"
-        print(f"  {key:26s} {bar['value']!s:>22} {bar['bar']:>8}  {status}")
+        print(f"  {key:32s} {_shown(bar['value']):>10} {bar['bar']:>8}  {bar_status(bar)}")
     print(f"report: {work_dir / 'eval' / 'report.md'}")
     return 0
 

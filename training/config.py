@@ -27,10 +27,14 @@ class PipelineConfig:
     vocab_size: int = 3000  # ByteLevel BPE trained on the corpus (scratch base only)
     train: TrainConfig = field(default_factory=TrainConfig)
     ablation: bool = True  # also train "Prism w/o user"
-    quality_gate: bool = True  # promote only when the evaluation meets the bars
+    # Promote a version that misses a quality bar anyway (it is always published; without
+    # `force` it is not promoted and the command exits non-zero).
+    force: bool = False
     max_new_tokens: int = 48
     anonymous_every: int = 10  # every Nth train request is also distilled with no user (0: off)
-    sparse_every: int = 8  # every Nth request becomes bare titles or a cold start (0: off)
+    # Requests rewritten as rankers send them: bare titles, catalogue sort forms, cold starts
+    # (`training.data.sparse`); False keeps every request as the dataset has it.
+    request_forms: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -14,6 +14,7 @@ from explain.items import Item
 from explain.slots import (
     DECADE,
     DECADE_SHORT,
+    ERA,
     FEATURE_SLOTS,
     ITEM,
     ITEM_ONLY,
@@ -54,19 +55,22 @@ def delexicalise(
 
     Longer mentions are replaced first, so "Star Wars: Episode V" wins over "Star Wars", and
     an item's own title wins over another item's short alias.
-    A similar item is written as its `<sK>` slot rather than its `<hK>` position: the
-    evidence slots are what the student learns to use.
+    A similar item is written as its `<sK>` slot, and a title from the item's decade as its
+    `<eK>` slot, rather than its `<hK>` position: the evidence slots are what the student
+    learns to use.
     """
     mentions: list[tuple[str, str, int]] = [(v, ITEM, r) for v, r in title_variants(item)]
-    similar_slot = {pos: slot for slot, pos in zip(SIMILAR, evidence.similar, strict=False)}
+    # Evidence slots win over history positions: they are what the student learns to use.
+    evidence_slot = {pos: slot for slot, pos in zip(ERA, evidence.era_examples, strict=False)}
+    evidence_slot |= {pos: slot for slot, pos in zip(SIMILAR, evidence.similar, strict=False)}
     for position in range(min(history_used, MAX_HISTORY_SLOTS)):
-        slot = similar_slot.get(position, history_slot(position))
+        slot = evidence_slot.get(position, history_slot(position))
         mentions.extend((v, slot, r) for v, r in title_variants(recent_first[position]))
-    for position, slot in similar_slot.items():
+    for position, slot in evidence_slot.items():
         if position >= history_used:
             mentions.extend((v, slot, r) for v, r in title_variants(recent_first[position]))
     for slots, features in (
-        (SHARED, [f for f, _ in evidence.shared]),
+        (SHARED, [g.genre for g in evidence.shared]),
         (ITEM_ONLY, list(evidence.item_only)),
     ):
         for slot, feature in zip(slots, features, strict=False):
@@ -74,7 +78,7 @@ def delexicalise(
                 mentions.append((surface, slot, 0))
     if item.year is not None:
         mentions.append((str(item.year), YEAR, 0))
-        if evidence.decade_count > 0:  # as in `slot_values`: no shared decade, no decade slot
+        if evidence.era != "none":  # as in `slot_values`: no backed era, no decade slot
             long_form, short_form = decade_forms(item.year)
             mentions += [(long_form, DECADE, 0), (short_form, DECADE_SHORT, 0)]
             mentions.append((short_form[1:], DECADE_SHORT, 0))

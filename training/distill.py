@@ -152,7 +152,12 @@ class _Run:
         return out
 
     def judge(
-        self, sample: Sample, request: TeacherRequest, raw: str, teacher_aspect: object
+        self,
+        sample: Sample,
+        request: TeacherRequest,
+        raw: str,
+        teacher_aspect: object,
+        teacher_template: str | None = None,
     ) -> tuple[DistilledRecord | None, dict[str, Any] | None]:
         """(record to keep, None) or (None, dropped line)."""
         stats, sid = self.stats, sample.sample_id
@@ -183,9 +188,17 @@ class _Run:
         if clash:
             stats.ambiguous += 1
             return None, {"id": sid, "reason": "ambiguous", "detail": sorted(clash)}
-        target = delexicalise(
-            text, recent_first, sample.item, student.evidence, student.history_used
-        )
+        if teacher_template is not None:
+            # A teacher that writes with slots (the grounded one) gives its template as it is.
+            target = teacher_template
+            missing = sorted(set(slots.slots_in(target)) - student.slot_values.keys())
+            if missing:
+                stats.unslotted += 1
+                return None, {"id": sid, "reason": "unslotted", "detail": missing}
+        else:
+            target = delexicalise(
+                text, recent_first, sample.item, student.evidence, student.history_used
+            )
         literal = TitleMatcher(request_items).mentions(target)
         if literal:
             stats.unslotted += 1
@@ -223,14 +236,19 @@ class _Run:
         aspects = getattr(self.teacher, "last_aspects", None)
         if not isinstance(aspects, list) or len(aspects) != len(results):
             aspects = [None] * len(results)
-        for sample, request, result, aspect in zip(batch, requests, results, aspects, strict=True):
+        templates = getattr(self.teacher, "last_templates", None)
+        if not isinstance(templates, list) or len(templates) != len(results):
+            templates = [None] * len(results)
+        for sample, request, result, aspect, template in zip(
+            batch, requests, results, aspects, templates, strict=True
+        ):
             if isinstance(result, TeacherFailure):
                 self.stats.errors += 1
                 self.consecutive_failures += 1
                 self.last_failure = result.reason
                 continue
             self.consecutive_failures = 0
-            record, drop = self.judge(sample, request, result, aspect)
+            record, drop = self.judge(sample, request, result, aspect, template)
             if record is not None:
                 out.write(record.to_json_line())
             if drop is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from explain.input_format import InputConfig, build_input, recent_window
+from explain.slots import slots_in
 from explain.tokenizer import PrismTokenizer
 from explain.users import UNKNOWN_ROW
 from training.batches import StudentExample
@@ -20,8 +21,13 @@ from training.records import DistilledRecord
 def student_target(
     record: DistilledRecord, tokenizer: PrismTokenizer, config: InputConfig
 ) -> tuple[list[int], str]:
+    """The record's target when the student's own input can fill every slot in it; else the
+    teacher's text delexicalised again against that input (its token budget decides which
+    history entries have a slot)."""
     history, item = list(record.history), record.item
     built = build_input(history, item, tokenizer, config)
+    if record.target and set(slots_in(record.target)) <= built.slot_values.keys():
+        return built.input_ids, record.target
     template = delexicalise(
         record.text, recent_window(history, config), item, built.evidence, built.history_used
     )

@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from explain.items import Item, display_title
+from explain.items import Item
+from explain.titles import display_title
 
 
 def _alternation(titles: Iterable[str], flags: int) -> re.Pattern[str] | None:

@@ -26,8 +26,9 @@ from dataclasses import dataclass
 
 from explain import slots
 from explain.evidence import Evidence, compute_evidence
-from explain.items import Item, display_title
+from explain.items import Item
 from explain.rendering import fill_slots
+from explain.titles import display_title
 from training.aspects import Aspect, aspect_of
 from training.data.types import Sample, UserProfile
 from training.delexicalise import delexicalise, title_variants
@@ -88,27 +89,15 @@ class Judgement:
     unfilled: bool
 
 
-def has_evidence_for(
-    aspect: Aspect, evidence: Evidence, *, min_support: int = 1, min_share: float = 0.0
-) -> bool:
-    """Whether the request can support an explanation of `aspect` tied to the history.
-
-    genre: a shared feature; era: a history item from the item's decade; similar: a similar
-    history item that shares a feature with the item (one similar by its decade alone is era
-    evidence). A shared feature or decade counts when at least `min_support` history items
-    (and `min_share` of the history) have it; pass the grounded teacher's thresholds
-    (`min_support=2, min_share=0.1`) to count only what that teacher would write about.
-    """
-    n = max(evidence.history_size, 1)
-
-    def enough(count: int) -> bool:
-        return count >= max(min_support, 1) and count / n >= min_share
-
+def has_evidence_for(aspect: Aspect, evidence: Evidence) -> bool:
+    """Whether the request supports an explanation of `aspect` under the claim rules
+    (`explain.claims`): a supported shared genre, a backed era, or a title similar in
+    content."""
     if aspect == "genre":
-        return any(enough(count) for _, count in evidence.shared)
+        return bool(evidence.shared)
     if aspect == "era":
-        return evidence.decade is not None and enough(evidence.decade_count)
-    return evidence.similar_by_content
+        return evidence.era != "none"
+    return bool(evidence.similar)
 
 
 def _mask(text: str, titles: Iterable[str]) -> str:
@@ -171,9 +160,6 @@ def judge(
     example: ExplanationExample,
     matcher: TitleMatcher,
     lexicon: FeatureLexicon,
-    *,
-    min_support: int = 1,
-    min_share: float = 0.0,
 ) -> Judgement:
     """Run every check on one explanation (see the module docstring for the rules)."""
     text, item, history = example.text, example.item, example.history
@@ -221,9 +207,7 @@ def judge(
     )
 
     aspect = aspect_of(_template_of(example, evidence))
-    eligible = example.aspect is not None and has_evidence_for(
-        example.aspect, evidence, min_support=min_support, min_share=min_share
-    )
+    eligible = example.aspect is not None and has_evidence_for(example.aspect, evidence)
     return Judgement(
         hallucinated=frozenset(hallucinated),
         grounded=grounded,
@@ -242,28 +226,31 @@ def _rate(hits: int, total: int) -> float | None:
     return hits / total if total else None
 
 
+def _macro(pairs: Sequence[tuple[ExplanationExample, Judgement]]) -> float | None:
+    by_aspect: dict[Aspect, list[bool]] = {}
+    for example, judged in pairs:
+        if example.aspect is not None:
+            by_aspect.setdefault(example.aspect, []).append(judged.aspect == example.aspect)
+    rates = [sum(hits) / len(hits) for hits in by_aspect.values()]
+    return sum(rates) / len(rates) if rates else None
+
+
 def evaluate_explanations(
     examples: Sequence[ExplanationExample],
     matcher: TitleMatcher,
     *,
     features: Iterable[str] | None = None,
-    min_support: int = 1,
-    min_share: float = 0.0,
 ) -> dict[str, float | int | None]:
     """Corpus-level faithfulness, personalisation and PEPLER feature metrics.
 
     `features` is the catalogue's feature vocabulary (what counts as a feature word and the
     denominator of FCR); by default, the features of the examples' items and histories.
-    `min_support`/`min_share` set when evidence makes an example aspect-eligible
-    (`has_evidence_for`).
     A rate whose denominator is zero is None ("n/a" in the report), never a made-up 0.
     """
     if features is None:
         features = {f for e in examples for i in (e.item, *e.history) for f in i.features}
     lexicon = FeatureLexicon(features)
-    judged = [
-        judge(e, matcher, lexicon, min_support=min_support, min_share=min_share) for e in examples
-    ]
+    judged = [judge(e, matcher, lexicon) for e in examples]
     n = len(judged)
     profiled = [(e, j) for e, j in zip(examples, judged, strict=True) if e.aspect is not None]
     eligible = [(e, j) for e, j in profiled if j.aspect_eligible]
@@ -281,6 +268,9 @@ def evaluate_explanations(
         "attribute_claims": claims,
         "aspect_match": _rate(sum(j.aspect == e.aspect for e, j in eligible), len(eligible)),
         "aspect_eligible": len(eligible),
+        # Each preferred aspect weighs the same, whatever its share of the eligible requests:
+        # a system that writes one aspect for everyone scores about 1/3, not that aspect's share.
+        "aspect_match_macro": _macro(eligible),
         "aspect_profiles": len(profiled),
         "unfilled_slot_rate": _rate(sum(j.unfilled for j in judged), n),
     }

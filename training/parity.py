@@ -57,6 +57,7 @@ class ParityReport:
     mean_generated: float
     max_new_tokens: int
     first_mismatch: str | None
+    num_beam_inputs: int = 0  # rows also compared under the second pass (beam n-best)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,20 +101,23 @@ def check_parity(
     jobs = probe_jobs(known_users, num_inputs, max_new_tokens)
     prepared = [reference.prepare(job) for job in jobs]
     unbanned = [replace(p, banned=()) for p in prepared]
+    # The second pass (beam search, n-best) is served too: its candidates must agree as well.
+    wider = [reference.widen(p) for p in prepared[: max(1, len(prepared) // 2)]]
     mismatches, lengths, first = 0, [], None
-    for variant in (unbanned, prepared):
+    for variant in (unbanned, prepared, wider):
         for start in range(0, len(variant), batch_size):
             chunk: Sequence[Prepared] = variant[start : start + batch_size]
             expected = reference.generate(chunk).generations
             got = candidate.generate(chunk).generations
             for offset, (want, have) in enumerate(zip(expected, got, strict=True)):
                 tokens = have.candidates[0]
-                lengths.append(len(tokens))
-                if want.candidates[0] != tokens:
+                if variant is not wider:
+                    lengths.append(len(tokens))
+                if want.candidates != have.candidates:
                     mismatches += 1
                     first = first or (
-                        f"row {start + offset}: torch {want.candidates[0][:12]} "
-                        f"vs ort {tokens[:12]}"
+                        f"row {start + offset} (beams {chunk[offset].num_beams}): torch "
+                        f"{want.candidates[0][:12]} vs ort {tokens[:12]}"
                     )
     total = len(lengths)
     known = sum(1 for p in prepared if p.user_known)
@@ -130,6 +134,7 @@ def check_parity(
         mean_generated=float(np.mean(lengths)),
         max_new_tokens=max_new_tokens,
         first_mismatch=first,
+        num_beam_inputs=len(wider),
     )
 
 

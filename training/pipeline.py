@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from explain.tokenizer import PrismTokenizer
+from explain.verifier import save_inventory
 from model_store.store import PRODUCTION, ModelStore, ModelVersion
 from training import tokenization
 from training.config import PipelineConfig
@@ -113,8 +114,11 @@ def stage_distill(
     for split in SPLITS:
         cap = _limit(config, split)
         chosen = dataset.samples[split][:cap] if cap else dataset.samples[split]
-        # Bare titles and empty histories, as rankers send them (`training.data.sparse`).
-        jobs[split] = sparse_requests(chosen, config.sparse_every)
+        # Bare titles, catalogue sort forms and empty histories, as rankers send them
+        # (`training.data.sparse`).
+        jobs[split] = sparse_requests(
+            chosen, alternates=dataset.alternates, enabled=config.request_forms
+        )
     if config.anonymous_every:
         # Requests with no known user teach the content-based mode the zero vector serves:
         # without them the zero vector is an input the student never saw in training.
@@ -195,8 +199,13 @@ def stage_finetune(
             "pipeline": config.to_dict(),
         },
     )
+    # The sentences the teacher wrote, as the decoder writes them back: the verifier serves
+    # no sentence outside this inventory (a recombination of fragments is not in it).
+    targets = [tokenizer.decode(e.labels) for split in examples.values() for e in split]
+    sentences = save_inventory(result.best_dir, targets)
     return {
         "best_dir": str(result.best_dir),
+        "inventory_sentences": sentences,
         "best_epoch": result.best_epoch,
         "best_valid_loss": result.best_valid_loss,
         "history": result.history,
@@ -237,6 +246,15 @@ def run_pipeline(
     version = _published(config, store_dir, work_dir) or _publish(
         config, store_dir, work_dir, evaluation
     )
+    marker_path = work_dir / "publish.done.json"
+    if not json.loads(marker_path.read_text())["promoted"]:  # a resumed run: gate missed
+        if not config.force:
+            raise QualityGateError(
+                f"{config.name}@{version.version} is published but not promoted: it missed a "
+                "quality bar (see the report; --force promotes it anyway)"
+            )
+        ModelStore(store_dir).set_alias(config.name, PRODUCTION, version.version)
+        marker_path.write_text(json.dumps({"version": version.version, "promoted": True}))
     total = time.perf_counter() - started
     logger.info("pipeline finished in %.0f s: %s@%s", total, version.name, version.version)
     return version, {**evaluation, "timings": stages.timings}
@@ -270,6 +288,7 @@ def _published(config: PipelineConfig, store_dir: Path, work_dir: Path) -> Model
 def _publish(
     config: PipelineConfig, store_dir: Path, work_dir: Path, evaluation: Mapping[str, Any]
 ) -> ModelVersion:
+    from training.evaluation import bars_passed
     from training.publishing import publish_model
 
     release = work_dir / "release"
@@ -277,8 +296,8 @@ def _publish(
     shutil.copytree(work_dir / "full" / "best", release)
     shutil.copytree(work_dir / "eval", release / "eval")
     bars = evaluation["bars"]
-    passed = all(b["passed"] for b in bars.values())
-    aliases = (PRODUCTION,) if passed or not config.quality_gate else ()
+    passed = bars_passed(bars)
+    aliases = (PRODUCTION,) if passed or config.force else ()
     metrics = {**evaluation["manifest_eval"], "quality_bars_passed": passed}
     version, parity = publish_model(
         ModelStore(store_dir), config.name, release, eval_metrics=metrics, aliases=aliases
@@ -289,11 +308,14 @@ def _publish(
         )
     marker = {"version": version.version, "promoted": bool(aliases)}
     (work_dir / "publish.done.json").write_text(json.dumps(marker))
-    if config.quality_gate and not passed:
+    if not passed:
         failed = ", ".join(
-            f"{k}={v['value']} (bar {v['bar']})" for k, v in bars.items() if not v["passed"]
+            f"{k}={v['value']} (bar {v['bar']})" for k, v in bars.items() if v["passed"] is False
         )
-        raise QualityGateError(
-            f"{config.name}@{version.version} published but not promoted: {failed}"
-        )
+        if not config.force:
+            raise QualityGateError(
+                f"{config.name}@{version.version} published but not promoted: {failed} "
+                "(--force promotes it anyway)"
+            )
+        logger.warning("%s@%s promoted with --force: %s", config.name, version.version, failed)
     return version

@@ -56,6 +56,7 @@ GROUNDING_COLUMNS = (
     Column("attribute_precision", "attr. precision", "rate"),
     Column("aspect_match", "aspect match", "rate"),
     Column("aspect_eligible", "aspect eligible", "count"),
+    Column("aspect_match_macro", "aspect match (macro)", "rate"),
     Column("unfilled_slot_rate", "unfilled slots ↓", "rate"),
     Column("fallback_rate", "fallback ↓", "rate"),
     Column("num_test_samples", "samples", "count"),
@@ -141,10 +142,53 @@ def _case_lines(case_studies: Sequence[Mapping[str, str]]) -> list[str]:
     return lines
 
 
+# The messy-requests figures shown, in order (`training.messy_eval.score_messy` keys).
+MESSY_ROWS: tuple[tuple[str, str, Kind], ...] = (
+    ("requests", "requests (with genres and year: the rest bare titles)", "count"),
+    ("with_genres", "  of which with genres", "count"),
+    ("ungrammatical_rate", "ungrammatical ↓", "rate"),
+    ("ungrammatical_rate_bare", "  bare-title requests ↓", "rate"),
+    ("false_era_rate", "false era claims (of era claims) ↓", "rate"),
+    ("era_claims", "  era claims", "count"),
+    ("false_similar_title_rate", "similarity without a shared genre ↓", "rate"),
+    ("similar_title_claims", "  similarity claims (genres known)", "count"),
+    ("false_novelty_rate", "novelty while the history shares the genre ↓", "rate"),
+    ("novelty_claims", "  novelty claims", "count"),
+    ("false_shared_genre_rate", "unsupported genre-taste claims ↓", "rate"),
+    ("double_articles", "double articles ↓", "count"),
+    ("inverted_titles", "inverted titles left ↓", "count"),
+    ("invented_title_rate", "answers with an invented title ↓", "rate"),
+    ("history_mention_rate", "answers naming a history film (history given)", "rate"),
+    ("history_mention_rate_with_genres", "  with genres", "rate"),
+    ("history_mention_rate_bare", "  bare titles", "rate"),
+    ("distinct_patterns", "distinct served patterns", "count"),
+    ("top_pattern_share", "share of the commonest pattern ↓", "rate"),
+    ("fallback_rate", "fallback (evidence sentence served) ↓", "rate"),
+    ("second_pass_rate", "answers that needed the second pass", "rate"),
+    ("candidates_per_answer", "candidates checked per answer", "value"),
+    ("history_used_mean_with_genres", "history titles in the input, with genres (mean)", "value"),
+    ("history_used_mean_bare", "history titles in the input, bare (mean)", "value"),
+    ("answers_with_evidence", "answers carrying evidence", "rate"),
+)
+
+
+def _messy_lines(messy: Mapping[str, Any], examples: Sequence[Mapping[str, str]]) -> list[str]:
+    lines = ["| figure | value |", "|---|---:|"]
+    for key, label, kind in MESSY_ROWS:
+        lines.append(f"| {_cell(label)} | {format_value(messy.get(key), kind)} |")
+    for key in ("grammar_problems", "fallback_reasons"):
+        found = messy.get(key) or {}
+        shown = ", ".join(f"{k} {v}" for k, v in found.items()) or "none"
+        lines += ["", f"{key.replace('_', ' ').capitalize()}: {_cell(shown)}."]
+    return [*lines, "", "Served answers (every n-th request):", "", *_case_lines(examples)]
+
+
 def render_markdown(
     systems: Mapping[str, Mapping[str, float | int | None]],
     setup: Mapping[str, Any],
     case_studies: Sequence[Mapping[str, str]],
+    messy: Mapping[str, Any] | None = None,
+    messy_examples: Sequence[Mapping[str, str]] = (),
 ) -> str:
     names = ordered_systems(systems)
     lines = ["# Prism evaluation report", "", "## Setup", "", *_setup_lines(setup), ""]
@@ -161,6 +205,8 @@ def render_markdown(
         "Rates are shares in [0, 1], 3 decimals; ↓ = lower is better. USR counts distinct"
         " filled sentences, *patterns* distinct delexicalised templates. Aspect match is"
         " over the *aspect eligible* examples (a profile, and evidence for its aspect);"
+        " *macro* averages it over the preferred aspects, each weighing the same (the"
+        " quality bar's aspect gap is measured on it);"
         " grounding over the requests that have a history (a cold start has none).",
         "",
         "## Case studies",
@@ -168,6 +214,19 @@ def render_markdown(
         *_case_lines(case_studies),
         "",
     ]
+    if messy is not None:
+        lines += [
+            "## Messy requests",
+            "",
+            "Requests as real catalogues send them, built from this data set's own catalogue"
+            " (`training.messy`): catalogue sort-form titles with alternate titles, half bare"
+            " titles, histories of 1 to 50 films, unknown users (the zero vector). Figures are"
+            " on the served answers; grammar by an independent checker (`training.grammar`),"
+            " claims by the written rules (`explain.claims`).",
+            "",
+            *_messy_lines(messy, messy_examples),
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -218,16 +277,21 @@ def write_report(
     systems: Mapping[str, Mapping[str, float | int | None]],
     setup: Mapping[str, Any],
     case_studies: Sequence[Mapping[str, str]],
+    messy: Mapping[str, Any] | None = None,
+    messy_examples: Sequence[Mapping[str, str]] = (),
 ) -> Paths:
     """Write `report.md`, `report.json` and `chart.png` into `out_dir` (created if needed)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = Paths(out / MARKDOWN_FILE, out / JSON_FILE, out / CHART_FILE)
-    paths.markdown.write_text(render_markdown(systems, setup, case_studies), encoding="utf-8")
+    markdown = render_markdown(systems, setup, case_studies, messy, messy_examples)
+    paths.markdown.write_text(markdown, encoding="utf-8")
     payload = {
         "systems": {name: _jsonable(systems[name]) for name in ordered_systems(systems)},
         "setup": _jsonable(setup),
         "case_studies": _jsonable(list(case_studies)),
+        "messy": _jsonable(messy),
+        "messy_examples": _jsonable(list(messy_examples)),
         "columns": [
             {"key": c.key, "header": c.header, "kind": c.kind}
             for c in (*TEXT_COLUMNS, *GROUNDING_COLUMNS)

@@ -29,6 +29,7 @@ from explain.onnx_backend import EncodedBatch, Generated
 from explain.tokenizer import PrismTokenizer
 from explain.types import ModelInfo
 from explain.users import UserTable
+from explain.verifier import Verifier, load_inventory
 from training.modeling import PrismMeta, UserAwareBart
 
 
@@ -168,4 +169,5 @@ def torch_explainer(
         info,
         decode=decode,
         ban_unfillable=ban_unfillable,
+        verifier=Verifier(load_inventory(model_dir)),
     )

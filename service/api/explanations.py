@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
+from collections.abc import Callable
 
 from fastapi import APIRouter, Response
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from explain.errors import PrepareError
+from explain.explainer import Prepared
 from explain.types import Explanation, ModelInfo
 from service.api.deps import (
     BatcherDep,
@@ -21,7 +24,11 @@ from service.api.deps import (
 )
 from service.batching import DynamicBatcher, Generated
 from service.errors import (
+    BatchFailedError,
+    DeadlineExceededError,
     InvalidRequestError,
+    NotReadyError,
+    OverloadedError,
     RequestFailedError,
     ServiceError,
     validation_error_body,
@@ -31,6 +38,7 @@ from service.schemas import (
     BatchExplainResponse,
     BatchItemResult,
     ErrorBody,
+    Evidence,
     ExplainRequest,
     ExplainResponse,
     ModelRef,
@@ -41,7 +49,9 @@ from service.schemas import (
 from service.state import AppState, Serving
 
 logger = logging.getLogger(__name__)
+EVIDENCE: TypeAdapter[Evidence] = TypeAdapter(Evidence)
 ERRORS = (400, 401, 413, 422, 500, 503, 504)
+SECOND_PASS_MARGIN_S = 0.05  # a skipped second pass still answers before the deadline
 
 
 def build_explanations_router(models: RequestModels) -> APIRouter:
@@ -129,7 +139,8 @@ async def _explain(
     state: AppState,
     deadline: float,
 ) -> tuple[Explanation, Generated]:
-    """prepare (this request alone) -> the batch -> finish (this request alone).
+    """prepare (this request alone) -> the batch -> finish (this request alone), and a
+    second pass with more candidates when the first answer fails the verifier.
 
     A failure in `prepare` or `finish` is this request's error and never its batch-mates';
     neither counts against readiness. The whole request runs on `serving`'s explainer."""
@@ -146,17 +157,55 @@ async def _explain(
         raise RequestFailedError("this request could not be prepared") from None
     metrics.request_stage("prepare", time.perf_counter() - started)
     generated = await batcher.submit(prepared, deadline, engine)
+    explanation = await _finish(state, engine.finish, prepared, generated.generation)
+    if explanation.retry:
+        explanation, generated = await _second_pass(
+            prepared, generated, serving, batcher, state, deadline
+        )
+    metrics.explained(explanation)
+    return explanation, generated
+
+
+async def _finish(
+    state: AppState, finish: Callable[..., Explanation], *args: object, last: bool = False
+) -> Explanation:
     started = time.perf_counter()
     try:
-        explanation = await loop.run_in_executor(
-            state.workers, engine.finish, prepared, generated.generation
+        explanation = await asyncio.get_running_loop().run_in_executor(
+            state.workers, functools.partial(finish, *args, last=last)
         )
     except Exception:
         logger.exception("finishing a request failed")
         raise RequestFailedError("this request's answer could not be written") from None
-    metrics.request_stage("finish", time.perf_counter() - started)
-    metrics.explained(explanation)
-    return explanation, generated
+    state.metrics.request_stage("finish", time.perf_counter() - started)
+    return explanation
+
+
+async def _second_pass(
+    prepared: Prepared,
+    first: Generated,
+    serving: Serving,
+    batcher: DynamicBatcher,
+    state: AppState,
+    deadline: float,
+) -> tuple[Explanation, Generated]:
+    """The greedy answer failed the verifier: decode again with beam search and keep its
+    n-best. Optional work: when it cannot run in time (or at all), the request is answered
+    from the first pass (the evidence sentence), a little before its deadline."""
+    engine = serving.engine
+    wider = engine.widen(prepared)
+    try:
+        second = await batcher.submit(wider, deadline - SECOND_PASS_MARGIN_S, engine, optional=True)
+    except (DeadlineExceededError, OverloadedError, NotReadyError, BatchFailedError) as exc:
+        state.metrics.second_pass("skipped")
+        logger.info("second pass skipped: %s", exc.message)
+        return await _finish(state, engine.finish, prepared, first.generation, last=True), first
+    explanation = await _finish(state, engine.finish, wider, second.generation)
+    state.metrics.second_pass("fallback" if explanation.fallback else "served")
+    both = Generated(
+        second.generation, first.queue_s + second.queue_s, first.inference_s + second.inference_s
+    )
+    return explanation, both
 
 
 def _ms(seconds: float) -> float:
@@ -169,6 +218,7 @@ def _response(
     return ExplainResponse(
         explanation=explanation.text,
         user_known=explanation.user_known,
+        evidence=[EVIDENCE.validate_python(e) for e in explanation.evidence],
         fallback=explanation.fallback,
         fallback_reason=explanation.fallback_reason,
         model=ModelRef(name=info.name, version=info.version),
@@ -176,6 +226,7 @@ def _response(
             input_tokens=explanation.input_tokens,
             output_tokens=explanation.output_tokens,
             history_used=explanation.history_used,
+            candidates=explanation.candidates_tried,
         ),
         timing=Timing(
             queue_ms=_ms(done.queue_s),

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
+
+from explain.verifier import PROBLEMS
 
 
 class ErrorBody(BaseModel):
@@ -30,6 +32,11 @@ class Usage(BaseModel):
     input_tokens: int = Field(description="Encoder input tokens after truncation.")
     output_tokens: int = Field(description="Tokens generated.")
     history_used: int = Field(description="History items that fit into the input budget.")
+    candidates: int = Field(
+        default=1,
+        description="Candidate sentences checked: 1 when the greedy answer passed; more when "
+        "it failed and a beam search's n-best were checked too.",
+    )
 
 
 class Timing(BaseModel):
@@ -38,20 +45,86 @@ class Timing(BaseModel):
     total_ms: float = Field(description="Time from the request's arrival to its answer.")
 
 
+Strength = Literal["basic", "strong"]
+
+
+class SharedGenreEvidence(BaseModel):
+    """The history shares one of the item's genres (basic: at least 2 films and 10 % of the
+    history with known genres; strong, for words such as "clearly" or "keep coming back to":
+    at least 3 films and 40 %)."""
+
+    claim: Literal["shared_genre"]
+    genre: str = Field(examples=["Horror"])
+    share: str = Field(description="History films with the genre / with known genres.")
+    strength: Strength
+    history: list[str] = Field(description="The most recent history films with the genre.")
+
+
+class EraEvidence(BaseModel):
+    """The history leans to the item's decade (basic: at least 2 films and half of the dated
+    history; strong: at least 3 and 60 %)."""
+
+    claim: Literal["era"]
+    decade: str = Field(examples=["1980s"])
+    share: str = Field(description="History films from the decade / with a known year.")
+    strength: Strength
+    history: list[str] = Field(description="History films from the decade that are named.")
+
+
+class TitleRef(BaseModel):
+    title: str
+    shared_genres: list[str] = Field(description="Genres this film shares with the item.")
+
+
+class TitleEvidence(BaseModel):
+    """`similar_title`: a named history film is said to be like the item (it must share a
+    genre with it); `history_reference`: a named history film is only mentioned."""
+
+    claim: Literal["similar_title", "history_reference"]
+    titles: list[TitleRef]
+
+
+class NoveltyEvidence(BaseModel):
+    """The item is a departure: no history film shares its genres (all genres known), or
+    there is no history."""
+
+    claim: Literal["novelty"]
+    genres: list[str] = Field(description="The item's genres.")
+    share: str = Field(description="History films sharing one of them / with known genres.")
+
+
+class ItemFactEvidence(BaseModel):
+    """Something the request says about the item itself (a genre, the year)."""
+
+    claim: Literal["item_fact"]
+    genres: list[str]
+    year: int | None
+
+
+Evidence = Annotated[
+    SharedGenreEvidence | EraEvidence | TitleEvidence | NoveltyEvidence | ItemFactEvidence,
+    Field(discriminator="claim"),
+]
+
+
 class ExplainResponse(BaseModel):
     explanation: str
     user_known: bool = Field(
         description="False when the user id is unknown and the explanation is content-based."
     )
+    evidence: list[Evidence] = Field(
+        default_factory=list,
+        description="What the served sentence claims and the request facts that support each "
+        "claim (every claim is checked against its rule before the sentence is served).",
+    )
     fallback: bool = Field(
         default=False,
-        description="True when the model's text was unusable (no words, a slot it began but "
-        "could not fill, a stutter or a loop) and a fixed evidence sentence, filled from the "
-        "request, was served instead.",
+        description="True when no candidate the model wrote passed the verifier and a fixed "
+        "evidence sentence, filled from the request and checked by the same rules, was served.",
     )
     fallback_reason: str | None = Field(
         default=None,
-        description="Why the fallback was served: no_words, dangling_slot, stutter or looping.",
+        description="Why the model's first candidate was refused: " + ", ".join(PROBLEMS) + ".",
     )
     model: ModelRef
     usage: Usage

@@ -42,7 +42,7 @@ def tiny_config():
             seed=3,
             threads=1,
         ),
-        quality_gate=False,
+        force=True,
         max_new_tokens=16,
     )
 

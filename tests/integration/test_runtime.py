@@ -6,9 +6,11 @@ import pytest
 
 from explain.errors import ModelLoadError
 from explain.explainer import DecodeSettings
+from explain.input_format import FORMAT_VERSION
 from explain.items import Item
 from explain.session import ProviderError
 from explain.types import ExplainJob
+from explain.verifier import Verifier
 from model_store.store import ModelStore
 from service.loader import load_explainer
 from training.modeling import PrismMeta
@@ -43,7 +45,11 @@ def engine(tiny_store):
 def test_engine_reports_what_it_loaded(engine, tiny_store):
     info = engine.info
     assert (info.name, info.version, info.provider) == (tiny_store.name, tiny_store.version, "cpu")
-    assert info.input_format == "prism-evidence/1" and info.num_users == 8 and info.d_model == 64
+    assert (
+        info.input_format == f"prism-evidence/{FORMAT_VERSION}"
+        and info.num_users == 8
+        and info.d_model == 64
+    )
 
 
 def test_known_and_unknown_users_both_get_explanations(engine, tiny_store):
@@ -158,3 +164,35 @@ def test_a_request_beyond_the_model_fails_alone(engine):
 
     with pytest.raises(PrepareError, match="exceeds the model's limit"):
         engine.prepare(ExplainJob("u", HISTORY, ITEM, 10_000, 1))
+
+
+GOOD = "<item> is a <g1> film, like others you have watched."
+
+
+def test_a_refused_first_answer_gets_a_beam_second_pass(tiny_store, monkeypatch):
+    engine = engine_for(tiny_store.store_dir, tiny_store.name)
+    written = iter(["<item> is a fresh pick that could widen your taste.", GOOD])
+    monkeypatch.setattr(engine.tokenizer, "decode", lambda ids: next(written, GOOD))
+    (result,) = engine.explain([ExplainJob("u", HISTORY, ITEM, 8, 1)])
+    assert not result.fallback and result.candidates_tried == 2
+    assert result.text == "Back to the Future is a sci-fi film, like others you have watched."
+    assert result.evidence == (
+        {
+            "claim": "shared_genre",
+            "genre": "Sci-Fi",
+            "share": "3/3",
+            "strength": "strong",
+            "history": ["The Thing", "Star Wars", "E.T. the Extra-Terrestrial"],
+        },
+    )
+
+
+def test_when_no_candidate_passes_the_checked_evidence_sentence_is_served(tiny_store, monkeypatch):
+    engine = engine_for(tiny_store.store_dir, tiny_store.name)
+    monkeypatch.setattr(engine.tokenizer, "decode", lambda ids: GOOD)
+    engine.verifier = Verifier(frozenset({"a sentence the model never writes."}))
+    (result,) = engine.explain([ExplainJob("u", HISTORY, ITEM, 8, 1)])
+    assert result.fallback and result.fallback_reason == "unknown_sentence"
+    assert result.candidates_tried == 1 + engine.decode.candidates
+    assert result.text == "Back to the Future shares sci-fi with The Thing, which you watched."
+    assert [e["claim"] for e in result.evidence] == ["shared_genre", "similar_title"]

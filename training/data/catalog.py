@@ -83,6 +83,15 @@ def _raw_catalog() -> tuple[dict[str, Any], ...]:
     return tuple(films)
 
 
+def alternate_titles() -> dict[str, str]:
+    """Item id -> the original-language title, for the films that have one ("alt")."""
+    return {
+        str(film["id"]): str(film["alt"])
+        for film in _raw_catalog()
+        if isinstance(film.get("alt"), str) and film["alt"].strip()
+    }
+
+
 def load_catalog() -> dict[str, Item]:
     """The sample catalogue, validated, keyed by item id in file order ("f001" first).
 

@@ -17,7 +17,7 @@ from typing import TypeVar
 from explain.evidence import compute_evidence
 from explain.items import Item
 from training.aspects import ASPECTS, Aspect
-from training.data.catalog import decade_of, load_catalog
+from training.data.catalog import alternate_titles, decade_of, load_catalog
 from training.data.sequences import build_dataset, make_samples, user_sequences
 from training.data.types import SPLITS, Dataset, Interaction, Sample, UserProfile
 
@@ -71,15 +71,21 @@ class _Catalog:
         return sorted({k for g in genres for k in self.by_genre.get(g, ())})
 
 
-def _tastes(rng: random.Random, cat: _Catalog) -> tuple[tuple[str, ...], tuple[int, ...]]:
-    """Genres weighted by how many films have them, then decades where those genres are."""
-    genres = _weighted_sample(rng, cat.genre_counts, rng.randint(1, 3))
+def _tastes(
+    rng: random.Random, cat: _Catalog, *, broad: bool
+) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """Genres weighted by how many films have them, then decades where those genres are:
+    1-3 genres and 1-2 decades for a focused user, 3-6 and 3-5 for a broad one."""
+    genres = _weighted_sample(
+        rng, cat.genre_counts, rng.randint(3, 6) if broad else rng.randint(1, 3)
+    )
     decade_counts: dict[int, int] = {}
     for k in cat.liked(genres):
         decade = cat.decades[k]
         if decade is not None:
             decade_counts[decade] = decade_counts.get(decade, 0) + 1
-    decades = _weighted_sample(rng, dict(sorted(decade_counts.items())), rng.randint(1, 2))
+    wanted = rng.randint(3, 5) if broad else rng.randint(1, 2)
+    decades = _weighted_sample(rng, dict(sorted(decade_counts.items())), wanted)
     return tuple(genres), tuple(sorted(decades))
 
 
@@ -143,11 +149,15 @@ def generate_users(
     max_len: int = 60,
     taste_fraction: float = 0.85,
     cold_users: int = 0,
+    broad_share: float = 0.4,
+    broad_taste_fraction: float = 0.5,
 ) -> tuple[list[Interaction], dict[str, UserProfile]]:
     """Interactions (grouped by user, each user's in time order) and each user's profile.
 
     Deterministic in `seed`. Regular users are "s0001"...; `cold_users` more ("c0001"...)
     interact only after every regular user, so a time split puts them in test alone.
+    A `broad_share` of users have broad, noisy tastes (many genres and decades, and only
+    half their history from them), as real users do; the rest are focused.
     """
     if not 2 <= min_len <= max_len:
         raise ValueError(f"need 2 <= min_len <= max_len, got {min_len}, {max_len}")
@@ -156,6 +166,8 @@ def generate_users(
     aspect_rng = random.Random(f"prism-synthetic-aspect-{seed}")
     # Another one for the phrasing style, so adding it left tastes and aspects unchanged.
     voice_rng = random.Random(f"prism-synthetic-voice-{seed}")
+    # And one for breadth, so that the tastes of focused users stay as they were.
+    breadth_rng = random.Random(f"prism-synthetic-breadth-{seed}")
     cat = _Catalog(catalog)
     interactions: list[Interaction] = []
     profiles: dict[str, UserProfile] = {}
@@ -164,13 +176,15 @@ def generate_users(
     for prefix, count, start, span in groups:
         for number in range(1, count + 1):
             user_id = f"{prefix}{number:04d}"
-            genres, decades = _tastes(rng, cat)
+            broad = breadth_rng.random() < broad_share
+            genres, decades = _tastes(rng, cat, broad=broad)
             aspect: Aspect = aspect_rng.choice(ASPECTS)
             voice = voice_rng.randrange(VOICES)
             profile = UserProfile(user_id, genres, decades, aspect, voice)
             profiles[user_id] = profile
             length = rng.randint(min_len, max_len)
-            sequence = _sequence(rng, cat, profile, length, taste_fraction)
+            fraction = broad_taste_fraction if broad else taste_fraction
+            sequence = _sequence(rng, cat, profile, length, fraction)
             times = _timestamps(rng, len(sequence), start, span)
             interactions += [
                 Interaction(user_id, item.item_id or item.title, t)
@@ -219,6 +233,7 @@ def build_synthetic_dataset(
     )
     for sequence in user_sequences(catalog, cold, ds.skipped).values():
         ds.samples["test"] += make_samples(catalog, sequence, max_history=max_history)
+    ds.alternates = alternate_titles()
     return ds
 
 
@@ -228,8 +243,8 @@ def aspect_evidence(sample: Sample, aspect: Aspect) -> bool:
     if aspect == "genre":
         return bool(evidence.shared)
     if aspect == "era":
-        return evidence.decade_count > 0
-    return evidence.similar_by_content
+        return evidence.era != "none"
+    return bool(evidence.similar)
 
 
 def evidence_rates(ds: Dataset, splits: Sequence[str] = SPLITS) -> dict[str, float]:

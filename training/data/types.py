@@ -80,3 +80,5 @@ class Dataset:
     user_index: dict[str, int]  # built from train only; rows start at 1 (0 = unknown user)
     skipped: SkipLog = field(default_factory=SkipLog)
     profiles: dict[str, UserProfile] = field(default_factory=dict)  # synthetic data only
+    # Item id -> an alternate (original-language) title, where the catalogue has one.
+    alternates: dict[str, str] = field(default_factory=dict)

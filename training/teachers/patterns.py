@@ -1,27 +1,31 @@
 """The grounded teacher's sentence patterns: data, kept apart from the logic that picks them.
 
 Patterns are written with the student's slot tokens (`<item>`, `<gK>`, `<aK>`, `<dec>`,
-`<decs>`, `<year>`, `<sK>`) plus two placeholders the teacher expands first: `{genres}`
-(one or two shared-genre slots) and `{similar}` (one or two similar-title slots). They are
-filled with the request's own values, so a pattern can only ever name what the request
-contains. No pattern states how many films share a genre or a decade ("a lot of", "several"):
-a student copies such words without their counts, so they would be claims no slot controls.
+`<decs>`, `<year>`, `<sK>`, `<eK>`, `<hK>`) plus two placeholders the teacher expands first:
+`{genres}` (one or two shared-genre slots) and `{similar}` (one or two similar-title slots).
+They are filled with the request's own values, so a pattern can only name what the request
+contains, and each says only what the claim rules (`explain.claims`) support for it:
 
-Each pattern lists the facts it needs (`needs`); the teacher only picks patterns whose needs
-the request meets, which is what keeps a claim like "both are from the 1980s" true:
+- `needs` lists the facts a pattern requires of the request (below);
+- `strong` marks a pattern with intensity wording ("keep coming back", "clearly", "streak"),
+  which needs strong support for every genre (or the era) it names.
 
-- `one` / `two`: one or two genres (or similar titles) are being named
-- `a1`: the item has a feature the history lacks
-- `s1`: there is a similar history title
-- `g`: a shared genre with enough support
-- `s1g1`: the most similar title has the `<g1>` genre
-- `s1dec`: the most similar title is from the item's decade
-- `hist`: the history is not empty (a cold-start request has no "usual picks" to speak of)
+Facts:
 
-Rules for new patterns: the first evidence slot decides the aspect a pattern is read as
-(`training.aspects.aspect_of`), so a genre pattern must use a genre slot before any other;
-and avoid words that are also genres ("history", "family", "action", "drama", "war") or
-short titles ("it", "up", "heat"), since delexicalising matches them case-insensitively.
+- `hist` / `cold`: the history is / is not empty
+- `h1`, `h2`: one or two nameable history titles the student's input lists
+- `a1`: the item has a genre the history lacks
+- `g`, `g2`: one or two supported shared genres (the genre aspect's `{genres}`)
+- `s1`, `s2`: one or two history titles sharing genres with the item
+- `s1g1`: the first of those has the `<g1>` genre
+- `era`: the history backs the item's decade; `e1`, `e2`: titles from that decade
+- `s1dec`: the most similar title is also from the item's decade (and the era is backed)
+- `novel`: the item's genres are rare or absent in the history (or there is none)
+- `year`: the item's year is known
+
+No pattern states how many films share a genre or a decade ("a lot of", "several"): a
+student copies such words without their counts. Every pattern is checked by the tests
+against `explain.claims.claims_in`, so the verifier reads each as the teacher meant it.
 """
 
 from __future__ import annotations
@@ -36,86 +40,82 @@ from training.aspects import Aspect
 class Pattern:
     text: str
     needs: frozenset[str] = frozenset()
+    strong: bool = False
 
 
 def _patterns(*rows: str | tuple[str, str]) -> tuple[Pattern, ...]:
     out = []
     for row in rows:
         text, needs = (row, "") if isinstance(row, str) else row
-        out.append(Pattern(text, frozenset(needs.split())))
+        tags = frozenset(needs.split())
+        out.append(Pattern(text, tags - {"strong"}, "strong" in tags))
     return tuple(out)
 
 
 MAIN: Mapping[Aspect, tuple[Pattern, ...]] = {
     "genre": _patterns(
-        "Since you keep coming back to {genres}, <item> is an easy pick for you.",
-        "<item> is a {genres} film, just like other titles you have enjoyed.",
-        "Your taste for {genres} makes <item> a natural next watch.",
+        "<item> is a {genres} film, like others you have watched.",
         "If you enjoy {genres}, <item> belongs on your list.",
-        "<item> brings the {genres} you clearly love.",
-        "A fan of {genres} like you should get a lot out of <item>.",
-        "<item> matches the {genres} streak in what you watch.",
-        "You have a soft spot for {genres}, which is exactly what <item> delivers.",
         "Looking for more {genres}? <item> is a strong choice.",
-        "<item> leans into {genres}, the kind of film you keep choosing.",
-        "Given how often you pick {genres}, <item> deserves a spot in your queue.",
         "<item> should click with you: a {genres} film, like others you have seen.",
-        "More {genres} is never a bad idea for you, and <item> is a good place to start.",
-        "You clearly enjoy {genres}, so <item> is worth a look.",
-        "<item> offers the {genres} you seek out again and again.",
-        "Your love of {genres} points straight to <item>.",
+        "Your taste for {genres} makes <item> a natural next watch.",
         "With {genres} at its core, <item> fits your taste well.",
-        "Because your picks lean toward {genres}, <item> is a smart recommendation.",
         "Pure {genres} from start to finish, <item> suits what you like to watch.",
-        (
-            "You have watched other {genres} films, and <item> is another one worth your time.",
-            "one",
-        ),
-        ("After the {genres} films you have watched, <item> is a natural next choice.", "one"),
-        ("<item> is a {genres} film, and you have seen others of that kind.", "one"),
+        ("<item> is a {genres} film, like <s1>.", "s1g1"),
+        ("You have watched other {genres} films, and <item> is another one worth your time.", ""),
+        ("After the {genres} films you have watched, <item> is a natural next choice.", ""),
+        ("Since you keep coming back to {genres}, <item> is an easy pick for you.", "strong"),
+        ("<item> brings the {genres} you clearly love.", "strong"),
+        ("<item> matches the {genres} streak in what you watch.", "strong"),
+        ("You have a soft spot for {genres}, which is exactly what <item> delivers.", "strong"),
+        ("<item> leans into {genres}, the kind of film you keep choosing.", "strong"),
+        ("Given how often you pick {genres}, <item> deserves a spot in your queue.", "strong"),
+        ("You clearly enjoy {genres}, so <item> is worth a look.", "strong"),
+        ("<item> offers the {genres} you seek out again and again.", "strong"),
+        ("Your love of {genres} points straight to <item>.", "strong"),
+        ("Because your picks lean toward {genres}, <item> is a smart recommendation.", "strong"),
+        ("A fan of {genres} like you should get a lot out of <item>.", "strong"),
     ),
     "era": _patterns(
-        "You have watched films from the <dec>, and <item> comes straight from that decade.",
-        "<item> is a <decs> film, and the <dec> clearly suit your taste.",
-        "Since you keep returning to the <dec>, <item> is a natural pick.",
-        "Your love of <decs> cinema makes <item> an easy recommendation.",
-        "<item>, released in <year>, belongs to the <dec> you keep returning to.",
-        "Like films you have watched before, <item> is from the <dec>.",
-        "If the <dec> are your era, <item> is one to add to the list.",
-        "<item> captures the <decs> feel that runs through your watching.",
-        "You have a clear taste for the <dec>, and <item> is a fine example of the decade.",
-        "From <year>, <item> fits the <dec> streak in what you watch.",
-        "For a fan of <decs> films like you, <item> is a strong pick.",
-        "Going by your <dec> picks, <item> should suit you.",
-        "<item> takes you back to the <dec>, a decade you clearly enjoy.",
-        "The <dec> keep showing in your picks, so <item> is a good fit.",
-        "<item> is pure <dec> cinema, just the period you seem to enjoy.",
-        "Your <decs> picks make <item>, from <year>, an obvious next watch.",
-        "Since you keep choosing films from the <dec>, <item> deserves a look.",
-        "Another trip to the <dec>: <item> matches an era you keep coming back to.",
-        "A <year> release, <item> fits right in with your <dec> favourites.",
-        "<item> comes from the <dec>, and films you picked do too.",
+        (
+            "You have watched films from the <dec>, and <item> comes straight from that decade.",
+            "era",
+        ),
+        ("Like films you have watched before, <item> is from the <dec>.", "era"),
+        ("<item> comes from the <dec>, and films you picked do too.", "era"),
+        ("Like <e1>, <item> comes from the <dec>.", "era e1"),
+        ("<item> is from the <dec>, like <e1> and <e2>.", "era e1 e2"),
+        ("From <year>, <item> sits with the <dec> films you have watched.", "era year"),
+        ("Going by your <dec> picks, <item> should suit you.", "era"),
+        ("<item> is pure <dec> cinema, from a decade you have watched.", "era"),
+        ("<item> is a <decs> film, and the <dec> clearly suit your taste.", "era strong"),
+        ("Since you keep returning to the <dec>, <item> is a natural pick.", "era strong"),
+        ("Your love of <decs> cinema makes <item> an easy recommendation.", "era strong"),
+        (
+            "<item>, released in <year>, belongs to the <dec> you keep returning to.",
+            "era year strong",
+        ),
+        ("If the <dec> are your era, <item> is one to add to the list.", "era strong"),
+        ("<item> captures the <decs> feel that runs through your watching.", "era strong"),
+        ("<item> takes you back to the <dec>, a decade you clearly enjoy.", "era strong"),
+        ("The <dec> keep showing in your picks, so <item> is a good fit.", "era strong"),
+        ("Another trip to the <dec>: <item> matches an era you keep coming back to.", "era strong"),
     ),
     "similar": _patterns(
         "If you enjoyed {similar}, <item> is a natural next watch.",
-        "<item> has a lot in common with {similar}, which you have watched.",
+        "<item> has much in common with {similar}, which you have watched.",
         "Because you watched {similar}, you are likely to enjoy <item>.",
         "<item> is very much in the same vein as {similar}.",
-        "A fan of {similar} like you should love <item>.",
         "You liked {similar}, so <item> should be a good fit.",
         "<item> sits right next to {similar} in spirit.",
-        "Coming from {similar}, <item> is an easy next step.",
         "<item> shares much of what made {similar} work for you.",
         "Think of <item> as a companion piece to {similar}.",
         "After {similar}, <item> is the obvious follow-on.",
         "<item> should appeal to you for the same reasons {similar} did.",
-        "Your time with {similar} suggests <item> will land well.",
         "If {similar} worked for you, so should <item>.",
         "<item> is cut from the same cloth as {similar}.",
-        "Since you picked {similar}, <item> is worth a look.",
-        "<item> echoes {similar} from your watch list.",
         "Much like {similar}, <item> should keep you hooked.",
-        "Having watched {similar}, you will likely enjoy <item> as well.",
+        "Having enjoyed {similar}, you will likely enjoy <item> as well.",
         "<item> would make a great double bill with {similar}.",
     ),
 }
@@ -125,16 +125,17 @@ SECOND: Mapping[Aspect, tuple[Pattern, ...]] = {
         ("On top of that, <item> adds a touch of <a1>.", "a1"),
         ("There is a dash of <a1> in the mix as well.", "a1"),
         ("You will feel at home here if you liked <s1>.", "s1"),
+        ("Like <s1>, this one is a <g1> film.", "s1g1"),
         "The film should feel familiar in the best way.",
         "Give this one a try on your next movie night.",
         "This one is a good match for your taste.",
-        "Expect the kind of story you keep choosing.",
     ),
     "era": _patterns(
         "The film has the style you seem to enjoy from that decade.",
-        "This one should feel right at home among your <decs> favourites.",
+        "This one should feel right at home among your <decs> picks.",
         ("Beyond the era, this is a <g1> film like others you have watched.", "g"),
         ("This one would sit well next to <s1>.", "s1"),
+        ("Like <e1>, it comes from that decade.", "e1"),
         "Very much a film of its time, in the best way.",
     ),
     "similar": _patterns(
@@ -146,12 +147,31 @@ SECOND: Mapping[Aspect, tuple[Pattern, ...]] = {
     ),
 }
 
-# No shared genre, decade or similar title: the item is a departure, and is said to be one.
-NO_EVIDENCE = _patterns(
-    "<item> is a fresh pick that could widen your taste.",
-    ("<item> is a <a1> film that brings something new to your list.", "a1"),
-    "Something different: <item> could be a pleasant surprise.",
-    ("<item> offers a change of pace from your usual picks.", "hist"),
-    ("<item>, a <a1> film, might open a new direction for you.", "a1"),
-    ("Try <item> for something outside your usual choices.", "hist"),
+# No aspect has support: the history is named as context, without claiming similarity; or
+# the item is a departure (and said to be one) when the history lacks its genres.
+CONTEXT = _patterns(
+    ("<item> was picked for you with <h1> and your other recent watches in mind.", "h1"),
+    ("Based on your recent watches, including <h1>, <item> is a pick for you.", "h1"),
+    ("Your recent watches, from <h1> to <h2>, led to <item>.", "h1 h2"),
+    ("With <h1> and <h2> among your recent watches, <item> is a pick worth trying.", "h1 h2"),
+    ("Since you recently watched <h1>, <item> is up next for you.", "h1"),
+    ("Picked with <h1> in mind, <item> is one to try next.", "h1"),
+    ("<item> follows on from your recent watches, such as <h1>.", "h1"),
+    ("You recently watched <h1> and <h2>, and <item> is next on the list.", "h1 h2"),
+    ("<item> comes recommended on the strength of your recent watches, <h1> among them.", "h1"),
+    ("Fresh from <h1>? <item> is a good one to queue up next.", "h1"),
+)
+NOVEL = _patterns(
+    ("<item> is a fresh pick that could widen your taste.", "novel"),
+    ("<item> is a <a1> film that brings something new to your list.", "novel a1 hist"),
+    ("Something different: <item> could be a pleasant surprise.", "novel hist"),
+    ("<item> offers a change of pace from <h1> and your usual picks.", "novel h1"),
+    ("<item>, a <a1> film, might open a new direction for you.", "novel a1 hist"),
+    ("Try <item> for something outside your usual choices.", "novel hist"),
+)
+COLD = _patterns(
+    ("<item> is a fresh pick for you.", "cold"),
+    ("<item> is a <a1> film worth a look.", "cold a1"),
+    ("Something to start with: <item>, a <a1> film.", "cold a1"),
+    ("<item> is a good place to start.", "cold"),
 )

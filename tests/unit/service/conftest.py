@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import os
 import threading
 import time
@@ -21,7 +22,7 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 
-from explain.evidence import Evidence
+from explain.evidence import compute_evidence
 from explain.explainer import BatchGeneration, BatchTimings, Generation, Prepared
 from explain.input_format import StudentInput
 from explain.types import ExplainJob, Explanation, ModelInfo
@@ -47,7 +48,7 @@ def prepared_for(job: ExplainJob) -> Prepared:
         text=f"item: {job.item.title}",
         input_ids=ids,
         slot_values={"<item>": job.item.title},
-        evidence=Evidence((), (), None, 0, (), len(job.history)),
+        evidence=compute_evidence(tuple(reversed(job.history)), job.item),
         history_used=len(job.history),
         history_given=len(job.history),
     )
@@ -78,6 +79,7 @@ class ScriptedEngine:
         warmup_gate: threading.Event | None = None,
         fail_prepare_users: Sequence[str] = (),
         fail_finish_users: Sequence[str] = (),
+        retry_users: Sequence[str] = (),
     ) -> None:
         self.delay_s = delay_s
         self.fail_batches = set(fail_batches)  # 1-based batch numbers that raise
@@ -86,6 +88,7 @@ class ScriptedEngine:
         self.warmup_gate = warmup_gate
         self.fail_prepare_users = set(fail_prepare_users)
         self.fail_finish_users = set(fail_finish_users)
+        self.retry_users = set(retry_users)  # their first answer fails the verifier
         self.gate = threading.Event()
         self.gate.set()
         self.batches: list[list[ExplainJob]] = []
@@ -126,18 +129,29 @@ class ScriptedEngine:
             generations = generations[:-1]
         return BatchGeneration(generations, TIMINGS, [len(batch)])
 
-    def finish(self, prepared: Prepared, generation: Generation) -> Explanation:
+    def finish(
+        self, prepared: Prepared, generation: Generation, *, last: bool = False
+    ) -> Explanation:
         job = prepared.job
         if job.user_id in self.fail_finish_users:
             raise RuntimeError(f"scripted failure finishing {job.user_id}")
         liked = job.history[-1].title if job.history else "what you watch"
+        failed = job.user_id in self.retry_users and not prepared.final
+        if failed and not last:
+            return Explanation("", prepared.user_known, 1, 1, 0, retry=True,
+                               fallback_reason="unknown_sentence")  # fmt: skip
         return Explanation(
             text=f"Because you liked {liked}, try {job.item.title}. [{job.user_id}]",
             user_known=prepared.user_known,
             input_tokens=len(prepared.student.input_ids),
             output_tokens=min(7, prepared.max_new_tokens),
             history_used=len(job.history),
+            fallback_reason="unknown_sentence" if failed else None,
+            candidates_tried=1 + prepared.num_return if prepared.final else 1,
         )
+
+    def widen(self, prepared: Prepared) -> Prepared:
+        return dataclasses.replace(prepared, num_beams=4, num_return=4, final=True)
 
 
 EXAMPLE: dict[str, Any] = {

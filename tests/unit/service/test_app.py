@@ -56,7 +56,13 @@ async def test_explain_returns_the_documented_shape(
     )
     assert body["user_known"] is True
     assert body["model"] == {"name": "prism-test", "version": "2026-01-01.1"}
-    assert body["usage"] == {"input_tokens": 20, "output_tokens": 7, "history_used": 2}
+    assert body["usage"] == {
+        "input_tokens": 20,
+        "output_tokens": 7,
+        "history_used": 2,
+        "candidates": 1,
+    }
+    assert body["evidence"] == [] and body["fallback"] is False
     assert set(body["timing"]) == {"queue_ms", "inference_ms", "total_ms"}
     assert body["timing"]["total_ms"] >= body["timing"]["inference_ms"]
     assert SERVER_TIMING.match(response.headers["server-timing"])

@@ -13,7 +13,8 @@ import pytest
 from explain.explainer import BatchTimings
 from explain.items import Item
 from explain.types import ExplainJob
-from service.batching import DynamicBatcher, Generated, collect_batch, group_by
+from service.batching import DynamicBatcher, Generated
+from service.collect import collect_batch, group_by
 from service.errors import (
     BatchFailedError,
     DeadlineExceededError,

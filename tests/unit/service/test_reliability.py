@@ -306,3 +306,37 @@ async def test_openapi_documents_every_error_status_and_the_slate_entries(
     entry = slate["items"]["anyOf"][0]  # an ExplainRequest, inline or by reference
     assert entry.get("$ref", "").endswith("/ExplainRequest") or "user_id" in entry["properties"]
     assert "its own `error`" in slate["items"]["anyOf"][1]["description"]
+
+
+async def test_an_answer_failing_the_verifier_gets_a_second_pass(
+    serve_app: Any, make_engine: Any, example: dict[str, Any]
+) -> None:
+    engine = make_engine(retry_users=["picky"])
+    async with serve_app(engine) as (_, client):
+        response = await client.post("/v1/explanations", json=example | {"user_id": "picky"})
+        served = await sample(client, "prism_second_pass_total", outcome="served")
+        fallbacks = await sample(
+            client, "prism_fallback_explanations_total", reason="unknown_sentence"
+        )
+    body = response.json()
+    assert response.status_code == 200 and body["fallback"] is False
+    assert body["explanation"].endswith("[picky]")
+    assert body["usage"]["candidates"] == 5  # the greedy one, then a beam's 4 best
+    assert [[j.user_id for j in b] for b in engine.batches] == [["picky"], ["picky"]]
+    assert served == 1 and fallbacks == 0
+
+
+async def test_a_second_pass_that_cannot_run_serves_the_checked_fallback(
+    serve_app: Any, make_engine: Any, example: dict[str, Any]
+) -> None:
+    engine = make_engine(retry_users=["picky"], fail_batches=[2])
+    async with serve_app(engine) as (_, client):
+        response = await client.post("/v1/explanations", json=example | {"user_id": "picky"})
+        skipped = await sample(client, "prism_second_pass_total", outcome="skipped")
+        fallbacks = await sample(
+            client, "prism_fallback_explanations_total", reason="unknown_sentence"
+        )
+    body = response.json()
+    assert response.status_code == 200
+    assert body["fallback"] is True and body["fallback_reason"] == "unknown_sentence"
+    assert skipped == 1 and fallbacks == 1

@@ -68,3 +68,11 @@ def test_rejects_bad_values(overrides: dict[str, object]) -> None:
 
 def test_empty_api_key_means_auth_off() -> None:
     assert Settings(api_key="").api_key_value is None  # type: ignore[arg-type]
+
+
+def test_the_second_pass_width_reaches_the_decode_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PRISM_SECOND_PASS_CANDIDATES", "1")
+    assert Settings().decode().candidates == 1  # no second pass: the evidence sentence at once
+    monkeypatch.setenv("PRISM_SECOND_PASS_CANDIDATES", "0")
+    with pytest.raises(ValidationError):
+        Settings()

@@ -35,7 +35,7 @@ def test_delexicalise_maps_titles_features_and_decades_to_slots():
     out = delexicalise(text, RECENT_FIRST, BTTF, ev, history_used=3)
     assert (
         out
-        == "<item> is a <g1> <a1> from the <dec>, like <s1> and <h2>, made in <year> - pure <decs> fun."
+        == "<item> is a <g1> <a1> from the <dec>, like <s1> and <s2>, made in <year> - pure <decs> fun."
     )
     values = slots.slot_values(RECENT_FIRST, BTTF, ev, history_used=3)
     assert fill_slots(out, values).text.startswith("Back to the Future is a sci-fi comedy")

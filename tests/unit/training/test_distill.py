@@ -94,6 +94,10 @@ class Recording:
     def last_aspects(self):
         return self.inner.last_aspects
 
+    @property
+    def last_templates(self):
+        return self.inner.last_templates
+
     def explain(self, requests):
         if self.interrupt_after is not None and len(self.asked) >= self.interrupt_after:
             raise KeyboardInterrupt
@@ -131,7 +135,7 @@ def test_records_carry_the_request_the_texts_and_their_slot_templates(tmp_path):
             "title": sample.item.title,
             "attributes": {"genres": list(sample.item.features)},
         }
-        assert record.teacher == "grounded/1" and record.template == "oracle-faithful/1"
+        assert record.teacher == "grounded/2" and record.template == "oracle-faithful/1"
         assert record.aspect == aspect_of(record.target)
         if record.teacher_aspect is not None:
             assert record.aspect == record.teacher_aspect

@@ -129,17 +129,17 @@ def test_years_and_decades_are_claims():
 
 def test_aspect_match_counts_only_eligible_examples():
     examples = [
-        # era, eligible (E.T. is from the '80s too), written as era -> match
+        # era, eligible (E.T. and The Thing: two '80s films of two), written as era -> match
         ExplanationExample(
-            (ET,),
+            (ET, THING),
             BTTF,
             "Back to the Future is from the 1980s.",
             "<item> is from the <dec>.",
             "era",
         ),
-        # genre, eligible (shared Sci-Fi), written as "similar" -> no match
+        # genre, eligible (both share Sci-Fi), written as "similar" -> no match
         ExplanationExample(
-            (STAR_WARS,),
+            (STAR_WARS, THING),
             BTTF,
             "Back to the Future is like Star Wars.",
             "<item> is like <s1>.",
@@ -155,25 +155,32 @@ def test_aspect_match_counts_only_eligible_examples():
         ExplanationExample(
             (STAR_WARS,), BTTF, "Back to the Future is like Star Wars.", aspect="similar"
         ),
+        # genre, with one sci-fi film in the history: one film is no pattern, not eligible
+        ExplanationExample(
+            (STAR_WARS,), BTTF, "Back to the Future is sci-fi.", "<item> is <g1>.", "genre"
+        ),
     ]
     scores = evaluate_explanations(examples, MATCHER, features=VOCABULARY)
-    assert scores["aspect_profiles"] == 4
+    assert scores["aspect_profiles"] == 5
     assert scores["aspect_eligible"] == 3
     assert scores["aspect_match"] == pytest.approx(2 / 3)
+    # era 1/1, genre 0/1, similar 1/1: each preferred aspect weighs the same.
+    assert scores["aspect_match_macro"] == pytest.approx(2 / 3)
     assert judge(examples[4], MATCHER, LEXICON).aspect == "similar"
-    # With the grounded teacher's thresholds one '80s film (or one sci-fi film) in a history
-    # of one is not enough support for "era"/"genre": only the "similar" example remains.
-    strict = evaluate_explanations(examples, MATCHER, features=VOCABULARY, min_support=2)
-    assert strict["aspect_eligible"] == 1 and strict["aspect_match"] == 1.0
 
 
 def test_unfilled_slot_rate():
     examples = [
         # only one shared genre: <g2> cannot be filled
         ExplanationExample(
-            (STAR_WARS,), BTTF, "Back to the Future is sci-fi and.", "<item> is <g1> and <g2>."
+            (STAR_WARS, THING),
+            BTTF,
+            "Back to the Future is sci-fi and.",
+            "<item> is <g1> and <g2>.",
         ),
-        ExplanationExample((STAR_WARS,), BTTF, "Back to the Future is sci-fi.", "<item> is <g1>."),
+        ExplanationExample(
+            (STAR_WARS, THING), BTTF, "Back to the Future is sci-fi.", "<item> is <g1>."
+        ),
         ExplanationExample((STAR_WARS,), BTTF, "Back to the Future.", unfilled=("<s2>",)),
         ExplanationExample((STAR_WARS,), BTTF, "Back to the Future is <g1>."),  # raw slot
     ]
@@ -189,24 +196,11 @@ def test_from_sample_takes_the_profile_aspect():
     assert example.recent_first == [STAR_WARS, ET]
 
 
-def test_evidence_thresholds():
+def test_evidence_follows_the_claim_rules():
     history = (STAR_WARS, THING, ET, ANNIE)  # 3 of 4 share Sci-Fi; 2 of 4 are from the '80s
     ev = compute_evidence(list(reversed(history)), BTTF)
-    assert has_evidence_for("genre", ev, min_support=3)
-    assert not has_evidence_for("genre", ev, min_support=4)
-    assert has_evidence_for("era", ev, min_support=2, min_share=0.5)  # The Thing and E.T.
-    assert not has_evidence_for("era", ev, min_support=2, min_share=0.6)
+    assert has_evidence_for("genre", ev) and ev.shared[0].level == "strong"
+    assert has_evidence_for("era", ev) and ev.era == "basic"  # half: not "clearly"
     assert has_evidence_for("similar", ev)
-
-
-def test_a_short_title_from_the_request_is_a_title_not_a_year_claim():
-    from explain.items import Item
-    from training.faithfulness import TitleMatcher
-    from training.faithfulness_metrics import ExplanationExample, evaluate_explanations
-
-    war = Item("1917 (2019)", "a", {"genres": ["War"]})
-    dunkirk = Item("Dunkirk (2017)", "b", {"genres": ["War"]})
-    example = ExplanationExample((war,), dunkirk, "Dunkirk is very much in the same vein as 1917.")
-    scores = evaluate_explanations([example], TitleMatcher([war, dunkirk]))
-    assert scores["attribute_claims"] == 0
-    assert scores["history_grounding_rate"] == 1.0 and scores["item_mention_rate"] == 1.0
+    lone = compute_evidence([HEAT, WESTERN], BTTF)
+    assert not any(has_evidence_for(a, lone) for a in ("genre", "era", "similar"))

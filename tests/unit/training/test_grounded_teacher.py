@@ -3,9 +3,11 @@ import re
 from collections import Counter, defaultdict
 
 from explain import slots
-from explain.evidence import compute_evidence
+from explain.claims import claims_in
+from explain.evidence import compute_evidence, similar_capable
 from explain.items import Item
 from explain.rendering import fill_slots
+from explain.verifier import Verifier
 from training.aspects import ASPECTS, aspect_of
 from training.data.types import Sample, UserProfile
 from training.delexicalise import delexicalise
@@ -97,6 +99,19 @@ def make_catalogue(seed=7):
 CATALOGUE = make_catalogue()
 
 
+def focused_catalogue(seed=5):
+    """Mostly 1980s films in four genres: every aspect is well supported."""
+    rng = random.Random(seed)
+    return [
+        Item(
+            f"{t} ({rng.randrange(1980, 1990) if rng.random() < 0.8 else rng.randrange(1950, 2010)})",
+            str(k),
+            {"genres": rng.sample(GENRES[:4], rng.randint(1, 2))},
+        )
+        for k, t in enumerate(TITLES)
+    ]
+
+
 def random_requests(n, seed=0, catalogue=CATALOGUE):
     rng = random.Random(seed)
     out = []
@@ -141,7 +156,7 @@ def strip_titles(text, items):
 def test_explanations_are_faithful_over_many_random_requests():
     teacher = GroundedTeacher()
     matcher = TitleMatcher(CATALOGUE)
-    requests = random_requests(300)
+    requests = random_requests(150) + random_requests(150, catalogue=focused_catalogue())
     texts = teacher.explain(requests)
     lengths = []
     for request, text in zip(requests, texts, strict=True):
@@ -162,6 +177,15 @@ def test_explanations_are_faithful_over_many_random_requests():
                 assert int(short) == sample.item.year % 100 // 10 * 10, text
             else:
                 assert int(year) == sample.item.year, text
+        # Every claim it makes holds under the written rules (the verifier's own check).
+        explanation = teacher.compose(sample, request.profile)
+        rf = recent(sample)
+        ev = compute_evidence(rf, sample.item)
+        values = slots.slot_values(rf, sample.item, ev, len(rf))
+        verdict, _filled = Verifier(None).check(
+            explanation.template, values, ev, similar_capable(rf, sample.item)
+        )
+        assert verdict.ok, (verdict.problem, explanation.template, text)
         # Delexicalising and filling again gives back the text: every mention has a slot.
         # (Up to case: fill_slots capitalises after a title's own full stop, "E.T. The".)
         target, values = delex(sample, text)
@@ -177,31 +201,36 @@ def test_explanations_are_faithful_over_many_random_requests():
 
 def test_era_is_only_claimed_when_the_decade_is_really_shared():
     teacher = GroundedTeacher()
-    for request in random_requests(200, seed=3):
+    for request in random_requests(200, seed=3, catalogue=focused_catalogue()):
         explanation = teacher.compose(request.sample, request.profile)
         ev = compute_evidence(recent(request.sample), request.sample.item)
         if explanation.aspect == "era":
-            assert ev.decade_count >= 2 and ev.decade_count / ev.history_size >= 0.1
+            assert ev.era != "none" and ev.decade_count >= 2
+            assert ev.decade_count / ev.dated >= 0.5
         if explanation.aspect == "genre":
-            assert ev.shared and ev.shared[0][1] >= 2
+            assert ev.shared and ev.shared[0].count >= 2
 
 
 def test_output_is_deterministic_per_seed_and_sample():
-    requests = random_requests(60, seed=1)
+    requests = random_requests(60, seed=1, catalogue=focused_catalogue())
     first = GroundedTeacher(seed=0).explain(requests)
     assert GroundedTeacher(seed=0).explain(requests) == first
-    # Batch composition does not matter: each sample has its own RNG.
+    # Batch composition does not matter: each sample has its own choice.
     assert GroundedTeacher(seed=0).explain(requests[::-1]) == first[::-1]
-    other = GroundedTeacher(seed=1).explain(requests)
-    assert sum(a != b for a, b in zip(first, other, strict=True)) > 30
+    # By default the wording of a request without a user style is a function of what the
+    # input shows (the student can learn it); with that off, the seed decides.
+    assert GroundedTeacher(seed=1).explain(requests) == first
+    random_0 = GroundedTeacher(seed=0, visible_choice=False).explain(requests)
+    random_1 = GroundedTeacher(seed=1, visible_choice=False).explain(requests)
+    assert sum(a != b for a, b in zip(random_0, random_1, strict=True)) > 25
 
 
 def test_wording_varies_widely_within_each_aspect():
-    teacher = GroundedTeacher()
+    teacher = GroundedTeacher(visible_choice=False)  # the pools' range, not one chooser's
     mains, templates = defaultdict(set), defaultdict(set)
-    for request in random_requests(500, seed=11):
+    for request in random_requests(600, seed=11, catalogue=focused_catalogue()):
         explanation = teacher.compose(request.sample, request.profile)
-        target, _ = delex(request.sample, explanation.text)
+        target = explanation.template
         if explanation.aspect is None:
             continue
         assert aspect_of(target) == explanation.aspect, (target, explanation)
@@ -210,7 +239,7 @@ def test_wording_varies_widely_within_each_aspect():
     for aspect in ASPECTS:
         assert len(MAIN[aspect]) >= 12 and len(SECOND[aspect]) >= 5
         assert len(mains[aspect]) >= 12, (aspect, len(mains[aspect]))
-        assert len(templates[aspect]) >= 40, (aspect, len(templates[aspect]))
+        assert len(templates[aspect]) >= 35, (aspect, len(templates[aspect]))
     assert sum(len(MAIN[a]) for a in ASPECTS) >= 36
 
 
@@ -287,18 +316,22 @@ def test_unknown_user_gets_the_aspect_with_the_strongest_evidence():
     assert choose_aspect({"era": 0.1, "similar": 0.9}, "genre") == "similar"
 
 
-def test_the_users_own_genres_come_first():
-    history = tuple(
-        _item(t, 1995, "Comedy", "Sci-Fi")
-        for t in ["Galaxy Quest", "Men in Black", "Mars Attacks!"]
+def test_intensity_wording_only_with_strong_support():
+    two_of_five = (
+        _item("Alien", 1979, "Sci-Fi"),
+        _item("Heat", 1995, "Crime"),
+        _item("Fargo", 1996, "Crime"),
+        _item("Blade Runner", 1982, "Sci-Fi"),
+        _item("Casablanca", 1942, "Romance"),
     )
-    history += (_item("Contact", 1997, "Sci-Fi"),)
-    teacher = GroundedTeacher(two_p=0.0)
-    for k in range(20):
-        sample = Sample(f"u{k}", history, ITEM, k)
-        text = teacher.compose(sample, _profile("genre", genres=("Comedy",))).text
-        assert "comedy" in text.lower(), text
-        assert "sci-fi" not in text.lower().split(".")[0], text
+    teacher = GroundedTeacher()
+    for k in range(30):
+        profile = UserProfile("u", ("Sci-Fi",), (1980,), "genre", voice=k)
+        explanation = teacher.compose(Sample(f"u{k}", two_of_five, ITEM, k), profile)
+        assert explanation.aspect == "genre"
+        assert not any(u.strength == "strong" for u in claims_in(explanation.template)), (
+            explanation.text
+        )
 
 
 def test_explain_reports_the_aspect_of_each_result():
@@ -309,7 +342,7 @@ def test_explain_reports_the_aspect_of_each_result():
     for request, text, aspect in zip(requests, texts, teacher.last_aspects, strict=True):
         explanation = teacher.compose(request.sample, request.profile)
         assert (explanation.text, explanation.aspect) == (text, aspect)
-    assert teacher.name == "grounded/1" and GroundedTeacher(seed=3).name == "grounded/1+seed3"
+    assert teacher.name == "grounded/2" and GroundedTeacher(seed=3).name == "grounded/2+seed3"
 
 
 def test_titles_ending_in_punctuation_are_written_as_they_are():
@@ -329,8 +362,8 @@ def test_a_cold_start_is_never_told_about_its_usual_picks():
         if profile is not None:
             profile = UserProfile("u", ("Comedy",), (1980,), aspect, voice=k % 6)
         text = teacher.compose(Sample(f"u{k}", (), ITEM, k), profile).text
-        assert "usual" not in text, text
-        assert text.startswith(("Back to the Future", "Something different", "Try")), text
+        assert "usual" not in text and "watched" not in text, text
+        assert text.startswith(("Back to the Future", "Something to start with")), text
 
 
 def test_a_title_similar_only_by_its_decade_is_not_called_similar():
@@ -340,3 +373,28 @@ def test_a_title_similar_only_by_its_decade_is_not_called_similar():
     explanation = GroundedTeacher().compose(sample, _profile("similar"))
     assert explanation.aspect == "era", explanation.text
     assert "1980s" in explanation.text or "'80s" in explanation.text
+
+
+def test_every_pattern_reads_to_the_verifier_as_the_teacher_means_it():
+    """The patterns' annotations and `explain.claims.claims_in` agree, so the verifier
+    checks each sentence for the claims it really makes."""
+    from training.teachers.patterns import COLD, CONTEXT, NOVEL
+
+    pools = [*(("main", a, p) for a in ASPECTS for p in MAIN[a])]
+    pools += [("second", a, p) for a in ASPECTS for p in SECOND[a]]
+    pools += [("context", None, p) for p in CONTEXT] + [("novel", None, p) for p in NOVEL]
+    pools += [("cold", None, p) for p in COLD]
+    for part, aspect, pattern in pools:
+        template = pattern.text.replace("{genres}", "<g1>").replace("{similar}", "<s1>")
+        found = claims_in(template)
+        kinds = {c.claim for c in found}
+        strong = any(c.strength == "strong" for c in found)
+        assert strong == pattern.strong, (template, found)
+        assert ("novelty" in kinds) == (part in ("novel",) or "fresh pick" in template), template
+        if part == "main":
+            wanted = {"genre": "shared_genre", "era": "era", "similar": "similar_title"}[aspect]
+            assert wanted in kinds, (template, found)
+        if part == "context":
+            assert kinds == {"history_reference"}, (template, found)
+        if "era" in pattern.needs:
+            assert "era" in kinds, template

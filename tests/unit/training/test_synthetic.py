@@ -40,11 +40,14 @@ def test_profiles_and_sequences_follow_the_rules(catalog):
     interactions, profiles = generate_users(catalog, num_users=200, seed=3, min_len=8, max_len=60)
     assert list(profiles) == [f"s{k:04d}" for k in range(1, 201)]
     supported = {decade_of(i) for i in catalog.values()}
-    matching = total = 0
+    matching = total = broad = 0
     for user_id, sequence in _by_user(interactions).items():
         profile = profiles[user_id]
-        assert 1 <= len(profile.genres) <= 3 and set(profile.genres) <= set(GENRES)
-        assert 1 <= len(profile.decades) <= 2 and set(profile.decades) <= supported
+        # Focused users: 1-3 genres and 1-2 decades; broad ones 3-6 genres and 3-5 decades.
+        wide = len(profile.decades) >= 3
+        broad += wide
+        assert (3 if wide else 1) <= len(profile.genres) <= (6 if wide else 3)
+        assert set(profile.genres) <= set(GENRES) and set(profile.decades) <= supported
         assert profile.aspect in ASPECTS
         assert 8 <= len(sequence) <= 60
         assert len({i.item_id for i in sequence}) == len(sequence)  # no repeats
@@ -53,7 +56,9 @@ def test_profiles_and_sequences_follow_the_rules(catalog):
         for i in sequence:
             total += 1
             matching += bool(set(catalog[i.item_id].features) & set(profile.genres))
-    assert matching / total >= 0.85  # taste_fraction, plus random picks that match by luck
+    assert 0.25 <= broad / len(profiles) <= 0.55  # broad_share 0.4
+    # taste_fraction 0.85 (focused) or 0.5 (broad), plus random picks that match by luck
+    assert matching / total >= 0.7
 
 
 def test_the_aspect_is_uniform_and_independent_of_the_tastes(default):
@@ -101,8 +106,10 @@ def test_the_preferred_aspect_usually_has_evidence(default: Dataset, record_prop
     rates = evidence_rates(subset)
     record_property("evidence_rates", rates)
     print(f"evidence availability: {rates}")
-    assert rates["genre"] >= 0.90, rates
-    assert rates["era"] >= 0.80, rates
+    # Under the claim rules an era needs half the dated history in one decade: broad users
+    # rarely have one, as real users rarely do.
+    assert rates["genre"] >= 0.80, rates
+    assert 0.15 <= rates["era"] <= 0.6, rates
     assert rates["similar"] >= 0.90, rates
 
 
