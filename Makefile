@@ -14,7 +14,7 @@ EXTRAS ?= cpu,train,dev
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: install system-tools run model test test-fast lint format bench overload hot-swap loadtest gpu-check validate-deploy clean
+.PHONY: install system-tools run model test test-fast lint format bench bench-peers overload hot-swap loadtest gpu-check validate-deploy clean
 
 install: $(STAMP)
 
@@ -57,6 +57,11 @@ lint: install
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+## bench-peers: HF eager, the project's engine (fp32/int8/fp16, direct and over HTTP) and
+## CTranslate2 fp32/int8 at the bart-base shape, rotated rounds (tables in benchmarks/results/)
+bench-peers: install $(STORE)/$(MODEL)/aliases.json
+	$(BIN)/python -m benchmarks.peers --store $(STORE) --name $(MODEL)
 
 ## bench: engines side by side on the same weights and inputs (tables in benchmarks/results/)
 bench: install $(STORE)/$(MODEL)/aliases.json

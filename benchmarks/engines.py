@@ -5,7 +5,8 @@
 Every engine runs in its own subprocess (so each one's peak RSS is its own), one after the
 other, on the same request file: PyTorch eager `generate` (HF, KV cache), ONNX Runtime with
 numpy feeds (what the service runs on CPU), ONNX Runtime with IO binding (what it runs on
-CUDA), and ONNX Runtime on dynamically quantised int8 graphs. Every engine does the whole
+CUDA), and ONNX Runtime on the version's int8 and fp16 variants (`training.variants`,
+measured whether or not their gate passed). Every engine does the whole
 request path: build the input, generate greedily with the slot ban, fill the slots. The table
 reports per-batch latency percentiles, throughput, peak RSS and whether the tokens agree with
 PyTorch's, plus ratios against PyTorch.
@@ -34,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-ENGINES = ("torch", "ort", "ort-iobinding", "ort-int8")
+ENGINES = ("torch", "ort", "ort-iobinding", "ort-int8", "ort-fp16")
+VARIANT_ENGINES = ("ort-int8", "ort-fp16")
 
 
 def make_requests(version_path: Path, count: int, seed: int) -> list[dict[str, Any]]:
@@ -76,6 +78,7 @@ def _jobs(requests: list[dict[str, Any]], max_new_tokens: int) -> list[Any]:
 
 def _explainer(args: argparse.Namespace, tmp: Path) -> Any:
     """The engine under test, as one `Explainer` (the same stages for every engine)."""
+    from explain import artifacts
     from explain.explainer import DecodeSettings
     from explain.input_format import check_format
     from explain.loading import load_onnx_explainer
@@ -91,17 +94,6 @@ def _explainer(args: argparse.Namespace, tmp: Path) -> Any:
 
         torch.set_num_threads(args.threads)
         return torch_explainer(version.path, decode=decode)
-    graphs = None
-    if args.worker == "ort-int8":
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        quantised = []
-        for name in ("encoder", "decoder"):
-            source = version.path / "onnx" / f"{name}.onnx"
-            target = tmp / f"{name}.int8.onnx"
-            quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
-            quantised.append(target)
-        graphs = (quantised[0], quantised[1])
     explainer = load_onnx_explainer(
         version.path,
         name=version.name,
@@ -111,7 +103,9 @@ def _explainer(args: argparse.Namespace, tmp: Path) -> Any:
         provider="cpu",
         intra_op_threads=args.threads,
         decode=decode,
-        graphs=graphs,
+        # Every variant the version carries, whether or not its gate passed: this measures.
+        variant=args.worker.removeprefix("ort-") if args.worker in VARIANT_ENGINES else "fp32",
+        servable=artifacts.VARIANTS,
     )
     if args.worker == "ort-iobinding":  # the CUDA path, exercised on CPU
         backend = explainer.backend

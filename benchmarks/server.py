@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -18,6 +21,7 @@ def start_server(
     port: int,
     flags: Sequence[str] = (),
     log: Path | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """`uvicorn --factory service.main:create_app` on 127.0.0.1:`port`, on the CPU."""
     env = {
@@ -25,6 +29,7 @@ def start_server(
         "PRISM_STORE_DIR": str(store_dir),
         "PRISM_MODEL_NAME": name,
         "PRISM_PROVIDER": "cpu",
+        **(extra_env or {}),
     }
     command = [
         sys.executable, "-m", "uvicorn", "--factory", "service.main:create_app",
@@ -48,3 +53,38 @@ def wait_ready(url: str, process: subprocess.Popen[bytes] | None, timeout_s: flo
             pass
         time.sleep(0.2)
     raise RuntimeError(f"the server was not ready within {timeout_s:.0f} s")
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    base_url: str
+    process: subprocess.Popen[bytes]
+
+    def peak_rss_mb(self) -> float:
+        """The server process's peak resident memory so far (Linux `VmHWM`)."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmHWM in /proc: peak RSS needs Linux")
+
+
+@contextmanager
+def running_server(
+    store_dir: Path, name: str, extra_env: Mapping[str, str], log: Path | None = None
+) -> Iterator[RunningServer]:
+    """A server on a free loopback port, ready, stopped (SIGTERM) on exit."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    process = start_server(store_dir, name, port, log=log, extra_env=extra_env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, process)
+        yield RunningServer(url, process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

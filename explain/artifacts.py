@@ -8,7 +8,9 @@ on file names. A version directory:
     users/          ids.json + vectors.npy (the user table, `explain.users`)
     prism.json      what the model says about itself (input format, generation ids, ...)
     sentences.json  the sentence inventory (`explain.verifier`): the sentences it was trained on
-    onnx/           encoder.onnx, decoder.onnx, export.json
+    onnx/           encoder.onnx, decoder.onnx, export.json (fp32), and the precision
+                    variants encoder.int8.onnx, decoder.int8.onnx, encoder.fp16.onnx,
+                    decoder.fp16.onnx (`training.variants`; the manifest says which passed)
 
 encoder.onnx
     inputs   input_ids int64[b, s], attention_mask int64[b, s], user_embeds float32[b, d_model]
@@ -43,6 +45,18 @@ ENCODER_PATH = f"{ONNX_DIR}/{ENCODER_FILE}"
 DECODER_PATH = f"{ONNX_DIR}/{DECODER_FILE}"
 SPEC_PATH = f"{ONNX_DIR}/{SPEC_FILE}"
 ONNX_FILES = (ENCODER_FILE, DECODER_FILE, SPEC_FILE)
+# Precision variants of the fp32 graphs. fp32 is the reference every variant is gated against.
+FP32, INT8, FP16 = "fp32", "int8", "fp16"
+VARIANTS = (FP32, INT8, FP16)
+
+
+def variant_files(variant: str) -> tuple[str, str]:
+    """The encoder and decoder file names of a precision variant (inside `onnx/`)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown precision variant {variant!r} (one of {', '.join(VARIANTS)})")
+    if variant == FP32:
+        return ENCODER_FILE, DECODER_FILE
+    return f"encoder.{variant}.onnx", f"decoder.{variant}.onnx"
 
 
 def past_names(layer: int) -> tuple[str, str]:

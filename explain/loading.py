@@ -9,9 +9,9 @@ checked here, and a mismatch is refused with a message that names both sides.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from explain import artifacts
 from explain.decoding import GenerationIds
@@ -19,13 +19,45 @@ from explain.errors import ModelLoadError
 from explain.explainer import DEFAULT_DECODE, DecodeSettings, Explainer
 from explain.input_format import FORMAT_NAME, FORMAT_VERSION, InputConfig
 from explain.onnx_backend import OnnxSeq2Seq
-from explain.session import ProviderChoice, open_sessions
+from explain.session import Device, OnnxSession, ProviderChoice, open_sessions, resolve_provider
 from explain.tokenizer import PrismTokenizer
 from explain.types import ModelInfo
 from explain.users import UserTable
 from explain.verifier import Verifier, load_inventory
 
 logger = logging.getLogger(__name__)
+
+VariantChoice = Literal["auto", "fp32", "int8", "fp16"]
+# What `auto` serves where its gate passed: int8 weights on CPU, half precision on CUDA.
+PREFERRED: Mapping[Device, str] = {"cpu": artifacts.INT8, "cuda": artifacts.FP16}
+
+
+def choose_variant(choice: str, device: Device, servable: Collection[str]) -> str:
+    """The precision variant to serve. fp32 is always servable (it is what parity proved);
+    another variant only where the manifest says it passed its gate (`training.variants`)."""
+    if choice == "auto":
+        preferred = PREFERRED[device]
+        return preferred if preferred in servable else artifacts.FP32
+    if choice not in artifacts.VARIANTS:
+        raise ModelLoadError(f"unknown precision variant {choice!r}")
+    if choice != artifacts.FP32 and choice not in servable:
+        raise ModelLoadError(
+            f"the {choice} variant did not pass its gate for this version (or was never built); "
+            "serve auto or fp32"
+        )
+    return choice
+
+
+def _open(
+    onnx_dir: Path, variant: str, provider: ProviderChoice, intra_op_threads: int
+) -> tuple[OnnxSession, OnnxSession]:
+    names = artifacts.variant_files(variant)
+    encoder, decoder = open_sessions(
+        [onnx_dir / names[0], onnx_dir / names[1]],
+        choice=provider,
+        intra_op_threads=intra_op_threads,
+    )
+    return encoder, decoder
 
 
 def load_onnx_explainer(
@@ -39,16 +71,14 @@ def load_onnx_explainer(
     intra_op_threads: int = 0,
     decode: DecodeSettings = DEFAULT_DECODE,
     onnx_dir: Path | None = None,
-    graphs: tuple[Path, Path] | None = None,
+    variant: str = artifacts.FP32,
+    servable: Collection[str] = (),
 ) -> Explainer:
-    """`onnx_dir` holds the graphs and their `export.json` (default: the version's `onnx/`);
-    `graphs` replaces the encoder and decoder files (benchmarks pass variants)."""
+    """`onnx_dir` holds the graphs and their `export.json` (default: the version's `onnx/`).
+    `variant` is a precision variant or `auto`; `servable` names the variants whose gate
+    passed (the manifest's word: fp32 needs none)."""
     where = f"{name}@{version}"
     onnx_dir = onnx_dir or version_dir / artifacts.ONNX_DIR
-    encoder_path, decoder_path = graphs or (
-        onnx_dir / artifacts.ENCODER_FILE,
-        onnx_dir / artifacts.DECODER_FILE,
-    )
     spec = artifacts.OnnxSpec.load(onnx_dir)
     tokenizer = PrismTokenizer.from_file(version_dir / artifacts.TOKENIZER_DIR)
     users = UserTable.load(version_dir / artifacts.USERS_DIR)
@@ -63,9 +93,14 @@ def load_onnx_explainer(
             f"{where}: max_input_tokens {input_config.max_input_tokens} exceeds the model's "
             f"{spec.max_positions} positions"
         )
-    encoder, decoder = open_sessions(
-        [encoder_path, decoder_path], choice=provider, intra_op_threads=intra_op_threads
-    )
+    chosen = choose_variant(variant, resolve_provider(provider), servable)
+    encoder, decoder = _open(onnx_dir, chosen, provider, intra_op_threads)
+    if variant == "auto" and encoder.device != resolve_provider(provider):
+        # CUDA did not load and ORT fell back to CPU: serve what `auto` picks for CPU.
+        fallback = choose_variant(variant, encoder.device, servable)
+        if fallback != chosen:
+            chosen = fallback
+            encoder, decoder = _open(onnx_dir, chosen, encoder.device, intra_op_threads)
     backend = OnnxSeq2Seq(encoder, decoder, spec, GenerationIds.from_mapping(generation))
     info = ModelInfo(
         name=name,
@@ -74,6 +109,7 @@ def load_onnx_explainer(
         input_format=f"{FORMAT_NAME}/{FORMAT_VERSION}",
         num_users=users.num_users,
         d_model=spec.d_model,
+        variant=chosen,
     )
     try:
         explainer = Explainer(
@@ -88,9 +124,10 @@ def load_onnx_explainer(
     except ValueError as exc:
         raise ModelLoadError(f"{where}: {exc}") from None
     logger.info(
-        "loaded %s on %s (%d users, d_model=%d, io_binding=%s)",
+        "loaded %s on %s, %s graphs (%d users, d_model=%d, io_binding=%s)",
         where,
         info.provider,
+        chosen,
         info.num_users,
         info.d_model,
         decoder.io_binding,

@@ -61,3 +61,4 @@ class ModelInfo:
     input_format: str  # "<format name>/<format version>"
     num_users: int
     d_model: int
+    variant: str = "fp32"  # the precision variant served (`explain.loading.choose_variant`)

@@ -125,6 +125,25 @@ class Parity(BaseModel):
     passed: bool
 
 
+class Variant(BaseModel):
+    """A precision variant of the fp32 graphs and its gate (`training.variants`): how often it
+    produced the same tokens as fp32 on the model's held-out requests, and whether every
+    quality bar still passed on its answers. Only a `servable` variant may be served."""
+
+    model_config = _STRICT
+
+    encoder: NonEmpty  # relative paths inside the version directory
+    decoder: NonEmpty
+    method: NonEmpty  # how it was made, e.g. "MatMulNBits int8 (block 32) + int8 Gather"
+    compared: Annotated[int, Field(ge=0)]  # requests compared against fp32
+    sequences_identical: Annotated[float, Field(ge=0, le=1)]
+    tokens_identical: Annotated[float, Field(ge=0, le=1)]
+    bars_passed: bool | None  # None: the quality bars were not run on it
+    failed_bars: list[str] = Field(default_factory=list)
+    servable: bool
+    reason: str = ""  # why it is not servable
+
+
 class Manifest(BaseModel):
     """What a version is. Every instance is validated on construction, and immutable."""
 
@@ -148,6 +167,8 @@ class Manifest(BaseModel):
     # Token ids the decoder needs (decoder_start_token_id, eos_token_id, ...).
     generation: dict[str, int | None] = Field(default_factory=dict)
     extra: dict[str, Any] = Field(default_factory=dict)
+    # Precision variants by name ("int8", "fp16"); fp32 is the graphs in `onnx/` themselves.
+    variants: dict[str, Variant] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _serialisable(self) -> Manifest:

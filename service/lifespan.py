@@ -33,7 +33,7 @@ from explain.types import ExplainJob, ModelInfo
 from model_store.store import ModelStore, StoreError
 from service.batching import DynamicBatcher
 from service.engine import Engine
-from service.schemas import ModelCard, ReloadResponse
+from service.schemas import ModelCard, ReloadResponse, VariantCard
 from service.settings import Settings
 from service.state import AppState, Serving
 
@@ -132,6 +132,7 @@ class _Lifecycle:
                 "model": serving.info.name,
                 "version": serving.info.version,
                 "provider": serving.info.provider,
+                "variant": serving.info.variant,
                 "input_format": serving.info.input_format,
                 "load_s": round(time.monotonic() - started, 3),
             },
@@ -166,6 +167,7 @@ class _Lifecycle:
             store,
             version,
             provider=s.provider,
+            variant=s.variant,
             intra_op_threads=s.intra_op_threads,
             max_history=s.max_history,
             max_input_tokens=s.max_input_tokens,
@@ -259,6 +261,23 @@ def _prober(engine: Engine) -> Callable[[], None]:
     return probe
 
 
+def _variant_cards(manifest: Any | None) -> dict[str, VariantCard]:
+    variants = getattr(manifest, "variants", None)
+    if not isinstance(variants, Mapping):
+        return {}
+    return {
+        name: VariantCard(
+            servable=v.servable,
+            sequences_identical=v.sequences_identical,
+            tokens_identical=v.tokens_identical,
+            compared=v.compared,
+            bars_passed=v.bars_passed,
+            reason=v.reason,
+        )
+        for name, v in variants.items()
+    }
+
+
 def model_card(info: ModelInfo, manifest: Any | None) -> ModelCard:
     """`/v1/models`' view of a model: the engine's info plus the manifest's date and eval."""
     created = getattr(manifest, "created", None)
@@ -267,6 +286,8 @@ def model_card(info: ModelInfo, manifest: Any | None) -> ModelCard:
         name=info.name,
         version=info.version,
         provider=info.provider,
+        variant=info.variant,
+        variants=_variant_cards(manifest),
         input_format=info.input_format,
         num_users=info.num_users,
         d_model=info.d_model,

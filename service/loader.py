@@ -63,6 +63,7 @@ def load_explainer(
     version: ModelVersion,
     *,
     provider: ProviderChoice,
+    variant: str,
     intra_op_threads: int,
     max_history: int,
     max_input_tokens: int | None,
@@ -88,6 +89,8 @@ def load_explainer(
         provider=provider,
         intra_op_threads=intra_op_threads,
         decode=decode,
+        variant=variant,
+        servable=[k for k, v in version.manifest.variants.items() if v.servable],
     )
     if max_new_tokens_limit > explainer.max_new_tokens_limit:
         raise ModelLoadError(

@@ -17,6 +17,7 @@ from explain.explainer import DecodeSettings
 from service.limits import RequestLimits
 
 Provider = Literal["auto", "cuda", "cpu"]
+Variant = Literal["auto", "fp32", "int8", "fp16"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 
 
@@ -37,6 +38,13 @@ class Settings(RequestLimits, BaseSettings):
         default="auto",
         description="ONNX Runtime execution provider: `auto` (CUDA when present, else CPU), "
         "`cuda` or `cpu`.",
+    )
+    variant: Variant = Field(
+        default="auto",
+        description="Precision variant of the graphs: `auto` serves int8 on CPU and fp16 on "
+        "CUDA when that variant passed its publish-time gate (at least 98 % of answers "
+        "identical to fp32 and every quality bar), else fp32; naming a variant that did not "
+        "pass refuses to load.",
     )
     intra_op_threads: int = Field(
         default=0,

@@ -163,6 +163,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\npublished {version.name}@{version.version} in {minutes:.1f} min -> {args.store}")
     for key, bar in evaluation["bars"].items():
         print(f"  {key:32s} {_shown(bar['value']):>10} {bar['bar']:>8}  {bar_status(bar)}")
+    for name, variant in version.manifest.variants.items():
+        verdict = "servable" if variant.servable else f"not servable: {variant.reason}"
+        print(
+            f"  variant {name}: {variant.sequences_identical:.2%} of {variant.compared} answers "
+            f"identical to fp32, bars {'passed' if variant.bars_passed else 'failed'} -> {verdict}"
+        )
     print(f"report: {work_dir / 'eval' / 'report.md'}")
     return 0
 

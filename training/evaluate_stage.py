@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from explain.explainer import DecodeSettings, Explainer
 from explain.items import Item
-from explain.types import ExplainJob
+from explain.types import ExplainJob, Explanation
 from explain.users import UserTable
 from training.data.types import Dataset
 from training.distill import read_distilled
@@ -30,10 +30,11 @@ from training.evaluation import (
 from training.faithfulness import TitleMatcher
 from training.finetune import build_student, pick_device
 from training.messy import describe, messy_requests
-from training.messy_eval import run_messy
+from training.messy_eval import run_messy, score_messy
 from training.modeling import UserAwareBart
 from training.records import DistilledRecord
 from training.torch_backend import torch_explainer
+from training.variants import VariantCheck
 
 if TYPE_CHECKING:
     from training.config import PipelineConfig
@@ -228,3 +229,38 @@ def stage_evaluate(
         "case_studies": cases,
         "messy": messy,
     }
+
+
+def variant_check(
+    config: PipelineConfig, dataset: Dataset, work_dir: Path, systems: Mapping[str, Any]
+) -> VariantCheck:
+    """What a precision variant is judged on (`training.variants`): the evaluation's test
+    requests, for their users and for the zero vector, and its messy requests; its quality
+    bars are those of the evaluation with the variant's answers in place of fp32's (the
+    teacher, the ablation and the untrained base are the evaluation's own figures)."""
+    records = read_distilled(work_dir / "distilled" / "test.jsonl")[: config.eval_samples]
+    references = [r.text for r in records]
+    matcher = TitleMatcher(dataset.items.values())
+    features = {f for item in dataset.items.values() for f in item.features}
+    messy_jobs = messy_requests(dataset.items, dataset.alternates)
+    full, zero = _jobs(records), _jobs(records, zero_vector=True)
+
+    def bars(answers: Sequence[Explanation]) -> dict[str, dict[str, Any]]:
+        n = len(records)
+        scored = dict(systems)
+        for label, part in (
+            ("Prism (full)", answers[:n]),
+            ("Prism (zero vector)", answers[n : 2 * n]),
+        ):
+            scored[label] = score_system(
+                from_explanations(part),
+                records,
+                references=references,
+                matcher=matcher,
+                profiles=dataset.profiles,
+                features=features,
+            )
+        messy = score_messy(messy_jobs, answers[2 * n :], matcher)
+        return check_bars(manifest_eval(scored, messy))
+
+    return VariantCheck([*full, *zero, *messy_jobs], bars)

@@ -101,8 +101,13 @@ def check_parity(
     jobs = probe_jobs(known_users, num_inputs, max_new_tokens)
     prepared = [reference.prepare(job) for job in jobs]
     unbanned = [replace(p, banned=()) for p in prepared]
-    # The second pass (beam search, n-best) is served too: its candidates must agree as well.
-    wider = [reference.widen(p) for p in prepared[: max(1, len(prepared) // 2)]]
+    # The second pass (beam search, n-best) is served too: its candidates must agree as well
+    # (unless the settings turn it off).
+    wider = (
+        [reference.widen(p) for p in prepared[: max(1, len(prepared) // 2)]]
+        if reference.decode.candidates > 1
+        else []
+    )
     mismatches, lengths, first = 0, [], None
     for variant in (unbanned, prepared, wider):
         for start in range(0, len(variant), batch_size):

@@ -244,7 +244,7 @@ def run_pipeline(
         ),
     )
     version = _published(config, store_dir, work_dir) or _publish(
-        config, store_dir, work_dir, evaluation
+        config, store_dir, work_dir, evaluation, dataset
     )
     marker_path = work_dir / "publish.done.json"
     if not json.loads(marker_path.read_text())["promoted"]:  # a resumed run: gate missed
@@ -286,8 +286,13 @@ def _published(config: PipelineConfig, store_dir: Path, work_dir: Path) -> Model
 
 
 def _publish(
-    config: PipelineConfig, store_dir: Path, work_dir: Path, evaluation: Mapping[str, Any]
+    config: PipelineConfig,
+    store_dir: Path,
+    work_dir: Path,
+    evaluation: Mapping[str, Any],
+    dataset: Dataset,
 ) -> ModelVersion:
+    from training.evaluate_stage import variant_check
     from training.evaluation import bars_passed
     from training.publishing import publish_model
 
@@ -300,7 +305,12 @@ def _publish(
     aliases = (PRODUCTION,) if passed or config.force else ()
     metrics = {**evaluation["manifest_eval"], "quality_bars_passed": passed}
     version, parity = publish_model(
-        ModelStore(store_dir), config.name, release, eval_metrics=metrics, aliases=aliases
+        ModelStore(store_dir),
+        config.name,
+        release,
+        eval_metrics=metrics,
+        aliases=aliases,
+        variant_check=variant_check(config, dataset, work_dir, evaluation["systems"]),
     )
     if not parity.passed:
         raise QualityGateError(

@@ -14,22 +14,30 @@ from pathlib import Path
 from typing import Any
 
 from explain import artifacts
+from explain.explainer import DecodeSettings
 from model_store.store import PRODUCTION, ModelStore, ModelVersion
 from training.modeling import PrismMeta
 from training.parity import ParityReport, export_with_parity
+from training.variants import VariantCheck, gate_variants
 
 logger = logging.getLogger(__name__)
 
 
-def _exported(model_dir: Path, onnx_dir: Path) -> ParityReport:
-    report = export_with_parity(model_dir, onnx_dir)
+def _exported(
+    model_dir: Path, onnx_dir: Path, decode: DecodeSettings | None = None
+) -> ParityReport:
+    report = export_with_parity(model_dir, onnx_dir, decode=decode)
     level = logging.INFO if report.passed else logging.ERROR
     logger.log(level, "parity %s: %s", "passed" if report.passed else "FAILED", report.to_dict())
     return report
 
 
 def manifest_fields(
-    meta: PrismMeta, *, eval_metrics: Mapping[str, Any], parity: ParityReport | None
+    meta: PrismMeta,
+    *,
+    eval_metrics: Mapping[str, Any],
+    parity: ParityReport | None,
+    variants: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "base_model": meta.base_model,
@@ -40,6 +48,7 @@ def manifest_fields(
         "eval": dict(eval_metrics),
         "parity": parity.to_dict() if parity else None,
         "extra": dict(meta.extra),
+        "variants": dict(variants or {}),
     }
 
 
@@ -51,20 +60,31 @@ def publish_model(
     eval_metrics: Mapping[str, Any],
     aliases: Sequence[str] = (PRODUCTION,),
     version: str | None = None,
+    variant_check: VariantCheck | None = None,
+    decode: DecodeSettings | None = None,
 ) -> tuple[ModelVersion, ParityReport]:
-    """Export + parity into `model_dir/onnx`, publish, and set `aliases`.
+    """Export + parity into `model_dir/onnx`, the precision variants and their gate (when
+    `variant_check` says what to judge them on), publish, and set `aliases`.
 
     `production` is only set when parity passed; a failing version is still published (so it
-    can be inspected) but never promoted, and the report says why.
+    can be inspected) but never promoted, and the report says why. `decode` is what parity
+    and the gate decode with (default: the service's defaults).
     """
-    report = _exported(model_dir, model_dir / artifacts.ONNX_DIR)
+    report = _exported(model_dir, model_dir / artifacts.ONNX_DIR, decode)
     meta = PrismMeta.load(model_dir)
+    variants = (
+        gate_variants(model_dir, variant_check, decode=decode)
+        if report.passed and variant_check is not None
+        else {}
+    )
     wanted = [a for a in aliases if report.passed or a != PRODUCTION]
     published = store.publish(
         name,
         model_dir,
         version=version,
-        manifest_fields=manifest_fields(meta, eval_metrics=eval_metrics, parity=report),
+        manifest_fields=manifest_fields(
+            meta, eval_metrics=eval_metrics, parity=report, variants=variants
+        ),
         aliases=wanted,
     )
     if not report.passed:

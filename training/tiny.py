@@ -7,6 +7,7 @@ so finished and unfinished rows are both exercised.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -47,6 +48,16 @@ def tiny_config(
     )
 
 
+def bart_base_config(vocab_size: int = 50_330) -> BartConfig:
+    """The paper's student shape (bart-base: d_model 768, 6+6 layers, 12 heads, ffn 3072, vocab
+    50,265 plus the slot tokens), randomly initialised: for benchmarks, where speed and memory
+    depend on the shape and not on the values."""
+    config = tiny_config(vocab_size, d_model=768, layers=6, max_positions=1024)
+    config.encoder_attention_heads = config.decoder_attention_heads = 12
+    config.encoder_ffn_dim = config.decoder_ffn_dim = 3072
+    return config
+
+
 def build_tiny_model(
     out_dir: Path,
     *,
@@ -54,20 +65,25 @@ def build_tiny_model(
     seed: int = 0,
     eos_bias: float = 3.75,
     max_input_tokens: int = 256,
+    config: Callable[[int], BartConfig] = tiny_config,
 ) -> Path:
+    """A random user-aware BART with a small trained tokenizer, saved as a model directory
+    that publishing takes. `config` maps the tokenizer's vocabulary size to the BART shape
+    (`lambda _: bart_base_config()` keeps bart-base's vocabulary)."""
     torch.manual_seed(seed)
-    config = InputConfig(max_input_tokens=max_input_tokens)
+    input_config = InputConfig(max_input_tokens=max_input_tokens)
     texts = [
-        build_input(h, i, _WordCounter(), config).text for h, i in probe_requests(64, seed=seed)
+        build_input(h, i, _WordCounter(), input_config).text
+        for h, i in probe_requests(64, seed=seed)
     ]
     tokenizer = train_bpe(texts * 4, vocab_size=700)
-    bart = BartForConditionalGeneration(tiny_config(tokenizer.vocab_size))
+    bart = BartForConditionalGeneration(config(tokenizer.vocab_size))
     with torch.no_grad():
         bart.final_logits_bias[0, tokenizer.eos_id] = eos_bias
     model = UserAwareBart(bart, num_users).eval()
     meta = PrismMeta(
         base_model="random-init tiny BART (tests)",
-        input_format=format_descriptor(config),
+        input_format=format_descriptor(input_config),
         generation=generation_ids(tokenizer),
         d_model=int(bart.config.d_model or 0),
         num_users=num_users,

@@ -30,6 +30,7 @@ from service.schemas.responses import (
     ReloadResponse,
     Timing,
     Usage,
+    VariantCard,
 )
 
 __all__ = [
@@ -56,5 +57,6 @@ __all__ = [
     "RequestModels",
     "Timing",
     "Usage",
+    "VariantCard",
     "build_request_models",
 ]

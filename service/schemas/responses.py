@@ -142,10 +142,29 @@ class BatchExplainResponse(BaseModel):
     results: list[BatchItemResult] = Field(description="One result per request, in order.")
 
 
+class VariantCard(BaseModel):
+    """A precision variant's publish-time gate against the fp32 graphs."""
+
+    servable: bool
+    sequences_identical: float = Field(description="Share of answers identical to fp32's.")
+    tokens_identical: float = Field(description="Share of tokens identical to fp32's.")
+    compared: int = Field(description="Held-out requests compared.")
+    bars_passed: bool | None = Field(
+        description="Every quality bar on its answers (None: not run)."
+    )
+    reason: str = Field(description="Why it is not servable (empty when it is).")
+
+
 class ModelCard(BaseModel):
     name: str
     version: str
     provider: str = Field(description="The execution provider that loaded: `cuda` or `cpu`.")
+    variant: str = Field(
+        default="fp32", description="The precision variant served: `fp32`, `int8` or `fp16`."
+    )
+    variants: dict[str, VariantCard] = Field(
+        default_factory=dict, description="Every variant the version carries, and its gate."
+    )
     input_format: str = Field(description="`<format name>/<format version>`.")
     num_users: int
     d_model: int

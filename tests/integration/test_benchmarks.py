@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from benchmarks import engines, gpu_check
+from benchmarks import engines, gpu_check, peers
 
 
 def test_engine_comparison_writes_a_table_with_token_agreement(tiny_store, tmp_path):
@@ -81,4 +81,29 @@ def test_gpu_check_runs_without_a_gpu_and_says_so(tiny_store, tmp_path):
     result = json.loads((tmp_path / "gpu_check.json").read_text())
     assert result["setup"]["cuda"].startswith("none")
     engines_seen = {r["engine"] for r in result["results"][0]["rows"]}
-    assert "ort-cpu" in engines_seen
+    assert engines_seen == {"ort-cpu-fp32"}  # no CUDA: the fp16 variant is not run on a CPU
+    report = (tmp_path / "gpu_check.md").read_text()
+    assert "no CUDA device: only CPU rows were measured" in report
+
+
+def test_peer_benchmark_runs_every_engine_and_prints_the_peers_line(tmp_path, capsys):
+    work = tmp_path / "work"
+    work.mkdir()
+    args = ["--shape", "tiny", "--rounds", "1", "--b1-requests", "2", "--new-tokens", "8"]
+    args += ["--src-tokens", "24", "--threads", "1", "--work", str(work)]
+    args += ["--store", str(tmp_path / "no-store"), "--out", str(tmp_path / "out")]
+    code = peers.main(args)
+    assert code == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("peers: b1 speed-up vs HF eager ") and "int8 agreement n/a" in last
+    (report,) = (tmp_path / "out").glob("peers-*.json")
+    result = json.loads(report.read_text())
+    rows = {r["engine"]: r for r in result["rows"]}
+    assert set(rows) == set(peers.ENGINES)
+    # Same weights, same token ids, greedy, fixed length: our runtime and CTranslate2 fp32
+    # write HF eager's tokens (the variants may differ: that is what their gate measures).
+    assert rows["prism-fp32"]["tokens_equal_hf"] == 1.0
+    assert rows["ct2-fp32"]["tokens_equal_hf"] == 1.0
+    assert all(r["peak_rss_mb"] > 0 and r["b32_seq_s"] > 0 for r in rows.values())
+    assert result["built"]["parity"] is True
+    assert set(result["built"]["variants"]) == {"int8", "fp16"}

@@ -33,6 +33,7 @@ def engine_for(store_dir, name, ref="latest", **overrides):
         "max_new_tokens_limit": 96,
         "decode": DecodeSettings(),
         "auto_export": True,
+        "variant": "auto",
     }
     return load_explainer(store, store.resolve(name, ref), **{**options, **overrides})
 

@@ -31,6 +31,20 @@ def manifest_dict(**overrides: Any) -> dict[str, Any]:
         "parity": {"passed": True, "cases": 8},
         "generation": {"decoder_start_token_id": 2, "eos_token_id": 2},
         "extra": {"note": "test"},
+        "variants": {
+            "int8": {
+                "encoder": "onnx/encoder.int8.onnx",
+                "decoder": "onnx/decoder.int8.onnx",
+                "method": "MatMulNBits int8",
+                "compared": 1960,
+                "sequences_identical": 0.9827,
+                "tokens_identical": 0.9826,
+                "bars_passed": True,
+                "failed_bars": [],
+                "servable": True,
+                "reason": "",
+            }
+        },
     }
     data.update(overrides)
     return data
@@ -41,6 +55,17 @@ def test_json_round_trip_preserves_every_field() -> None:
     again = Manifest.from_json(manifest.to_json())
     assert again == manifest
     assert json.loads(manifest.to_json()) == manifest_dict()
+
+
+def test_a_variant_record_is_checked_like_the_rest() -> None:
+    variant = manifest_dict()["variants"]["int8"]
+    with pytest.raises(ManifestError, match="sequences_identical"):
+        Manifest.from_dict(manifest_dict(variants={"int8": variant | {"sequences_identical": 1.5}}))
+    with pytest.raises(ManifestError, match="servable"):
+        Manifest.from_dict(manifest_dict(variants={"int8": variant | {"servable": "yes"}}))
+    older = manifest_dict()
+    del older["variants"]  # versions published before variants existed still load
+    assert Manifest.from_dict(older).variants == {}
 
 
 def test_from_path_reads_a_file(tmp_path: Path) -> None:

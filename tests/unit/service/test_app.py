@@ -288,6 +288,8 @@ async def test_models_lists_the_served_model(serve_app: Any) -> None:
             "name": "prism-test",
             "version": "2026-01-01.1",
             "provider": "cpu",
+            "variant": "fp32",
+            "variants": {},
             "input_format": "prism-input/1",
             "num_users": 2,
             "d_model": 16,

@@ -1,0 +1,332 @@
+"""The engines of the peer benchmark (`benchmarks.peers`): building the model, and one worker
+per engine, each run in its own process so that its peak RSS is its own."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+NAME = "prism-bart-base"
+FORCED_BOS, DECODER_START, EOS, PAD = 0, 2, 2, 1
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak RSS since it started (Linux `VmHWM`). Not `ru_maxrss`: Linux keeps
+    that across `exec`, so a worker forked from a large parent would report the parent's."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# --- building the model (parent process) ------------------------------------------------
+
+
+def build(work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Publish the bart-base-shaped model to `work/store`; write the HF and CTranslate2 copies."""
+    import ctranslate2
+    import torch
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    from explain.explainer import DecodeSettings
+    from model_store.store import ModelStore
+    from training.modeling import UserAwareBart
+    from training.parity import probe_jobs
+    from training.publishing import publish_model
+    from training.tiny import bart_base_config, build_tiny_model, tiny_config
+    from training.variants import VariantCheck
+
+    torch.set_num_threads(args.threads)
+    shape = (lambda _: bart_base_config()) if args.shape == "bart-base" else tiny_config
+    model_dir = build_tiny_model(work / "model", num_users=8, eos_bias=0.0, config=shape)
+    started = time.perf_counter()
+    jobs = probe_jobs([f"user-{k}" for k in range(1, 9)], 16, 16)
+    # Parity and the variants' agreement under the settings the benchmark serves with: random
+    # weights repeat one token, and a beam's n-best over near-equal scores is not comparable.
+    decode = DecodeSettings(max_new_tokens=args.new_tokens, candidates=1)
+    version, report = publish_model(
+        ModelStore(work / "store"),
+        NAME,
+        model_dir,
+        eval_metrics={},
+        variant_check=VariantCheck(jobs),
+        decode=decode,
+    )
+    publish_s = time.perf_counter() - started
+    bart = UserAwareBart.load(model_dir).bart.eval()
+    # CTranslate2's BART loader reads mBART-era attributes that transformers 5 dropped from
+    # BartConfig; BART is post-norm without a final layer norm.
+    bart.config.normalize_before = False
+    bart.config.add_final_layer_norm = False
+    hf_dir = work / "hf"
+    bart.save_pretrained(hf_dir)
+    vocab_size = int(bart.config.vocab_size)
+    specials = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
+    vocab = {**specials, **{f"t{i}": i for i in range(4, vocab_size)}}
+    PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(WordLevel(vocab, unk_token="<unk>")),
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+    ).save_pretrained(hf_dir)
+    ctranslate2.converters.TransformersConverter(str(hf_dir)).convert(str(work / "ct2"), force=True)
+    return {
+        "version": version.version,
+        "parity": report.passed,
+        "publish_s": round(publish_s, 1),
+        "variants": {k: v.model_dump() for k, v in version.manifest.variants.items()},
+        "vocab_size": vocab_size,
+    }
+
+
+def make_inputs(work: Path, args: argparse.Namespace, vocab: int) -> None:
+    rng = np.random.default_rng(args.seed)
+    count = args.b1_requests + 32
+    ids = rng.integers(4, vocab, size=(count, args.src_tokens), dtype=np.int64)
+    ids[:, 0], ids[:, -1] = FORCED_BOS, EOS
+    np.save(work / "ids.npy", ids)
+    # Catalogue requests for the whole-path engines: histories long enough for ~120 tokens.
+    from training.data.catalog import load_catalog
+
+    items = sorted(load_catalog().values(), key=lambda i: i.item_id or "")
+    picker = random.Random(args.seed)
+    requests = []
+    for _ in range(count):
+        chosen = picker.sample(items, 13)
+        requests.append(
+            {
+                "user_id": "bench-unknown",
+                "history": [i.to_dict() for i in chosen[:-1]],
+                "recommended_item": chosen[-1].to_dict(),
+                "options": {"max_new_tokens": args.new_tokens},
+            }
+        )
+    (work / "requests.json").write_text(json.dumps(requests))
+
+
+# --- engines (worker processes) -----------------------------------------------------------
+
+
+def _token_engine(engine: str, work: Path, args: argparse.Namespace) -> Any:
+    """A function batch ids [b, s] -> token lists, for the engines that take token ids."""
+    if engine == "hf-eager":
+        import torch
+        from transformers import BartForConditionalGeneration
+
+        torch.set_num_threads(args.threads)
+        model = BartForConditionalGeneration.from_pretrained(work / "hf").eval()
+
+        def hf(ids: np.ndarray) -> list[list[int]]:
+            with torch.inference_mode():
+                out = model.generate(
+                    input_ids=torch.from_numpy(ids),
+                    attention_mask=torch.ones_like(torch.from_numpy(ids)),
+                    num_beams=1,
+                    do_sample=False,
+                    min_new_tokens=args.new_tokens,
+                    max_new_tokens=args.new_tokens,
+                    decoder_start_token_id=DECODER_START,
+                    forced_bos_token_id=FORCED_BOS,
+                    forced_eos_token_id=None,
+                    eos_token_id=EOS,
+                    pad_token_id=PAD,
+                )
+            return [row[1:].tolist() for row in out]  # drop the decoder start token
+
+        return hf
+    if engine.startswith("ct2-"):
+        import ctranslate2
+
+        translator = ctranslate2.Translator(
+            str(work / "ct2"),
+            device="cpu",
+            compute_type=engine.removeprefix("ct2-").replace("fp32", "float32"),
+            intra_threads=args.threads,
+            inter_threads=1,
+        )
+        vocab = {f"t{i}": i for i in range(4, 60_000)} | {"<s>": 0, "<pad>": 1, "</s>": 2}
+
+        def ct2(ids: np.ndarray) -> list[list[int]]:
+            tokens = [[_token(i) for i in row] for row in ids.tolist()]
+            out = translator.translate_batch(
+                tokens,
+                beam_size=1,
+                target_prefix=[["<s>"]] * len(tokens),
+                min_decoding_length=args.new_tokens,
+                max_decoding_length=args.new_tokens,
+                return_end_token=True,
+            )
+            return [[vocab.get(t, 3) for t in r.hypotheses[0]] for r in out]
+
+        return ct2
+    from explain import artifacts
+    from explain.decoding import DecodeRequest, GenerationIds
+    from explain.onnx_backend import EncodedBatch, OnnxSeq2Seq
+    from explain.session import open_sessions
+    from model_store.store import ModelStore
+
+    version = ModelStore(work / "store").resolve(NAME, "latest")
+    onnx_dir = version.path / artifacts.ONNX_DIR
+    names = artifacts.variant_files(engine.removeprefix("prism-"))
+    encoder, decoder = open_sessions(
+        [onnx_dir / names[0], onnx_dir / names[1]], choice="cpu", intra_op_threads=args.threads
+    )
+    spec = artifacts.OnnxSpec.load(onnx_dir)
+    backend = OnnxSeq2Seq(
+        encoder, decoder, spec, GenerationIds(DECODER_START, EOS, PAD, FORCED_BOS)
+    )
+
+    def prism(ids: np.ndarray) -> list[list[int]]:
+        rows = ids.shape[0]
+        batch = EncodedBatch(ids, np.ones_like(ids), np.zeros((rows, spec.d_model), np.float32))
+        request = DecodeRequest([args.new_tokens] * rows, [()] * rows, args.new_tokens)
+        return [c[0] for c in backend.generate(batch, request).decoded.candidates]
+
+    return prism
+
+
+def _token(i: int) -> str:
+    return {0: "<s>", 1: "<pad>", 2: "</s>", 3: "<unk>"}.get(i, f"t{i}")
+
+
+def _server_env(args: argparse.Namespace) -> dict[str, str]:
+    return {
+        "PRISM_MODEL_REF": "latest",
+        "PRISM_PROVIDER": "cpu",
+        "PRISM_VARIANT": "fp32",  # random weights: no variant can pass its gate
+        "PRISM_INTRA_OP_THREADS": str(args.threads),
+        "PRISM_MIN_NEW_TOKENS": str(args.new_tokens),
+        "PRISM_SECOND_PASS_CANDIDATES": "1",
+    }
+
+
+def _direct_engine(work: Path, args: argparse.Namespace) -> Any:
+    from explain.explainer import DecodeSettings
+    from explain.input_format import check_format
+    from explain.items import Item
+    from explain.loading import load_onnx_explainer
+    from explain.types import ExplainJob
+    from model_store.store import ModelStore
+
+    version = ModelStore(work / "store").resolve(NAME, "latest")
+    explainer = load_onnx_explainer(
+        version.path,
+        name=NAME,
+        version=version.version,
+        input_config=check_format(version.manifest.input_format.model_dump()),
+        generation=version.manifest.generation,
+        provider="cpu",
+        intra_op_threads=args.threads,
+        decode=DecodeSettings(
+            max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, candidates=1
+        ),
+    )
+
+    def direct(requests: list[dict[str, Any]]) -> list[list[int]]:
+        jobs = [
+            ExplainJob(
+                r["user_id"],
+                tuple(Item.from_dict(h) for h in r["history"]),
+                Item.from_dict(r["recommended_item"]),
+                r["options"]["max_new_tokens"],
+            )
+            for r in requests
+        ]
+        return [list(e.token_ids) for e in explainer.explain(jobs)]
+
+    return direct
+
+
+def _run_timed(
+    run: Any, inputs: Any, b1: int, b32: Any, tokens_of: Any
+) -> dict[str, dict[str, Any]]:
+    run(inputs[:1])  # warm-up
+    latencies, tokens = [], []
+    for k in range(b1):
+        started = time.perf_counter()
+        out = run(inputs[k : k + 1])
+        latencies.append(time.perf_counter() - started)
+        tokens += out
+    run(b32)  # warm-up for the batch shape
+    started = time.perf_counter()
+    batch_tokens = run(b32)
+    elapsed = time.perf_counter() - started
+    return {
+        "1": {"latencies_s": latencies, "tokens": tokens},
+        "32": {"latencies_s": [elapsed], "tokens": batch_tokens, "rows": tokens_of(b32)},
+    }
+
+
+def worker(engine: str, work: Path, args: argparse.Namespace, result: Path) -> None:
+    b1 = args.b1_requests
+    out: dict[str, Any] = {"engine": engine}
+    if engine == "prism-http":
+        out.update(_http_worker(work, args))
+    elif engine == "prism-direct":
+        requests = json.loads((work / "requests.json").read_text())
+        out["batches"] = _run_timed(
+            _direct_engine(work, args), requests, b1, requests[b1 : b1 + 32], len
+        )
+        out["peak_rss_mb"] = _peak_rss_mb()
+    else:
+        ids = np.load(work / "ids.npy")
+        out["batches"] = _run_timed(
+            _token_engine(engine, work, args), ids, b1, ids[b1 : b1 + 32], lambda a: a.shape[0]
+        )
+        out["peak_rss_mb"] = _peak_rss_mb()
+    result.write_text(json.dumps(out))
+
+
+def _http_worker(work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    import httpx
+
+    from benchmarks.server import running_server
+
+    requests = json.loads((work / "requests.json").read_text())
+    b1 = args.b1_requests
+    with running_server(work / "store", NAME, _server_env(args), log=work / "server.log") as server:
+        with httpx.Client(base_url=server.base_url, timeout=300) as client:
+
+            def one(body: dict[str, Any]) -> list[int]:
+                response = client.post("/v1/explanations", json=body)
+                response.raise_for_status()
+                return [response.json()["usage"]["output_tokens"]]
+
+            one(requests[0])
+            latencies, tokens = [], []
+            for body in requests[:b1]:
+                started = time.perf_counter()
+                tokens.append(one(body))
+                latencies.append(time.perf_counter() - started)
+
+        async def concurrent(batch: list[dict[str, Any]]) -> list[list[int]]:
+            async with httpx.AsyncClient(base_url=server.base_url, timeout=300) as client:
+                responses = await asyncio.gather(
+                    *(client.post("/v1/explanations", json=b) for b in batch)
+                )
+            return [[r.json()["usage"]["output_tokens"]] for r in responses]
+
+        batch = requests[b1 : b1 + 32]
+        asyncio.run(concurrent(batch))  # warm-up
+        started = time.perf_counter()
+        batch_tokens = asyncio.run(concurrent(batch))
+        elapsed = time.perf_counter() - started
+        peak = server.peak_rss_mb()
+    return {
+        "batches": {
+            "1": {"latencies_s": latencies, "tokens": tokens},
+            "32": {"latencies_s": [elapsed], "tokens": batch_tokens, "rows": 32},
+        },
+        "peak_rss_mb": peak,
+    }

@@ -1,0 +1,247 @@
+"""Prism's engine against the engines a user would pick instead, at the paper's shape, in one run.
+
+    python -m benchmarks.peers [--rounds 3] [--out benchmarks/results]     (make bench-peers)
+
+The model is a randomly initialised user-aware BART in the bart-base shape (d_model 768, 6+6
+layers, 12 heads, ffn 3072, vocabulary 50,330), built and published with the project's own
+code (export, parity, precision variants). Latency depends on the shape, not the values, so
+random weights measure speed and memory; they say nothing about a variant's agreement, which
+is read from the trained default model's manifest (its publish-time gate) when the store has
+it. Engines, each in its own process (so each peak RSS is its own), on the same token ids:
+
+- `hf-eager`: transformers `generate` in PyTorch eager mode (KV cache), the paper's setting;
+- `prism-fp32`, `prism-int8`, `prism-fp16`: the project's runtime (`explain.onnx_backend`:
+  the encoder once, the one-step decoder with its KV cache, the numpy decode loop) on each
+  precision variant of the graphs;
+- `ct2-fp32`, `ct2-int8`: CTranslate2 on the same weights (the user vector is zero, which
+  makes the model plain BART, so CTranslate2's BART converter takes it);
+- `prism-direct` and `prism-http`: the whole request path (input building, the Explainer, the
+  verifier) on catalogue requests, called directly and through the real HTTP service
+  (uvicorn, dynamic batching), fp32 graphs, to measure what HTTP and batching cost.
+
+Inputs are `--src-tokens` token ids (default 120); every engine generates exactly
+`--new-tokens` tokens (EOS banned until then), greedily, with `--threads` threads. Batch 1
+runs `--b1-requests` sequences one at a time; batch 32 runs one batch of 32 (32 concurrent
+requests over HTTP). Engines run in `--rounds` rounds, the order rotated each round; ratios
+are medians of per-round ratios. The last line printed is the `peers:` summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.peer_engines import build, make_inputs, worker
+
+ENGINES = (
+    "hf-eager",
+    "prism-fp32",
+    "prism-int8",
+    "prism-fp16",
+    "ct2-fp32",
+    "ct2-int8",
+    "prism-direct",
+    "prism-http",
+)
+
+
+# --- the report (parent) ----------------------------------------------------------------
+
+
+def _p50_ms(batch: dict[str, Any]) -> float:
+    return float(np.median(batch["latencies_s"]) * 1000)
+
+
+def _throughput(batch: dict[str, Any]) -> float:
+    return float(batch["rows"]) / float(batch["latencies_s"][0])
+
+
+def summarise(results: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    reference = results.get("hf-eager", [])
+    rows = []
+    for engine, rounds in results.items():
+        b1 = [_p50_ms(r["batches"]["1"]) for r in rounds]
+        b32 = [_throughput(r["batches"]["32"]) for r in rounds]
+        agree = None
+        if reference and engine not in ("prism-direct", "prism-http", "hf-eager"):
+            mine = rounds[0]["batches"]["1"]["tokens"] + rounds[0]["batches"]["32"]["tokens"]
+            ref = reference[0]["batches"]["1"]["tokens"] + reference[0]["batches"]["32"]["tokens"]
+            agree = sum(a == b for a, b in zip(mine, ref, strict=True)) / len(ref)
+        rows.append(
+            {
+                "engine": engine,
+                "b1_p50_ms": float(np.median(b1)),
+                "b1_range_ms": [min(b1), max(b1)],
+                "b32_seq_s": float(np.median(b32)),
+                "b32_range": [min(b32), max(b32)],
+                "peak_rss_mb": max(r["peak_rss_mb"] for r in rounds),
+                "tokens_equal_hf": agree,
+            }
+        )
+    return rows
+
+
+def ratio(
+    results: dict[str, list[dict[str, Any]]], a: str, b: str, key: str
+) -> tuple[float, float, float] | None:
+    """Median (and range) over rounds of a/b for `key` in ("b1", "b32")."""
+    if a not in results or b not in results:
+        return None
+    values = []
+    for ra, rb in zip(results[a], results[b], strict=True):
+        if key == "b1":
+            values.append(_p50_ms(ra["batches"]["1"]) / _p50_ms(rb["batches"]["1"]))
+        else:
+            values.append(_throughput(ra["batches"]["32"]) / _throughput(rb["batches"]["32"]))
+    return float(np.median(values)), min(values), max(values)
+
+
+def _agreement_of_default(store: Path, name: str) -> float | None:
+    from model_store.store import ModelStore, StoreError
+
+    try:
+        variant = ModelStore(store).resolve(name, "production").manifest.variants.get("int8")
+    except (StoreError, FileNotFoundError):
+        return None
+    return None if variant is None else variant.sequences_identical
+
+
+def render(
+    rows: list[dict[str, Any]], ratios: dict[str, Any], setup: dict[str, Any], line: str
+) -> str:
+    out = [f"# Peer benchmark ({setup['date']})", ""]
+    out.append("Setup: " + "; ".join(f"{k}: {v}" for k, v in setup.items() if k != "date"))
+    out += [
+        "",
+        "| engine | b1 p50 ms | b1 p50 range | b32 seq/s | b32 range | peak RSS MB "
+        "| tokens = HF eager |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        agree = "n/a" if r["tokens_equal_hf"] is None else f"{r['tokens_equal_hf']:.0%}"
+        out.append(
+            f"| {r['engine']} | {r['b1_p50_ms']:.0f} | {r['b1_range_ms'][0]:.0f}-"
+            f"{r['b1_range_ms'][1]:.0f} | {r['b32_seq_s']:.2f} | {r['b32_range'][0]:.2f}-"
+            f"{r['b32_range'][1]:.2f} | {r['peak_rss_mb']:.0f} | {agree} |"
+        )
+    out += ["", "| ratio (median of per-round ratios) | median | range |", "|---|---:|---:|"]
+    for label, value in ratios.items():
+        if value is not None:
+            out.append(f"| {label} | {value[0]:.2f}x | {value[1]:.2f}-{value[2]:.2f} |")
+    out += ["", line, ""]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--engines", default=",".join(ENGINES))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--shape", choices=("bart-base", "tiny"), default="bart-base", help="tiny: for tests"
+    )
+    parser.add_argument("--src-tokens", type=int, default=120)
+    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--b1-requests", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--store", default="store", help="the default model's store (agreement)")
+    parser.add_argument("--name", default="prism-movies")
+    parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--work", help="reuse a built model directory (default: a temp dir)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(args.worker, Path(args.work), args, Path(args.result))
+        return 0
+    engines = [e for e in args.engines.split(",") if e]
+    with tempfile.TemporaryDirectory(prefix="prism-peers-") as tmp:
+        work = Path(args.work or tmp)
+        built_file = work / "built.json"
+        if not built_file.exists():
+            print("building the bart-base-shaped model (export, parity, variants) ...", flush=True)
+            built_file.write_text(json.dumps(build(work, args)))
+        built = json.loads(built_file.read_text())
+        make_inputs(work, args, built["vocab_size"])
+        results: dict[str, list[dict[str, Any]]] = {e: [] for e in engines}
+        for r in range(args.rounds):
+            for k in range(len(engines)):
+                engine = engines[(r + k) % len(engines)]
+                result = work / f"{engine}-{r}.json"
+                print(f"round {r + 1}/{args.rounds}: {engine} ...", flush=True)
+                command = [sys.executable, "-m", "benchmarks.peers", "--worker", engine]
+                command += ["--work", str(work), "--result", str(result)]
+                command += ["--threads", str(args.threads), "--new-tokens", str(args.new_tokens)]
+                command += ["--b1-requests", str(args.b1_requests)]
+                subprocess.run(
+                    command, check=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+                )
+                results[engine].append(json.loads(result.read_text()))
+    rows = summarise(results)
+    by_engine = {r["engine"]: r for r in rows}
+    ratios = {
+        "b1 speed-up of prism-int8 vs HF eager": ratio(results, "hf-eager", "prism-int8", "b1"),
+        "b1 speed-up of prism-fp32 vs HF eager": ratio(results, "hf-eager", "prism-fp32", "b1"),
+        "b1 p50 prism-int8 / ct2-int8 (below 1: faster)": ratio(
+            results, "prism-int8", "ct2-int8", "b1"
+        ),
+        "b1 p50 prism-fp32 / ct2-fp32": ratio(results, "prism-fp32", "ct2-fp32", "b1"),
+        "b32 throughput prism-int8 / ct2-int8": ratio(results, "prism-int8", "ct2-int8", "b32"),
+        "b32 throughput prism-fp32 / ct2-fp32": ratio(results, "prism-fp32", "ct2-fp32", "b32"),
+        "b1 p50 prism-http / prism-direct (HTTP + batching)": ratio(
+            results, "prism-http", "prism-direct", "b1"
+        ),
+    }
+    agreement = _agreement_of_default(Path(args.store), args.name)
+
+    def shown(value: tuple[float, float, float] | None) -> str:
+        return "n/a" if value is None else f"{value[0]:.1f}x"
+
+    line = (
+        f"peers: b1 speed-up vs HF eager {shown(ratios['b1 speed-up of prism-int8 vs HF eager'])}; "
+        f"b32 throughput vs CTranslate2 int8 "
+        f"{shown(ratios['b32 throughput prism-int8 / ct2-int8'])}; "
+        f"b1 p50 vs CTranslate2 int8 "
+        f"{shown(ratios['b1 p50 prism-int8 / ct2-int8 (below 1: faster)'])}; "
+        f"peak RSS {by_engine.get('prism-int8', {}).get('peak_rss_mb', float('nan')):.0f} MB; "
+        f"int8 agreement {'n/a' if agreement is None else f'{agreement:.1%}'}"
+    )
+    setup = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "model": f"random user-aware BART, {args.shape} shape "
+        + ("(d_model 768, 6+6 layers, " if args.shape == "bart-base" else "(")
+        + f"vocab {built['vocab_size']}), parity {'passed' if built['parity'] else 'FAILED'}",
+        "inputs": f"{args.src_tokens} tokens (HTTP/direct: catalogue requests, 12-film histories)",
+        "generation": f"exactly {args.new_tokens} new tokens, greedy",
+        "batches": f"b1 x {args.b1_requests} sequential; b32 x 1 (32 concurrent over HTTP)",
+        "threads": args.threads,
+        "rounds": f"{args.rounds}, order rotated",
+        "cpu": platform.processor() or platform.machine(),
+        "int8 agreement": "trained default model's publish-time gate"
+        + ("" if agreement is not None else " (no default model in the store)"),
+    }
+    report = render(rows, ratios, setup, line)
+    print(report)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
+    (out_dir / f"peers-{stamp}.md").write_text(report)
+    (out_dir / f"peers-{stamp}.json").write_text(
+        json.dumps({"setup": setup, "rows": rows, "ratios": ratios, "built": built}, indent=2)
+    )
+    print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
