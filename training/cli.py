@@ -55,6 +55,34 @@ def build_parser() -> argparse.ArgumentParser:
         "--teacher", default="grounded", help="grounded | hf:<model> | openai:<base url>"
     )
     run.add_argument("--teacher-model", default="", help="model name served by an OpenAI endpoint")
+    run.add_argument(
+        "--teacher-mode",
+        choices=["chat", "completions"],
+        default="chat",
+        help="OpenAI endpoint: chat (/v1/chat/completions) or completions (/v1/completions: "
+        "TGI serving FLAN-T5, a base model)",
+    )
+    run.add_argument(
+        "--teacher-concurrency", type=int, default=64, help="requests in flight (OpenAI endpoint)"
+    )
+    run.add_argument(
+        "--teacher-api-key-env",
+        default="OPENAI_API_KEY",
+        help="environment variable that holds the endpoint's API key",
+    )
+    run.add_argument(
+        "--teacher-tokenizer",
+        default=None,
+        help="the remote teacher's tokenizer.json (or its folder): prompts are fitted to "
+        "--teacher-max-context by dropping the oldest history",
+    )
+    run.add_argument("--teacher-max-context", type=int, default=512)
+    run.add_argument("--teacher-max-new-tokens", type=int, default=64)
+    run.add_argument(
+        "--prompt-file",
+        default=None,
+        help="a prompt template with {history} and {item_to_explain} (default: the dataset's)",
+    )
     run.add_argument("--base", default=SCRATCH, help="scratch, or e.g. facebook/bart-base")
     run.add_argument("--epochs", type=int, default=3)
     run.add_argument("--batch-size", type=int, default=16)
@@ -99,6 +127,13 @@ def _config(args: argparse.Namespace) -> PipelineConfig:
         seed=args.seed,
         teacher=args.teacher,
         teacher_model=args.teacher_model,
+        teacher_mode=args.teacher_mode,
+        teacher_concurrency=args.teacher_concurrency,
+        teacher_api_key_env=args.teacher_api_key_env,
+        teacher_tokenizer=args.teacher_tokenizer,
+        teacher_max_context=args.teacher_max_context,
+        teacher_max_new_tokens=args.teacher_max_new_tokens,
+        prompt_file=args.prompt_file,
         max_train_samples=args.max_train_samples,
         eval_samples=args.eval_samples,
         input=InputConfig(max_input_tokens=args.max_input_tokens),

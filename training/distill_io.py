@@ -6,12 +6,15 @@ samples' ids and reasons; `distill` reads both to resume, `read_distilled` the k
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+import numpy as np
 
 from training.records import DistilledRecord
 
@@ -75,3 +78,119 @@ def load_jsonl(path: Path, *, repair: bool) -> list[dict[str, Any]]:
 def read_distilled(path: Path) -> list[DistilledRecord]:
     """The kept records of a distilled file, in file order (a torn last line is skipped)."""
     return [DistilledRecord.from_dict(raw) for raw in load_jsonl(path, repair=False)]
+
+
+def repair_tail(path: Path, *, chunk: int = 1 << 16) -> None:
+    """Cut a torn last line off (or end a complete one with its newline), reading only the
+    end of the file."""
+    if not path.exists():
+        return
+    with path.open("r+b") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        start = size
+        tail = b""
+        while start > 0:  # back from the end until a newline (or the start of the file)
+            start = max(0, start - chunk)
+            handle.seek(start)
+            tail = handle.read(size - start)
+            if b"\n" in tail:
+                break
+        end = start + tail.rfind(b"\n") + 1  # 0 from rfind's -1 when there is none
+        rest = tail[tail.rfind(b"\n") + 1 :]
+        if not rest.strip():
+            return
+        try:
+            json.loads(rest)
+            repaired = rest + b"\n"  # complete but unterminated: only its newline was lost
+        except ValueError:
+            repaired = b""
+            logger.warning("%s: ignoring a torn last line (%d bytes)", path, len(rest))
+        handle.truncate(end)
+        handle.seek(end)
+        handle.write(repaired)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+_ID_PREFIX = b'{"id": "'
+
+
+def iter_ids(path: Path) -> Iterator[str]:
+    """The `id` of every complete line, without parsing the rest of it."""
+    if not path.exists():
+        return
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.endswith(b"\n"):
+                return  # a torn last line: not done
+            if line.startswith(_ID_PREFIX):
+                end = line.find(b'"', len(_ID_PREFIX))
+                yield line[len(_ID_PREFIX) : end].decode()
+            elif line.strip():
+                try:
+                    yield str(json.loads(line)["id"])
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise CorruptDistillFileError(f"{path}:{number}: no id ({exc!r})") from exc
+
+
+def id_key(sample_id: str) -> int:
+    """A 64-bit key: the id itself when it is 16 hex digits (`Sample.sample_id`), else a hash."""
+    if len(sample_id) == 16:
+        try:
+            return int(sample_id, 16)
+        except ValueError:
+            pass
+    return int.from_bytes(hashlib.blake2b(sample_id.encode(), digest_size=8).digest(), "big")
+
+
+def _sorted_keys(path: Path) -> np.ndarray[Any, np.dtype[np.uint64]]:
+    keys = np.fromiter((id_key(i) for i in iter_ids(path)), dtype=np.uint64)
+    keys.sort()
+    return keys
+
+
+Status = Literal["kept", "dropped", "new"]
+
+
+class DoneIds:
+    """What resuming needs to know: which sample ids are done, in 8 bytes per id.
+
+    The files' ids are read line by line into sorted `uint64` arrays (8 MB per million
+    lines; the lines themselves are never held); ids met during this run go into a set.
+    """
+
+    def __init__(
+        self,
+        kept: np.ndarray[Any, np.dtype[np.uint64]],
+        dropped: np.ndarray[Any, np.dtype[np.uint64]],
+    ) -> None:
+        self._kept = kept
+        self._dropped = dropped
+        self._new: set[int] = set()
+
+    @classmethod
+    def read(cls, kept_path: Path, dropped_file: Path) -> DoneIds:
+        for path in (kept_path, dropped_file):
+            repair_tail(path)
+        return cls(_sorted_keys(kept_path), _sorted_keys(dropped_file))
+
+    @property
+    def kept(self) -> int:
+        return int(self._kept.size)
+
+    @staticmethod
+    def _has(keys: np.ndarray[Any, np.dtype[np.uint64]], key: int) -> bool:
+        at = int(np.searchsorted(keys, np.uint64(key)))
+        return at < keys.size and int(keys[at]) == key
+
+    def claim(self, sample_id: str) -> Status | None:
+        """None the first time an undone id is met (it is then to do); else why it is not."""
+        key = id_key(sample_id)
+        if key in self._new:
+            return "new"
+        self._new.add(key)
+        if self._has(self._kept, key):
+            return "kept"
+        if self._has(self._dropped, key):
+            return "dropped"
+        return None

@@ -27,6 +27,8 @@ from training.data.sparse import sparse_requests
 from training.data.types import SPLITS, Dataset, Sample
 from training.distill import distill, read_distilled
 from training.finetune import SCRATCH, train_student
+from training.prompt_budget import PromptBudget
+from training.prompts import PromptTemplate, default_template, load_template
 from training.teachers.base import Teacher
 
 logger = logging.getLogger(__name__)
@@ -93,12 +95,41 @@ def make_teacher(config: PipelineConfig) -> Teacher:
     if kind == "hf" and target:
         from training.teachers.hf import HFTeacher
 
-        return HFTeacher(target)
+        return HFTeacher(target, max_new_tokens=config.teacher_max_new_tokens)
     if kind == "openai" and target:
-        from training.teachers.openai import OpenAICompatibleTeacher
+        from training.teachers.openai import MODES, OpenAICompatibleTeacher
 
-        return OpenAICompatibleTeacher(target, config.teacher_model or "default")
+        mode = next((m for m in MODES if m == config.teacher_mode), None)
+        if mode is None:
+            raise ValueError(f"unknown teacher mode {config.teacher_mode!r} ({', '.join(MODES)})")
+        return OpenAICompatibleTeacher(
+            target,
+            config.teacher_model or "default",
+            mode=mode,
+            concurrency=config.teacher_concurrency,
+            api_key_env=config.teacher_api_key_env,
+            max_tokens=config.teacher_max_new_tokens,
+        )
     raise ValueError(f"unknown teacher {config.teacher!r} (grounded, hf:<model>, openai:<url>)")
+
+
+def teacher_template(config: PipelineConfig) -> PromptTemplate:
+    """`--prompt-file` when given, else the dataset's own default prompt."""
+    if config.prompt_file:
+        return load_template(Path(config.prompt_file))
+    return default_template(config.dataset)
+
+
+def prompt_budget(config: PipelineConfig, teacher: Teacher) -> PromptBudget | None:
+    """The remote teacher's budget from its tokenizer file, or the local teacher's own."""
+    if config.teacher_tokenizer:
+        return PromptBudget.from_tokenizer_file(
+            Path(config.teacher_tokenizer),
+            max_context=config.teacher_max_context,
+            max_new_tokens=config.teacher_max_new_tokens,
+        )
+    own = getattr(teacher, "prompt_budget", None)
+    return own if isinstance(own, PromptBudget) else None
 
 
 def _limit(config: PipelineConfig, split: str) -> int | None:
@@ -109,7 +140,12 @@ def stage_distill(
     config: PipelineConfig, dataset: Dataset, work_dir: Path, progress: bool
 ) -> dict[str, Any]:
     teacher = make_teacher(config)
-    out: dict[str, Any] = {"teacher": getattr(teacher, "name", config.teacher)}
+    template = teacher_template(config)
+    budget = prompt_budget(config, teacher)
+    out: dict[str, Any] = {
+        "teacher": getattr(teacher, "name", config.teacher),
+        "template": template.template_id,
+    }
     jobs: dict[str, list[Sample]] = {}
     for split in SPLITS:
         cap = _limit(config, split)
@@ -131,11 +167,14 @@ def stage_distill(
             teacher,
             work_dir / "distilled" / f"{split}.jsonl",
             profiles=dataset.profiles,
+            template=template,
+            prompt_budget=budget,
             input_config=config.input,
             catalogue_titles=list(dataset.items.values()),
             progress=progress,
         )
         out[split] = stats.summary()
+        logger.info("distill %s: %s", split, stats.summary())
     return out
 
 
