@@ -14,7 +14,7 @@ EXTRAS ?= cpu,train,dev
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: install system-tools run model test test-fast lint format bench overload hot-swap loadtest gpu-check validate-deploy clean
+.PHONY: install system-tools run model test test-fast lint format bench scale-bench teacher-bench overload hot-swap loadtest gpu-check validate-deploy clean
 
 install: $(STAMP)
 
@@ -61,6 +61,14 @@ format: install
 ## bench: engines side by side on the same weights and inputs (tables in benchmarks/results/)
 bench: install $(STORE)/$(MODEL)/aliases.json
 	$(BIN)/python -m benchmarks.engines --store $(STORE) --name $(MODEL)
+
+## scale-bench: 894,752 synthetic samples through distillation, a crash and resume, and encoding
+scale-bench: install
+	$(BIN)/python -m benchmarks.scale_bench
+
+## teacher-bench: the teacher client against a local server answering after 100 ms
+teacher-bench: install
+	$(BIN)/python -m benchmarks.teacher_throughput
 
 ## overload: find saturation, offer 2x for 60 s, count goodput, 503s, 504s, /healthz latency
 overload: install $(STORE)/$(MODEL)/aliases.json

@@ -46,6 +46,7 @@ from training.distill_io import (
 )
 from training.distill_stats import DistillStats
 from training.faithfulness import TitleMatcher
+from training.item_table import ItemTable
 from training.progress import ProgressBar
 from training.prompt_budget import PromptBudget, fit_prompt
 from training.prompts import DEFAULT_TEMPLATE, PromptTemplate
@@ -111,6 +112,7 @@ class _Run:
     matcher: TitleMatcher | None
     max_consecutive_failures: int
     budget: PromptBudget | None = None
+    table: ItemTable | None = None  # where written records' items go (None: inline)
     stats: DistillStats = field(default_factory=DistillStats)
     consecutive_failures: int = 0
     last_failure: str = ""
@@ -216,7 +218,7 @@ class _Run:
             answer.sample, request, answer.result, answer.aspect, answer.template
         )
         if record is not None:
-            out.write(record.to_json_line())
+            out.write(record.to_json_line(self.table))
         if drop is not None:
             dropped.write(dump_line(drop))
         return False
@@ -268,6 +270,7 @@ def distill(
         matcher=TitleMatcher(catalogue_titles) if catalogue_titles is not None else None,
         max_consecutive_failures=max_consecutive_failures,
         budget=prompt_budget,
+        table=ItemTable.beside(output),
     )
     stats = run.stats
     stats.existing = done.kept
@@ -311,6 +314,8 @@ def distill(
                     bar.note(f"kept {stats.kept}, dropped {stats.dropped}, errors {stats.errors}")
         finally:
             _sync(out, dropped)
+            if run.table is not None:
+                run.table.close()
     stats.seconds = time.perf_counter() - started
     logger.info("distilled into %s: %s", output, stats.summary())
     return stats

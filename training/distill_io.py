@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from training.item_table import ItemTable, items_path
+from training.jsonl_tail import repair_tail
 from training.records import DistilledRecord
 
 logger = logging.getLogger(__name__)
@@ -75,41 +77,28 @@ def load_jsonl(path: Path, *, repair: bool) -> list[dict[str, Any]]:
     return records
 
 
-def read_distilled(path: Path) -> list[DistilledRecord]:
-    """The kept records of a distilled file, in file order (a torn last line is skipped)."""
-    return [DistilledRecord.from_dict(raw) for raw in load_jsonl(path, repair=False)]
-
-
-def repair_tail(path: Path, *, chunk: int = 1 << 16) -> None:
-    """Cut a torn last line off (or end a complete one with its newline), reading only the
-    end of the file."""
+def iter_distilled(path: Path) -> Iterator[DistilledRecord]:
+    """The kept records of a distilled file, one at a time, in file order (a torn last line
+    is skipped); items are resolved through the table beside the file."""
     if not path.exists():
         return
-    with path.open("r+b") as handle:
-        size = handle.seek(0, os.SEEK_END)
-        start = size
-        tail = b""
-        while start > 0:  # back from the end until a newline (or the start of the file)
-            start = max(0, start - chunk)
-            handle.seek(start)
-            tail = handle.read(size - start)
-            if b"\n" in tail:
-                break
-        end = start + tail.rfind(b"\n") + 1  # 0 from rfind's -1 when there is none
-        rest = tail[tail.rfind(b"\n") + 1 :]
-        if not rest.strip():
-            return
-        try:
-            json.loads(rest)
-            repaired = rest + b"\n"  # complete but unterminated: only its newline was lost
-        except ValueError:
-            repaired = b""
-            logger.warning("%s: ignoring a torn last line (%d bytes)", path, len(rest))
-        handle.truncate(end)
-        handle.seek(end)
-        handle.write(repaired)
-        handle.flush()
-        os.fsync(handle.fileno())
+    table = ItemTable(items_path(path)) if items_path(path).exists() else None
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                raw = json.loads(line)
+            except ValueError as exc:
+                if not line.endswith(b"\n"):
+                    return  # a line torn by a crash: not a record
+                raise CorruptDistillFileError(f"{path}:{number}: not a JSON line ({exc})") from exc
+            yield DistilledRecord.from_dict(raw, table)
+
+
+def read_distilled(path: Path) -> list[DistilledRecord]:
+    """`iter_distilled` as a list: for the small files (evaluation, tests)."""
+    return list(iter_distilled(path))
 
 
 _ID_PREFIX = b'{"id": "'

@@ -13,7 +13,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,17 +23,12 @@ from explain.verifier import save_inventory
 from model_store.store import PRODUCTION, ModelStore, ModelVersion
 from training import tokenization
 from training.config import PipelineConfig
-from training.data.sparse import sparse_requests
-from training.data.types import SPLITS, Dataset, Sample
-from training.distill import distill, read_distilled
+from training.data.types import Dataset
+from training.distill_io import iter_distilled
+from training.distill_stage import ANONYMOUS_SPLIT, stage_distill
 from training.finetune import SCRATCH, train_student
-from training.prompt_budget import PromptBudget
-from training.prompts import PromptTemplate, default_template, load_template
-from training.teachers.base import Teacher
 
 logger = logging.getLogger(__name__)
-ANONYMOUS_SPLIT = "train_anonymous"
-ANONYMOUS_USER = "~anonymous"  # never in a user index: the zero vector
 
 
 class QualityGateError(RuntimeError):
@@ -86,98 +81,6 @@ def load_dataset(config: PipelineConfig) -> Dataset:
     raise ValueError(f"unknown dataset {config.dataset!r} (synthetic, movielens, yelp)")
 
 
-def make_teacher(config: PipelineConfig) -> Teacher:
-    kind, _, target = config.teacher.partition(":")
-    if kind == "grounded":
-        from training.teachers.grounded import GroundedTeacher
-
-        return GroundedTeacher(seed=config.seed)
-    if kind == "hf" and target:
-        from training.teachers.hf import HFTeacher
-
-        return HFTeacher(target, max_new_tokens=config.teacher_max_new_tokens)
-    if kind == "openai" and target:
-        from training.teachers.openai import MODES, OpenAICompatibleTeacher
-
-        mode = next((m for m in MODES if m == config.teacher_mode), None)
-        if mode is None:
-            raise ValueError(f"unknown teacher mode {config.teacher_mode!r} ({', '.join(MODES)})")
-        return OpenAICompatibleTeacher(
-            target,
-            config.teacher_model or "default",
-            mode=mode,
-            concurrency=config.teacher_concurrency,
-            api_key_env=config.teacher_api_key_env,
-            max_tokens=config.teacher_max_new_tokens,
-        )
-    raise ValueError(f"unknown teacher {config.teacher!r} (grounded, hf:<model>, openai:<url>)")
-
-
-def teacher_template(config: PipelineConfig) -> PromptTemplate:
-    """`--prompt-file` when given, else the dataset's own default prompt."""
-    if config.prompt_file:
-        return load_template(Path(config.prompt_file))
-    return default_template(config.dataset)
-
-
-def prompt_budget(config: PipelineConfig, teacher: Teacher) -> PromptBudget | None:
-    """The remote teacher's budget from its tokenizer file, or the local teacher's own."""
-    if config.teacher_tokenizer:
-        return PromptBudget.from_tokenizer_file(
-            Path(config.teacher_tokenizer),
-            max_context=config.teacher_max_context,
-            max_new_tokens=config.teacher_max_new_tokens,
-        )
-    own = getattr(teacher, "prompt_budget", None)
-    return own if isinstance(own, PromptBudget) else None
-
-
-def _limit(config: PipelineConfig, split: str) -> int | None:
-    return config.max_train_samples if split == "train" else config.eval_samples
-
-
-def stage_distill(
-    config: PipelineConfig, dataset: Dataset, work_dir: Path, progress: bool
-) -> dict[str, Any]:
-    teacher = make_teacher(config)
-    template = teacher_template(config)
-    budget = prompt_budget(config, teacher)
-    out: dict[str, Any] = {
-        "teacher": getattr(teacher, "name", config.teacher),
-        "template": template.template_id,
-    }
-    jobs: dict[str, list[Sample]] = {}
-    for split in SPLITS:
-        cap = _limit(config, split)
-        chosen = dataset.samples[split][:cap] if cap else dataset.samples[split]
-        # Bare titles, catalogue sort forms and empty histories, as rankers send them
-        # (`training.data.sparse`).
-        jobs[split] = sparse_requests(
-            chosen, alternates=dataset.alternates, enabled=config.request_forms
-        )
-    if config.anonymous_every:
-        # Requests with no known user teach the content-based mode the zero vector serves:
-        # without them the zero vector is an input the student never saw in training.
-        jobs[ANONYMOUS_SPLIT] = [
-            replace(s, user_id=ANONYMOUS_USER) for s in jobs["train"][:: config.anonymous_every]
-        ]
-    for split, samples in jobs.items():
-        stats = distill(
-            samples,
-            teacher,
-            work_dir / "distilled" / f"{split}.jsonl",
-            profiles=dataset.profiles,
-            template=template,
-            prompt_budget=budget,
-            input_config=config.input,
-            catalogue_titles=list(dataset.items.values()),
-            progress=progress,
-        )
-        out[split] = stats.summary()
-        logger.info("distill %s: %s", split, stats.summary())
-    return out
-
-
 def stage_tokenizer(config: PipelineConfig, work_dir: Path) -> dict[str, Any]:
     target = work_dir / "tokenizer"
     target.mkdir(parents=True, exist_ok=True)
@@ -185,13 +88,14 @@ def stage_tokenizer(config: PipelineConfig, work_dir: Path) -> dict[str, Any]:
         from explain.input_format import build_input
         from training.distill import WordCountEncoder
 
-        records = read_distilled(work_dir / "distilled" / "train.jsonl")
         wide = replace(config.input, max_input_tokens=100_000)
-        texts = [
-            build_input(list(r.history), r.item, WordCountEncoder(), wide).text for r in records
-        ]
-        texts += [r.text for r in records]
-        tokenizer = tokenization.train_bpe(texts, vocab_size=config.vocab_size)
+
+        def texts() -> Iterator[str]:  # streamed: the records are never all in memory
+            for r in iter_distilled(work_dir / "distilled" / "train.jsonl"):
+                yield build_input(list(r.history), r.item, WordCountEncoder(), wide).text
+                yield r.text
+
+        tokenizer = tokenization.train_bpe(texts(), vocab_size=config.vocab_size)
     else:
         tokenizer = tokenization.from_pretrained(config.train.base)
     tokenizer.backend.save(str(target / "tokenizer.json"))
@@ -201,28 +105,30 @@ def stage_tokenizer(config: PipelineConfig, work_dir: Path) -> dict[str, Any]:
 def stage_finetune(
     config: PipelineConfig, dataset: Dataset, work_dir: Path, *, use_users: bool, progress: bool
 ) -> dict[str, Any]:
-    from training.examples import Encoded, encode_records, with_users
+    from training.encoded import EncodedExamples, load_encoded, write_encoded
 
     tokenizer = PrismTokenizer.from_file(work_dir / "tokenizer")
     train_config = replace(config.train, use_users=use_users)
     examples = {}
     for split in ("train", "valid"):
         # Encoding re-delexicalises every target against the student's window: done once,
-        # shared by the full and the w/o-user model.
-        cache = work_dir / "examples" / f"{split}.json"
-        if cache.exists():
-            encoded: list[Encoded] = [tuple(e) for e in json.loads(cache.read_text())]
-        else:
-            records = read_distilled(work_dir / "distilled" / f"{split}.jsonl")
-            anonymous = work_dir / "distilled" / f"{ANONYMOUS_SPLIT}.jsonl"
-            if split == "train" and anonymous.exists():
-                records += read_distilled(anonymous)
-            encoded = encode_records(
-                records, tokenizer, config.input, max_target_tokens=train_config.max_target_tokens
+        # shared by the full and the w/o-user model, into a memory-mapped Arrow file.
+        encoded = work_dir / "examples" / f"{split}.arrow"
+        if not encoded.exists():
+            sources = [work_dir / "distilled" / f"{split}.jsonl"]
+            if split == "train":
+                sources.append(work_dir / "distilled" / f"{ANONYMOUS_SPLIT}.jsonl")
+            write_encoded(
+                (r for source in sources for r in iter_distilled(source)),
+                tokenizer,
+                config.input,
+                encoded,
+                max_target_tokens=train_config.max_target_tokens,
+                progress=progress,
             )
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            cache.write_text(json.dumps(encoded))
-        examples[split] = with_users(encoded, dataset.user_index, use_users=use_users)
+        examples[split] = EncodedExamples(
+            load_encoded(encoded), dataset.user_index, use_users=use_users
+        )
     result = train_student(
         examples["train"],
         examples["valid"],
@@ -240,7 +146,7 @@ def stage_finetune(
     )
     # The sentences the teacher wrote, as the decoder writes them back: the verifier serves
     # no sentence outside this inventory (a recombination of fragments is not in it).
-    targets = [tokenizer.decode(e.labels) for split in examples.values() for e in split]
+    targets = {tokenizer.decode(e.labels) for split in examples.values() for e in split}
     sentences = save_inventory(result.best_dir, targets)
     return {
         "best_dir": str(result.best_dir),

