@@ -28,6 +28,12 @@ class PipelineConfig:
     teacher_max_context: int = 512  # FLAN-T5 was trained on 512-token inputs
     teacher_max_new_tokens: int = 64
     prompt_file: str | None = None  # a custom template; None: the dataset's default prompt
+    # local: one process; ray: the samples of each split in `distill_shards` shards (by
+    # sample id), distilled by `distill_workers` Ray actors into shard files.
+    distill_engine: str = "local"
+    distill_workers: int = 2
+    distill_shards: int = 8
+    ray_address: str | None = None  # None: a local Ray
     max_train_samples: int | None = None
     eval_samples: int = 800  # test requests scored per system (valid is capped the same)
     base_eval_samples: int = 200  # the untrained base generates to the limit: keep it small

@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -94,6 +95,24 @@ def iter_distilled(path: Path) -> Iterator[DistilledRecord]:
                     return  # a line torn by a crash: not a record
                 raise CorruptDistillFileError(f"{path}:{number}: not a JSON line ({exc})") from exc
             yield DistilledRecord.from_dict(raw, table)
+
+
+def shard_path(directory: Path, split: str, shard: int) -> Path:
+    return directory / f"{split}.shard-{shard:03d}.jsonl"
+
+
+def split_files(directory: Path, split: str) -> list[Path]:
+    """A split's distilled files: `<split>.jsonl` from one process, and/or its shards."""
+    whole = directory / f"{split}.jsonl"
+    shard = re.compile(rf"{re.escape(split)}\.shard-\d+\.jsonl")
+    shards = sorted(p for p in directory.glob(f"{split}.shard-*") if shard.fullmatch(p.name))
+    return ([whole] if whole.exists() else []) + shards
+
+
+def iter_split(directory: Path, split: str) -> Iterator[DistilledRecord]:
+    """Every record of a split, file after file."""
+    for path in split_files(directory, split):
+        yield from iter_distilled(path)
 
 
 def read_distilled(path: Path) -> list[DistilledRecord]:

@@ -1,5 +1,6 @@
-"""The distillation stage: the teacher and its prompt from the configuration, the samples
-each split sends it, and one `distill` run per split."""
+"""The distillation stage: the samples each split sends the teacher (drawn, rewritten as
+rankers send them, plus the anonymous copies), then one `distill` run per split in this
+process, or one per shard on Ray (`training.distill_ray`)."""
 
 from __future__ import annotations
 
@@ -13,60 +14,17 @@ from typing import Any
 from training.config import PipelineConfig
 from training.data.sparse import sparse_requests
 from training.data.types import SPLITS, Dataset, Sample
-from training.distill import distill
-from training.prompt_budget import PromptBudget
-from training.prompts import PromptTemplate, default_template, load_template
-from training.teachers.base import Teacher
+from training.distill_setup import (
+    DistillInputs,
+    distill_split,
+    make_teacher,
+    prompt_budget,
+    teacher_template,
+)
 
 logger = logging.getLogger(__name__)
 ANONYMOUS_SPLIT = "train_anonymous"
 ANONYMOUS_USER = "~anonymous"  # never in a user index: the zero vector
-
-
-def make_teacher(config: PipelineConfig) -> Teacher:
-    kind, _, target = config.teacher.partition(":")
-    if kind == "grounded":
-        from training.teachers.grounded import GroundedTeacher
-
-        return GroundedTeacher(seed=config.seed)
-    if kind == "hf" and target:
-        from training.teachers.hf import HFTeacher
-
-        return HFTeacher(target, max_new_tokens=config.teacher_max_new_tokens)
-    if kind == "openai" and target:
-        from training.teachers.openai import MODES, OpenAICompatibleTeacher
-
-        mode = next((m for m in MODES if m == config.teacher_mode), None)
-        if mode is None:
-            raise ValueError(f"unknown teacher mode {config.teacher_mode!r} ({', '.join(MODES)})")
-        return OpenAICompatibleTeacher(
-            target,
-            config.teacher_model or "default",
-            mode=mode,
-            concurrency=config.teacher_concurrency,
-            api_key_env=config.teacher_api_key_env,
-            max_tokens=config.teacher_max_new_tokens,
-        )
-    raise ValueError(f"unknown teacher {config.teacher!r} (grounded, hf:<model>, openai:<url>)")
-
-
-def teacher_template(config: PipelineConfig) -> PromptTemplate:
-    """`--prompt-file` when given, else the dataset's own default prompt."""
-    if config.prompt_file:
-        return load_template(Path(config.prompt_file))
-    return default_template(config.dataset)
-
-
-def prompt_budget(config: PipelineConfig, teacher: Teacher) -> PromptBudget | None:
-    """The remote teacher's budget from its tokenizer file, or the local teacher's own."""
-    if config.teacher_tokenizer:
-        return PromptBudget.from_tokenizer_file(
-            Path(config.teacher_tokenizer),
-            max_context=config.teacher_max_context,
-            max_new_tokens=config.teacher_max_new_tokens,
-        )
-    own = getattr(teacher, "prompt_budget", None)
-    return own if isinstance(own, PromptBudget) else None
 
 
 def draw_samples(samples: Sequence[Sample], cap: int | None, *, seed: int) -> list[Sample]:
@@ -87,13 +45,8 @@ def _limit(config: PipelineConfig, split: str) -> int | None:
 def stage_distill(
     config: PipelineConfig, dataset: Dataset, work_dir: Path, progress: bool
 ) -> dict[str, Any]:
-    teacher = make_teacher(config)
     template = teacher_template(config)
-    budget = prompt_budget(config, teacher)
-    out: dict[str, Any] = {
-        "teacher": getattr(teacher, "name", config.teacher),
-        "template": template.template_id,
-    }
+    out: dict[str, Any] = {"teacher": config.teacher, "template": template.template_id}
     jobs: dict[str, list[Sample]] = {}
     for split in SPLITS:
         cap = _limit(config, split)
@@ -112,18 +65,24 @@ def stage_distill(
         jobs[ANONYMOUS_SPLIT] = [
             replace(s, user_id=ANONYMOUS_USER) for s in jobs["train"][:: config.anonymous_every]
         ]
+    directory = work_dir / "distilled"
+    if config.distill_engine == "ray":
+        from training.distill_ray import distill_on_ray
+
+        shared = DistillInputs(jobs, dataset.profiles, list(dataset.items.values()))
+        out.update(distill_on_ray(config, shared, directory))
+        return out
+    if config.distill_engine != "local":
+        raise ValueError(f"unknown distill engine {config.distill_engine!r} (local, ray)")
+    shared = DistillInputs(jobs, dataset.profiles, list(dataset.items.values()))
+    teacher = make_teacher(config)  # on Ray each actor builds its own
+    budget = prompt_budget(config, teacher)
+    out["teacher"] = teacher.name
     for split, samples in jobs.items():
-        stats = distill(
-            samples,
-            teacher,
-            work_dir / "distilled" / f"{split}.jsonl",
-            profiles=dataset.profiles,
-            template=template,
-            prompt_budget=budget,
-            input_config=config.input,
-            catalogue_titles=list(dataset.items.values()),
+        stats = distill_split(
+            config, shared, samples, directory / f"{split}.jsonl", teacher, template, budget,
             progress=progress,
-        )
+        )  # fmt: skip
         out[split] = stats.summary()
         logger.info("distill %s: %s", split, stats.summary())
     return out

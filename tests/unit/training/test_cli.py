@@ -22,7 +22,7 @@ def test_build_default_keeps_the_request_forms_and_can_be_forced():
 
 
 def test_teacher_flags_reach_the_teacher_and_the_prompt(tmp_path, monkeypatch):
-    from training.distill_stage import make_teacher, prompt_budget, teacher_template
+    from training.distill_setup import make_teacher, prompt_budget, teacher_template
     from training.prompts import BUSINESS_TEMPLATE
     from training.teachers.openai import OpenAICompatibleTeacher
 
@@ -49,7 +49,7 @@ def test_teacher_flags_reach_the_teacher_and_the_prompt(tmp_path, monkeypatch):
 def test_a_teacher_tokenizer_gives_a_budget(tmp_path):
     from tokenizers import Tokenizer, models, pre_tokenizers
 
-    from training.distill_stage import make_teacher, prompt_budget
+    from training.distill_setup import make_teacher, prompt_budget
 
     tok = Tokenizer(models.WordLevel({"<unk>": 0, "a": 1}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
@@ -61,3 +61,13 @@ def test_a_teacher_tokenizer_gives_a_budget(tmp_path):
     budget = prompt_budget(config, make_teacher(config))
     assert budget is not None and budget.max_prompt_tokens == 70
     assert budget.count("a b c") == 3
+
+
+def test_distill_takes_the_run_options_and_the_engine():
+    config = config_of(
+        "distill", "--dataset", "movielens", "--data-dir", "d", "--engine", "ray",
+        "--workers", "3", "--shards", "6", "--ray-address", "auto",
+    )  # fmt: skip
+    assert config.dataset == "movielens" and config.distill_engine == "ray"
+    assert (config.distill_workers, config.distill_shards, config.ray_address) == (3, 6, "auto")
+    assert config_of("run").distill_engine == "local"

@@ -80,6 +80,8 @@ class FakeLLM:
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
                     self.wfile.write(data)
+                except ConnectionError:
+                    pass  # the client left (a stream closed early): nothing to answer
                 finally:
                     with llm.lock:
                         llm.in_flight -= 1
