@@ -11,6 +11,7 @@ the operating system pages the rest in and out.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -24,12 +25,13 @@ from explain.tokenizer import PrismTokenizer
 from explain.users import UNKNOWN_ROW
 from training.batches import StudentExample
 from training.examples import student_target
-from training.progress import ProgressBar
+from training.progress import ProgressBar, summary_line
 from training.records import DistilledRecord
 
 if TYPE_CHECKING:
     from datasets import Dataset
 
+logger = logging.getLogger(__name__)
 SCHEMA = pa.schema(
     [
         ("input_ids", pa.list_(pa.int32())),
@@ -92,6 +94,7 @@ def write_encoded(
             flush(writer)
         bar.set(rows)
     os.replace(partial, path)
+    logger.info(summary_line(f"encode {path.name}", rows, {}, bar.seconds))
     return rows
 
 

@@ -74,3 +74,10 @@ def test_train_samples_are_drawn_at_random_by_seed():
     assert positions == sorted(positions)  # in their original order
     assert draw_samples(samples, None, seed=0) == samples
     assert max(positions) > 10
+
+
+def test_long_jobs_end_with_one_summary_line():
+    from training.progress import summary_line
+
+    line = summary_line("distill", 10, {"empty": 1, "too_long": 2, "degenerate": 0}, 4.0)
+    assert line == "distill: kept 10, dropped 3 (empty 1, too_long 2), 4.0 s (3 rows/s)"
