@@ -10,11 +10,11 @@ PORT ?= 8000
 # torch first and pinned: on a CPU machine 2.13.0 is the local CPU wheel; an unpinned torch
 # (or a package asking for a newer one) would pull a multi-GB CUDA build.
 TORCH_PIN := torch==2.13.0
-EXTRAS ?= cpu,train,dev
+EXTRAS ?= cpu,train,batch,dev
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: install system-tools run model test test-fast lint format bench bench-peers overload hot-swap loadtest gpu-check validate-deploy clean
+.PHONY: install system-tools run model test test-fast lint format bench bench-peers scale-bench teacher-bench batch-bench overload hot-swap loadtest gpu-check validate-deploy clean
 
 install: $(STAMP)
 
@@ -52,7 +52,7 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy explain service model_store training benchmarks
+	$(BIN)/mypy explain service model_store training bulk benchmarks
 
 format: install
 	$(BIN)/ruff format .
@@ -66,6 +66,18 @@ bench-peers: install $(STORE)/$(MODEL)/aliases.json
 ## bench: engines side by side on the same weights and inputs (tables in benchmarks/results/)
 bench: install $(STORE)/$(MODEL)/aliases.json
 	$(BIN)/python -m benchmarks.engines --store $(STORE) --name $(MODEL)
+
+## scale-bench: 894,752 synthetic samples through distillation, a crash and resume, and encoding
+scale-bench: install
+	$(BIN)/python -m benchmarks.scale_bench
+
+## teacher-bench: the teacher client against a local server answering after 100 ms
+teacher-bench: install
+	$(BIN)/python -m benchmarks.teacher_throughput
+
+## batch-bench: prism-batch on local Ray (2 workers) against the HTTP service, same rows
+batch-bench: install $(STORE)/$(MODEL)/aliases.json
+	$(BIN)/python -m benchmarks.batch_explain --store $(STORE) --name $(MODEL)
 
 ## overload: find saturation, offer 2x for 60 s, count goodput, 503s, 504s, /healthz latency
 overload: install $(STORE)/$(MODEL)/aliases.json

@@ -151,7 +151,7 @@ class _Lifecycle:
 
     def _load_from_store(self, ref: str) -> tuple[Engine, ModelCard]:
         # Imported here: the loader pulls in onnxruntime, which the API layer never needs.
-        from service.loader import load_explainer
+        from service.loader import load_served_explainer
 
         s = self._settings
         logger.info(
@@ -159,22 +159,7 @@ class _Lifecycle:
         )
         store = ModelStore(s.store_dir)
         version = store.resolve(s.model_name, ref)  # every file checked against its sha256
-        if not version.manifest.parity_passed:
-            raise ModelLoadError(
-                f"{version.name}@{version.version} has no passing parity check; not serving it"
-            )
-        engine = load_explainer(
-            store,
-            version,
-            provider=s.provider,
-            variant=s.variant,
-            intra_op_threads=s.intra_op_threads,
-            max_history=s.max_history,
-            max_input_tokens=s.max_input_tokens,
-            max_new_tokens_limit=s.max_new_tokens_limit,
-            decode=s.decode(),
-            auto_export=s.auto_export,
-        )
+        engine = load_served_explainer(store, version, s)
         return engine, model_card(engine.info, version.manifest)
 
     def _fail(self, exc: Exception, stage: str) -> None:

@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import subprocess
 import sys
+from typing import TYPE_CHECKING
 
 from explain import artifacts
 from explain.errors import ModelLoadError
@@ -20,10 +21,13 @@ from explain.loading import load_onnx_explainer
 from explain.session import ProviderChoice
 from model_store.store import ModelStore, ModelVersion
 
+if TYPE_CHECKING:
+    from service.settings import Settings
+
 logger = logging.getLogger(__name__)
 ONNX_PATHS = (artifacts.ENCODER_PATH, artifacts.DECODER_PATH, artifacts.SPEC_PATH)
 
-__all__ = ["ModelLoadError", "ensure_onnx", "load_explainer"]
+__all__ = ["ModelLoadError", "ensure_onnx", "load_explainer", "load_served_explainer"]
 
 
 def ensure_onnx(store: ModelStore, version: ModelVersion, *, auto_export: bool) -> ModelVersion:
@@ -99,3 +103,34 @@ def load_explainer(
             f"({explainer.max_new_tokens_limit} tokens); lower the setting"
         )
     return explainer
+
+
+def load_served_explainer(
+    store: ModelStore,
+    version: ModelVersion,
+    settings: Settings,
+    *,
+    intra_op_threads: int | None = None,
+) -> Explainer:
+    """`version` as these settings serve it: refused without a passing parity check, then
+    loaded with the settings' provider, limits and decoding. The service's lifespan and bulk
+    jobs (`bulk.explain_job`) both load through here; `intra_op_threads` overrides the
+    setting (a bulk worker shares the machine with its siblings)."""
+    if not version.manifest.parity_passed:
+        raise ModelLoadError(
+            f"{version.name}@{version.version} has no passing parity check; not serving it"
+        )
+    return load_explainer(
+        store,
+        version,
+        provider=settings.provider,
+        variant=settings.variant,
+        intra_op_threads=settings.intra_op_threads
+        if intra_op_threads is None
+        else intra_op_threads,
+        max_history=settings.max_history,
+        max_input_tokens=settings.max_input_tokens,
+        max_new_tokens_limit=settings.max_new_tokens_limit,
+        decode=settings.decode(),
+        auto_export=settings.auto_export,
+    )

@@ -33,8 +33,13 @@ def bucketed_batches(
     rng.shuffle(order)
     chunk = batch_size * 50
     batches: list[list[int]] = []
+    # An example file on disk knows its lengths without reading its rows.
+    known = getattr(examples, "lengths", None)
+    lengths = (
+        known if known is not None else [len(examples[i].input_ids) for i in range(len(order))]
+    )
     for start in range(0, len(order), chunk):
-        part = sorted(order[start : start + chunk], key=lambda i: len(examples[i].input_ids))
+        part = sorted(order[start : start + chunk], key=lambda i: int(lengths[i]))
         batches += [part[k : k + batch_size] for k in range(0, len(part), batch_size)]
     rng.shuffle(batches)
     return batches

@@ -4,6 +4,8 @@
     prism-train run --dataset movielens --data-dir data/raw/ml-1m \\
         --teacher hf:google/flan-t5-xxl --base facebook/bart-base --name prism-ml1m
     prism-train download ml-1m --dest data/raw       # public archives, for users with internet
+    prism-train distill --engine ray --workers 4 ...  # distillation only, in shards on Ray
+    accelerate launch -m training.cli finetune ...   # fine-tuning only, DDP over the GPUs
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from explain.input_format import InputConfig
 from training.config import PipelineConfig, default_config
 from training.evaluation import bar_status
 from training.finetune import SCRATCH, TrainConfig
-from training.pipeline import QualityGateError, run_pipeline
+from training.pipeline import QualityGateError, run_distill, run_finetune, run_pipeline
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -36,25 +38,43 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="prism-train", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    default = sub.add_parser("build-default", help="build and publish the embedded default model")
-    _common(default)
-    default.add_argument("--users", type=int, default=None, help="synthetic users (default 500)")
-    default.add_argument("--epochs", type=int, default=None)
-
-    run = sub.add_parser(
-        "run", help="the whole chain on a dataset, teacher and base of your choice"
-    )
+def _run_options(run: argparse.ArgumentParser) -> None:
     _common(run)
     run.add_argument("--dataset", choices=["synthetic", "movielens", "yelp"], default="synthetic")
     run.add_argument("--data-dir", default=None, help="folder with the dataset's files")
+    run.add_argument("--users", type=int, default=600, help="synthetic users (--dataset synthetic)")
     run.add_argument(
         "--teacher", default="grounded", help="grounded | hf:<model> | openai:<base url>"
     )
     run.add_argument("--teacher-model", default="", help="model name served by an OpenAI endpoint")
+    run.add_argument(
+        "--teacher-mode",
+        choices=["chat", "completions"],
+        default="chat",
+        help="OpenAI endpoint: chat (/v1/chat/completions) or completions (/v1/completions: "
+        "TGI serving FLAN-T5, a base model)",
+    )
+    run.add_argument(
+        "--teacher-concurrency", type=int, default=64, help="requests in flight (OpenAI endpoint)"
+    )
+    run.add_argument(
+        "--teacher-api-key-env",
+        default="OPENAI_API_KEY",
+        help="environment variable that holds the endpoint's API key",
+    )
+    run.add_argument(
+        "--teacher-tokenizer",
+        default=None,
+        help="the remote teacher's tokenizer.json (or its folder): prompts are fitted to "
+        "--teacher-max-context by dropping the oldest history",
+    )
+    run.add_argument("--teacher-max-context", type=int, default=512)
+    run.add_argument("--teacher-max-new-tokens", type=int, default=64)
+    run.add_argument(
+        "--prompt-file",
+        default=None,
+        help="a prompt template with {history} and {item_to_explain} (default: the dataset's)",
+    )
     run.add_argument("--base", default=SCRATCH, help="scratch, or e.g. facebook/bart-base")
     run.add_argument("--epochs", type=int, default=3)
     run.add_argument("--batch-size", type=int, default=16)
@@ -69,7 +89,54 @@ def build_parser() -> argparse.ArgumentParser:
         "catalogue sort forms and cold starts, as rankers send them)",
     )
     run.add_argument("--no-ablation", action="store_true", help="skip the w/o-user model")
-    run.add_argument("--device", default="auto")
+    run.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    run.add_argument(
+        "--mixed-precision",
+        choices=["auto", "no", "bf16", "fp16"],
+        default="auto",
+        help="fine-tuning precision (auto: bf16 on a GPU that has it, fp16 on one that does "
+        "not, none on CPU)",
+    )
+    run.add_argument("--grad-accum", type=int, default=1, help="batches per optimizer step")
+    run.add_argument(
+        "--save-every-steps", type=int, default=0, help="checkpoint every N steps (0: per epoch)"
+    )
+    run.add_argument(
+        "--eval-every-steps", type=int, default=0, help="validate every N steps (0: per epoch)"
+    )
+    run.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="distillation in this process, or in shards on Ray Data",
+    )
+    run.add_argument("--workers", type=int, default=2, help="Ray actors (--engine ray)")
+    run.add_argument("--shards", type=int, default=8, help="shards per split (--engine ray)")
+    run.add_argument("--ray-address", default=None, help="a Ray cluster (default: a local one)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="prism-train", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    default = sub.add_parser("build-default", help="build and publish the embedded default model")
+    _common(default)
+    default.add_argument("--users", type=int, default=None, help="synthetic users (default 500)")
+    default.add_argument("--epochs", type=int, default=None)
+
+    run = sub.add_parser(
+        "run", help="the whole chain on a dataset, teacher and base of your choice"
+    )
+    _run_options(run)
+    distill = sub.add_parser(
+        "distill", help="only the dataset and distillation stages (same options as run)"
+    )
+    _run_options(distill)
+    finetune = sub.add_parser(
+        "finetune",
+        help="only fine-tuning, after `distill` (one process, or many: accelerate launch)",
+    )
+    _run_options(finetune)
 
     export = sub.add_parser(
         "export",
@@ -96,9 +163,21 @@ def _config(args: argparse.Namespace) -> PipelineConfig:
         name=args.name,
         dataset=args.dataset,
         data_dir=args.data_dir,
+        num_users=args.users,
         seed=args.seed,
         teacher=args.teacher,
         teacher_model=args.teacher_model,
+        teacher_mode=args.teacher_mode,
+        teacher_concurrency=args.teacher_concurrency,
+        teacher_api_key_env=args.teacher_api_key_env,
+        teacher_tokenizer=args.teacher_tokenizer,
+        teacher_max_context=args.teacher_max_context,
+        teacher_max_new_tokens=args.teacher_max_new_tokens,
+        prompt_file=args.prompt_file,
+        distill_engine=args.engine,
+        distill_workers=args.workers,
+        distill_shards=args.shards,
+        ray_address=args.ray_address,
         max_train_samples=args.max_train_samples,
         eval_samples=args.eval_samples,
         input=InputConfig(max_input_tokens=args.max_input_tokens),
@@ -109,6 +188,10 @@ def _config(args: argparse.Namespace) -> PipelineConfig:
             lr=args.lr,
             seed=args.seed,
             device=args.device,
+            mixed_precision=args.mixed_precision,
+            grad_accum=args.grad_accum,
+            save_every_steps=args.save_every_steps,
+            eval_every_steps=args.eval_every_steps,
         ),
         ablation=not args.no_ablation,
         request_forms=not args.plain_requests,
@@ -152,6 +235,18 @@ def main(argv: list[str] | None = None) -> int:
     config = _config(args)
     work_dir = Path(args.work_dir or Path("runs") / config.name)
     started = time.perf_counter()
+    if args.command == "distill":
+        summary = run_distill(config, work_dir=work_dir, progress=not args.no_progress)
+        for key, value in summary.items():
+            print(f"  {key}: {value}")
+        print(f"distilled into {work_dir / 'distilled'} in {time.perf_counter() - started:.1f} s")
+        return 0
+    if args.command == "finetune":
+        for key, value in run_finetune(
+            config, work_dir=work_dir, progress=not args.no_progress
+        ).items():
+            print(f"  {key}: best valid loss {value['best_valid_loss']:.4f} -> {value['best_dir']}")
+        return 0
     try:
         version, evaluation = run_pipeline(
             config, store_dir=Path(args.store), work_dir=work_dir, progress=not args.no_progress

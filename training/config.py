@@ -18,6 +18,22 @@ class PipelineConfig:
     seed: int = 0
     teacher: str = "grounded"  # grounded | hf:<path or hub id> | openai:<base url>
     teacher_model: str = ""  # the model name an OpenAI-compatible endpoint serves
+    teacher_mode: str = "chat"  # chat (/v1/chat/completions) | completions (/v1/completions)
+    teacher_concurrency: int = 64  # requests in flight to an OpenAI-compatible endpoint
+    teacher_api_key_env: str = "OPENAI_API_KEY"  # the environment variable holding its key
+    # The prompt budget of a remote teacher: its tokenizer (a tokenizer.json, or the folder
+    # holding one) and context; without a tokenizer prompts are sent as they are. A local
+    # HF teacher counts with its own tokenizer and limit.
+    teacher_tokenizer: str | None = None
+    teacher_max_context: int = 512  # FLAN-T5 was trained on 512-token inputs
+    teacher_max_new_tokens: int = 64
+    prompt_file: str | None = None  # a custom template; None: the dataset's default prompt
+    # local: one process; ray: the samples of each split in `distill_shards` shards (by
+    # sample id), distilled by `distill_workers` Ray actors into shard files.
+    distill_engine: str = "local"
+    distill_workers: int = 2
+    distill_shards: int = 8
+    ray_address: str | None = None  # None: a local Ray
     max_train_samples: int | None = None
     eval_samples: int = 800  # test requests scored per system (valid is capped the same)
     base_eval_samples: int = 200  # the untrained base generates to the limit: keep it small

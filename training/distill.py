@@ -1,14 +1,16 @@
 """Knowledge distillation (the paper's Algorithm 1): the teacher writes the golden explanations.
 
-For each sample: format the prompt, ask the teacher (in batches), and keep the answer only
+For each sample: format the prompt (fitted to the teacher's token budget), ask the teacher
+(streamed as answers arrive when it can stream, else in batches), and keep the answer only
 if it is not an error, not empty, not degenerate and names no title outside the request;
 distillation is also a noise filter. A kept answer is delexicalised against the history
 window the student input uses, and written as one JSON line.
 
 The output is resumable. Kept samples are in `<output>`, dropped ones (id and reason) in
 `<output>.dropped.jsonl`; a rerun skips both, so the teacher is never asked twice for the
-same sample. Teacher *errors* are not recorded: a rerun retries them. Lines are appended
-and fsynced per batch, and a line torn by a crash is cut off on the next start.
+same sample. Resuming reads only the ids (`distill_io.DoneIds`), and a line torn by a crash
+is cut off from the end of the file. Teacher *errors* are not recorded: a rerun retries
+them. Lines are appended in the order answers arrive and fsynced about once a second.
 
 What the teacher sees: the sample's history cut to `input_config.max_history` items, the
 window the student's evidence is computed on. The student's input text may list fewer (its
@@ -22,16 +24,14 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence, Sized
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
-from tqdm import tqdm
-
 from explain import slots
-from explain.input_format import InputConfig, TokenEncoder, build_input
+from explain.input_format import InputConfig, TokenEncoder, build_input, recent_window
 from explain.items import Item
 from training.aspects import aspect_of
 from training.data.types import Sample, UserProfile
@@ -39,15 +39,20 @@ from training.delexicalise import delexicalise, title_variants
 from training.distill_io import (
     DROPPED_SUFFIX,
     CorruptDistillFileError,
+    DoneIds,
     dropped_path,
     dump_line,
-    load_jsonl,
     read_distilled,
 )
+from training.distill_stats import DistillStats
 from training.faithfulness import TitleMatcher
-from training.prompts import DEFAULT_TEMPLATE, PromptTemplate, format_teacher_prompt
+from training.item_table import ItemTable
+from training.progress import ProgressBar
+from training.prompt_budget import PromptBudget, fit_prompt
+from training.prompts import DEFAULT_TEMPLATE, PromptTemplate
 from training.records import DistilledRecord
-from training.teachers.base import Teacher, TeacherFailure, TeacherRequest, check_results
+from training.teacher_answers import Answer, PromptTooLong, answers
+from training.teachers.base import Teacher, TeacherFailure, TeacherRequest
 from training.teachers.quality import clean_output, degeneracy
 
 __all__ = [
@@ -69,38 +74,6 @@ class TeacherUnavailableError(RuntimeError):
     def __init__(self, message: str, stats: DistillStats) -> None:
         super().__init__(message)
         self.stats = stats
-
-
-@dataclass
-class DistillStats:
-    """Counts of one run. `existing` lines were in the file before it started."""
-
-    kept: int = 0
-    errors: int = 0
-    empty: int = 0
-    degenerate: int = 0
-    hallucinated: int = 0  # samples dropped for naming a catalogue title outside the request
-    unslotted: int = 0  # samples dropped for naming a history title the student has no slot for
-    ambiguous: int = 0  # a one-word title ("Up", "Her") only occurs as an ordinary word
-    skipped_existing: int = 0
-    skipped_dropped: int = 0
-    duplicates: int = 0  # sample ids seen twice in the input
-    hallucinated_titles: int = 0  # invented title mentions seen, over all samples
-    invented: Counter[str] = field(default_factory=Counter)  # which titles were invented
-    existing: int = 0
-
-    @property
-    def dropped(self) -> int:
-        return self.empty + self.degenerate + self.hallucinated + self.unslotted + self.ambiguous
-
-    def summary(self) -> str:
-        return (
-            f"kept {self.kept} (+{self.existing} already there), errors {self.errors}, "
-            f"dropped {self.dropped} (empty {self.empty}, degenerate {self.degenerate}, "
-            f"hallucinated {self.hallucinated}, unslotted {self.unslotted}, ambiguous "
-            f"{self.ambiguous}), skipped "
-            f"{self.skipped_existing + self.skipped_dropped}, duplicates {self.duplicates}"
-        )
 
 
 class WordCountEncoder:
@@ -138,29 +111,35 @@ class _Run:
     encoder: TokenEncoder
     matcher: TitleMatcher | None
     max_consecutive_failures: int
+    budget: PromptBudget | None = None
+    table: ItemTable | None = None  # where written records' items go (None: inline)
     stats: DistillStats = field(default_factory=DistillStats)
     consecutive_failures: int = 0
     last_failure: str = ""
 
-    def requests(self, batch: Sequence[Sample]) -> list[TeacherRequest]:
-        out = []
-        for sample in batch:
-            cut = sample.history[-self.config.max_history :] if self.config.max_history else ()
-            seen = sample if len(cut) == len(sample.history) else replace(sample, history=cut)
-            prompt = format_teacher_prompt(self.template, seen)
-            out.append(TeacherRequest(seen, prompt, self.profiles.get(sample.user_id)))
-        return out
+    def request(self, sample: Sample) -> TeacherRequest | None:
+        """The teacher's request, its history cut to the student's window and then to the
+        prompt budget (oldest first); None when not even the bare prompt fits."""
+        cut = sample.history[-self.config.max_history :] if self.config.max_history else ()
+        seen = sample if len(cut) == len(sample.history) else replace(sample, history=cut)
+        fitted = fit_prompt(self.template, seen, self.budget)
+        if fitted is None:
+            return None
+        return TeacherRequest(fitted.sample, fitted.prompt, self.profiles.get(sample.user_id))
 
     def judge(
         self,
         sample: Sample,
         request: TeacherRequest,
-        raw: str,
+        raw: str | PromptTooLong,
         teacher_aspect: object,
         teacher_template: str | None = None,
     ) -> tuple[DistilledRecord | None, dict[str, Any] | None]:
         """(record to keep, None) or (None, dropped line)."""
         stats, sid = self.stats, sample.sample_id
+        if isinstance(raw, PromptTooLong):
+            stats.too_long += 1
+            return None, {"id": sid, "reason": "too_long"}
         text = clean_output(raw)
         if not text:
             stats.empty += 1
@@ -178,7 +157,9 @@ class _Run:
                 stats.invented.update(invented)
                 return None, {"id": sid, "reason": "hallucinated", "detail": sorted(invented)}
         student = build_input(sample.history, sample.item, self.encoder, self.config)
-        recent_first = list(reversed(request.sample.history))
+        # The student's window, not the teacher's: a prompt budget may have shown the teacher
+        # fewer items, and the student's slots and evidence positions index this one.
+        recent_first = recent_window(sample.history, self.config)
         slotted = [
             sample.item,
             *recent_first[: min(student.history_used, slots.MAX_HISTORY_SLOTS)],
@@ -221,42 +202,26 @@ class _Run:
             history_used=student.history_used,
         ), None
 
-    def process(self, batch: Sequence[Sample], out: IO[str], dropped: IO[str]) -> bool:
-        """Ask, judge and write one batch; True when it ends on too many failures in a row.
+    def record(self, answer: Answer, out: IO[str], dropped: IO[str]) -> bool:
+        """Judge and write one answer; True when it ends a run of too many failures.
 
-        (A teacher that recovers within the batch gets to go on.)
+        (A teacher that recovers before the run is long enough gets to go on.)
         """
-        requests = self.requests(batch)
-        try:
-            results = self.teacher.explain(requests)
-        except Exception as exc:  # a crashed batch is one failure per request, not the end
-            logger.warning("teacher %s raised on a batch: %r", self.teacher.name, exc)
-            results = [TeacherFailure(f"teacher raised {exc!r}")] * len(requests)
-        check_results(requests, results)
-        aspects = getattr(self.teacher, "last_aspects", None)
-        if not isinstance(aspects, list) or len(aspects) != len(results):
-            aspects = [None] * len(results)
-        templates = getattr(self.teacher, "last_templates", None)
-        if not isinstance(templates, list) or len(templates) != len(results):
-            templates = [None] * len(results)
-        for sample, request, result, aspect, template in zip(
-            batch, requests, results, aspects, templates, strict=True
-        ):
-            if isinstance(result, TeacherFailure):
-                self.stats.errors += 1
-                self.consecutive_failures += 1
-                self.last_failure = result.reason
-                continue
-            self.consecutive_failures = 0
-            record, drop = self.judge(sample, request, result, aspect, template)
-            if record is not None:
-                out.write(record.to_json_line())
-            if drop is not None:
-                dropped.write(dump_line(drop))
-        for handle in (out, dropped):
-            handle.flush()
-            os.fsync(handle.fileno())
-        return self.consecutive_failures >= self.max_consecutive_failures
+        if isinstance(answer.result, TeacherFailure):
+            self.stats.errors += 1
+            self.consecutive_failures += 1
+            self.last_failure = answer.result.reason
+            return self.consecutive_failures >= self.max_consecutive_failures
+        self.consecutive_failures = 0
+        request = answer.request
+        record, drop = self.judge(
+            answer.sample, request, answer.result, answer.aspect, answer.template
+        )
+        if record is not None:
+            out.write(record.to_json_line(self.table))
+        if drop is not None:
+            dropped.write(dump_line(drop))
+        return False
 
 
 def distill(
@@ -269,8 +234,10 @@ def distill(
     input_config: InputConfig | None = None,
     catalogue_titles: Iterable[Item | str] | None = None,
     tokenizer: TokenEncoder | None = None,
+    prompt_budget: PromptBudget | None = None,
     batch_size: int = 16,
     max_consecutive_failures: int = 20,
+    sync_interval_s: float = 1.0,
     progress: bool = True,
 ) -> DistillStats:
     """Distil `samples` into `output` (JSON lines), resuming whatever is there already.
@@ -279,14 +246,19 @@ def distill(
     student input lists (`history_used`), hence which `<hK>` slots a target may use. Without
     it a word count stands in, which overestimates the window for BPE tokenizers.
     `catalogue_titles`: the titles a teacher could invent; None skips the hallucination
-    check. Raises `TeacherUnavailableError` after `max_consecutive_failures` teacher errors
-    in a row; every line written until then stays.
+    check. `prompt_budget`: the teacher's (see `training.prompt_budget`); a sample whose
+    prompt cannot fit is dropped as `too_long`. `batch_size` is what a batch teacher
+    (`explain`) gets at once; a streaming teacher keeps its own number in flight. Lines
+    are fsynced at most every `sync_interval_s` (a crash loses at most that much work,
+    which a rerun asks again). Raises `TeacherUnavailableError` after
+    `max_consecutive_failures` teacher errors in a row; every line written until then stays.
     """
     if batch_size < 1 or max_consecutive_failures < 1:
         raise ValueError("batch_size and max_consecutive_failures must be at least 1")
+    started = time.perf_counter()
     output.parent.mkdir(parents=True, exist_ok=True)
-    kept_ids = {str(r.get("id")) for r in load_jsonl(output, repair=True)}
-    dropped_ids = {str(r.get("id")) for r in load_jsonl(dropped_path(output), repair=True)}
+    # Resume: only the ids of what is done, as 64-bit integers, read line by line.
+    done = DoneIds.read(output, dropped_path(output))
     run = _Run(
         teacher=teacher,
         template=template
@@ -297,48 +269,59 @@ def distill(
         encoder=tokenizer or WordCountEncoder(),
         matcher=TitleMatcher(catalogue_titles) if catalogue_titles is not None else None,
         max_consecutive_failures=max_consecutive_failures,
+        budget=prompt_budget,
+        table=ItemTable.beside(output),
     )
     stats = run.stats
-    stats.existing = len(kept_ids)
+    stats.existing = done.kept
     total = len(samples) if isinstance(samples, Sized) else None
-    seen: set[str] = set()
+
+    def todo() -> Iterator[Sample]:
+        # Runs wherever the teacher reads its requests (a streaming teacher's loop thread):
+        # it touches only `done` and the skip counters, which nothing else writes meanwhile.
+        for sample in samples:
+            status = done.claim(sample.sample_id)
+            if status is None:
+                yield sample
+            elif status == "new":
+                stats.duplicates += 1
+            elif status == "kept":
+                stats.skipped_existing += 1
+            else:
+                stats.skipped_dropped += 1
+
     with (
         output.open("a", encoding="utf-8") as out,
         dropped_path(output).open("a", encoding="utf-8") as dropped,
-        tqdm(total=total, unit="sample", desc="distill", disable=not progress) as bar,
+        ProgressBar("distill", total, enabled=progress) as bar,
     ):
-
-        def flush(batch: list[Sample]) -> None:
-            if run.process(batch, out, dropped):
-                written = stats.existing + stats.kept
-                raise TeacherUnavailableError(
-                    f"teacher {teacher.name} failed {run.consecutive_failures} times in a row "
-                    f"(last: {run.last_failure}); wrote {stats.kept} explanations this run, "
-                    f"{written} in {output}. Rerun to resume.",
-                    stats,
-                )
-            bar.update(len(batch))
-            bar.set_postfix(kept=stats.kept, dropped=stats.dropped, errors=stats.errors)
-
-        batch: list[Sample] = []
-        for sample in samples:
-            sid = sample.sample_id
-            if sid in seen:
-                stats.duplicates += 1
-            elif sid in kept_ids:
-                stats.skipped_existing += 1
-            elif sid in dropped_ids:
-                stats.skipped_dropped += 1
-            else:
-                seen.add(sid)
-                batch.append(sample)
-                if len(batch) == batch_size:
-                    flush(batch)
-                    batch = []
-                continue
-            seen.add(sid)
-            bar.update(1)
-        if batch:
-            flush(batch)
+        last_sync = time.monotonic()
+        try:
+            for answer in answers(teacher, todo(), run.request, batch_size):
+                if run.record(answer, out, dropped):
+                    written = stats.existing + stats.kept
+                    raise TeacherUnavailableError(
+                        f"teacher {teacher.name} failed {run.consecutive_failures} times in a "
+                        f"row (last: {run.last_failure}); wrote {stats.kept} explanations this "
+                        f"run, {written} in {output}. Rerun to resume.",
+                        stats,
+                    )
+                skipped = stats.skipped_existing + stats.skipped_dropped + stats.duplicates
+                bar.set(stats.kept + stats.dropped + stats.errors + skipped)
+                if time.monotonic() - last_sync >= sync_interval_s:
+                    _sync(out, dropped)
+                    last_sync = time.monotonic()
+                    bar.note(f"kept {stats.kept}, dropped {stats.dropped}, errors {stats.errors}")
+        finally:
+            _sync(out, dropped)
+            if run.table is not None:
+                run.table.close()
+    stats.seconds = time.perf_counter() - started
     logger.info("distilled into %s: %s", output, stats.summary())
     return stats
+
+
+def _sync(*handles: IO[str]) -> None:
+    for handle in handles:
+        handle.flush()
+        os.fsync(handle.fileno())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,7 @@ from explain.items import Item
 from explain.types import ExplainJob, Explanation
 from explain.users import UserTable
 from training.data.types import Dataset
-from training.distill import read_distilled
+from training.distill_io import iter_split
 from training.evaluation import (
     SystemOutput,
     bar_status,
@@ -105,7 +106,7 @@ def stage_evaluate(
     progress: bool,
 ) -> dict[str, Any]:
     device = pick_device(config.train.device)
-    records = read_distilled(work_dir / "distilled" / "test.jsonl")[: config.eval_samples]
+    records = list(islice(iter_split(work_dir / "distilled", "test"), config.eval_samples))
     references = [r.text for r in records]
     matcher = TitleMatcher(dataset.items.values())
     features = {f for item in dataset.items.values() for f in item.features}
@@ -238,7 +239,7 @@ def variant_check(
     requests, for their users and for the zero vector, and its messy requests; its quality
     bars are those of the evaluation with the variant's answers in place of fp32's (the
     teacher, the ablation and the untrained base are the evaluation's own figures)."""
-    records = read_distilled(work_dir / "distilled" / "test.jsonl")[: config.eval_samples]
+    records = list(islice(iter_split(work_dir / "distilled", "test"), config.eval_samples))
     references = [r.text for r in records]
     matcher = TitleMatcher(dataset.items.values())
     features = {f for item in dataset.items.values() for f in item.features}

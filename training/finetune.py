@@ -1,9 +1,11 @@
 """Fine-tuning the student on distilled explanations (the paper's section 4.3).
 
 AdamW with linear warm-up and decay, gradient clipping, pad labels set to -100, and the user
-table W_u randomly initialised and trained jointly with BART. Validation loss every epoch;
-the best epoch is kept. A run resumes from its last completed epoch: weights, optimizer
-state and RNG state are all saved as safetensors/JSON, never as pickles.
+table W_u randomly initialised and trained jointly with BART. The loop runs on `accelerate`:
+the same code on a CPU, on one GPU with mixed precision, or on several with DDP under
+`accelerate launch`. Validation every N steps (or per epoch), the best model kept;
+checkpoints every N steps with exact mid-epoch resume. Weights, optimizer state and the
+run's position are saved as safetensors/JSON, never as pickles.
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ import math
 import random
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate import Accelerator, PartialState
+from accelerate.state import AcceleratorState
 from tqdm import tqdm
 from transformers import BartConfig, BartForConditionalGeneration, get_linear_schedule_with_warmup
 
@@ -82,8 +87,12 @@ class TrainConfig:
     label_smoothing: float = 0.0
     max_target_tokens: int = 64
     seed: int = 0
-    device: str = "auto"
+    device: str = "auto"  # auto | cpu | cuda (the process's GPU under `accelerate launch`)
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+    mixed_precision: str = "auto"  # auto | no | bf16 | fp16 (auto: bf16/fp16 on GPU, no on CPU)
+    grad_accum: int = 1  # batches per optimizer step (per process)
+    save_every_steps: int = 0  # checkpoint to `last` every N optimizer steps (0: per epoch)
+    eval_every_steps: int = 0  # validate every N optimizer steps (0: at each epoch's end)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -155,6 +164,55 @@ def _optimizer(model: UserAwareBart, config: TrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=config.lr)
 
 
+def _on_cpu(config: TrainConfig) -> bool:
+    return config.device == "cpu" or not torch.cuda.is_available()
+
+
+def process_state(config: TrainConfig) -> PartialState:
+    """This process's place in the run: alone, or one rank of a `torchrun`/`accelerate
+    launch` group (read from the environment those set), on the CPU or a GPU."""
+    return PartialState(cpu=_on_cpu(config))
+
+
+def _accelerator(config: TrainConfig) -> Accelerator:
+    """One process, or one of several under `accelerate launch` (DDP); `device` "cpu" keeps
+    it on the CPU. Mixed precision "auto": bf16 on a GPU that has it, fp16 on one that does
+    not, none on a CPU."""
+    cpu = _on_cpu(config)
+    precision = config.mixed_precision
+    if precision == "auto":
+        precision = "no" if cpu else "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    try:
+        return Accelerator(cpu=cpu, mixed_precision=precision)
+    except ValueError:
+        # accelerate keeps one precision per process. A single process may train with
+        # another one later (tests, a notebook): start its state afresh. A distributed run
+        # never gets here, as all of its processes share one configuration.
+        if process_state(config).num_processes > 1:
+            raise
+        AcceleratorState._reset_state(reset_partial_state=True)
+        return Accelerator(cpu=cpu, mixed_precision=precision)
+
+
+@dataclass
+class _Progress:
+    """Where a run is: what a checkpoint saves and a resumed run starts from."""
+
+    epoch: int = 0
+    groups_done: int = 0  # optimizer steps already taken in `epoch`
+    step: int = 0  # optimizer steps since the start
+    best_loss: float = math.inf
+    best_step: int = -1
+    best_epoch: int = -1
+    history: list[dict[str, float]] = field(default_factory=list)
+    loss_sum: float = 0.0  # this epoch's training loss so far, over `loss_steps` steps
+    loss_steps: int = 0
+
+
+def _groups(batches: list[list[int]], size: int) -> list[list[list[int]]]:
+    return [batches[k : k + size] for k in range(0, len(batches), size)]
+
+
 def train_student(
     train: Sequence[StudentExample],
     valid: Sequence[StudentExample],
@@ -167,18 +225,28 @@ def train_student(
     progress: bool = True,
     extra_meta: Mapping[str, Any] | None = None,
 ) -> TrainResult:
-    """Train, keep the best epoch in `out_dir/best` and resume from `out_dir/last`."""
+    """Train with `accelerate`; keep the best model in `out_dir/best`, resume from
+    `out_dir/last`.
+
+    One optimizer step takes `grad_accum` batches of `batch_size` per process. Every
+    `save_every_steps` steps (and at each epoch's end) the run is checkpointed: weights,
+    optimizer, schedule and its position in the epoch; a resumed run replays the seeded
+    shuffles and skips the batches already done, so it ends exactly as an uninterrupted one.
+    Validation runs every `eval_every_steps` steps (0: at each epoch's end).
+    """
     started = time.perf_counter()
     if config.threads:
         torch.set_num_threads(config.threads)
-    device = pick_device(config.device)
+    accelerator = _accelerator(config)
+    world, rank = accelerator.num_processes, accelerator.process_index
     seed_everything(config.seed)
     num_users = max(user_rows.values(), default=0)
-    model = build_student(
+    student = build_student(
         config.base, tokenizer, num_users, config.shape, use_users=config.use_users
-    ).to(device)
-    optimizer = _optimizer(model, config)
-    steps_per_epoch = math.ceil(len(train) / config.batch_size)
+    )
+    optimizer = _optimizer(student, config)
+    batches_per_process = math.ceil(len(train) / config.batch_size) // world or 1
+    steps_per_epoch = math.ceil(batches_per_process / config.grad_accum)
     total_steps = steps_per_epoch * config.epochs
     scheduler = get_linear_schedule_with_warmup(  # type: ignore[no-untyped-call]
         optimizer, int(config.warmup_ratio * total_steps), total_steps
@@ -189,83 +257,94 @@ def train_student(
         else "scratch BartConfig + ByteLevel BPE trained on the corpus",
         input_format=format_descriptor(input_config),
         generation=generation_ids(tokenizer),
-        d_model=int(model.config.d_model or 0),
+        d_model=int(student.config.d_model or 0),
         num_users=num_users,
         use_users=config.use_users,
         extra={"train_config": config.to_dict(), **(extra_meta or {})},
     )
     last, best = out_dir / "last", out_dir / "best"
-    history: list[dict[str, float]] = []
-    start_epoch, best_loss, best_epoch = 0, math.inf, -1
+    at = _Progress()
     if (last / STATE_FILE).exists():
-        resumed = UserAwareBart.load(last, device=device)
-        model.load_state_dict(resumed.state_dict())
+        student.load_state_dict(UserAwareBart.load(last).state_dict())
         state = load_state(last, optimizer)
         scheduler.load_state_dict(state["scheduler"])
         # The optimizer's own learning rates are not in its saved state: take the schedule's.
         for group, lr in zip(optimizer.param_groups, scheduler.get_last_lr(), strict=True):
             group["lr"] = lr
-        start_epoch, best_loss, best_epoch = (
-            state["epoch"] + 1,
-            state["best_loss"],
-            state["best_epoch"],
+        at = _Progress(**state["progress"])
+        logger.info("resuming %s at epoch %d, step %d", out_dir, at.epoch + 1, at.step)
+    model, optimizer = accelerator.prepare(student, optimizer)
+    device = accelerator.device
+
+    def checkpoint(*, improved: bool) -> None:
+        if accelerator.is_main_process:
+            plain = accelerator.unwrap_model(model)
+            if improved:
+                plain.save(best, user_rows=user_rows, tokenizer=tokenizer, meta=meta)
+            plain.save(last, user_rows=user_rows, tokenizer=tokenizer, meta=meta)
+            state = {"progress": asdict(at), "scheduler": scheduler.state_dict()}
+            save_state(last, optimizer, state)
+        accelerator.wait_for_everyone()
+
+    def validate(train_loss: float) -> bool:
+        loss = evaluate_loss(accelerator.unwrap_model(model), valid, tokenizer, device)
+        at.history.append(
+            {"epoch": at.epoch + 1, "step": at.step, "train_loss": train_loss, "valid_loss": loss}
         )
-        history = state["history"]
-        logger.info("resuming %s after epoch %d", out_dir, state["epoch"])
+        logger.info("epoch %d step %d: train %.4f valid %.4f", at.epoch + 1, at.step,
+                    train_loss, loss)  # fmt: skip
+        if loss < at.best_loss:
+            at.best_loss, at.best_step, at.best_epoch = loss, at.step, at.epoch + 1
+            return True
+        return False
+
     rng = random.Random(config.seed)
-    for _ in range(start_epoch):  # replay the shuffles so a resumed run sees the same batches
+    for _ in range(at.epoch):  # replay the shuffles so a resumed run sees the same batches
         bucketed_batches(train, config.batch_size, rng)
-    for epoch in range(start_epoch, config.epochs):
+    while at.epoch < config.epochs:
         model.train()
-        torch.manual_seed(config.seed * 1000 + epoch)  # dropout masks per epoch, resumable
-        batches = bucketed_batches(train, config.batch_size, rng)
-        bar = tqdm(
-            batches, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, unit="batch"
-        )
-        running, seen, epoch_start = 0.0, 0, time.perf_counter()
-        for members in bar:
-            batch = collate([train[i] for i in members], tokenizer.pad_id, device)
-            loss = batch_loss(model, batch, tokenizer, config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        everyone = bucketed_batches(train, config.batch_size, rng)
+        mine = everyone[rank::world][:batches_per_process]  # equal shares keep DDP in step
+        groups = _groups(mine, config.grad_accum)
+        bar = tqdm(total=len(groups), initial=at.groups_done, unit="step",
+                   desc=f"epoch {at.epoch + 1}/{config.epochs}",
+                   disable=not progress or not accelerator.is_main_process)  # fmt: skip
+        epoch_start = time.perf_counter()
+        for counted, step_batches in enumerate(groups[at.groups_done :], 1):
+            # Dropout masks from the step number: the same on a resumed run.
+            torch.manual_seed(config.seed * 1_000_003 + at.step)
+            parts = len(step_batches)
+            for k, members in enumerate(step_batches):
+                batch = collate([train[i] for i in members], tokenizer.pad_id, device)
+                # Gradients are all-reduced once per step, on its last batch.
+                with nullcontext() if k == parts - 1 else accelerator.no_sync(model):
+                    loss = batch_loss(model, batch, tokenizer, config.label_smoothing)
+                    accelerator.backward(loss / parts)
+                at.loss_sum += float(loss.detach()) / parts
+            accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
             optimizer.step()
             scheduler.step()
-            running += float(loss.detach())
-            seen += len(members)
-            bar.set_postfix(
-                loss=f"{running / (bar.n + 1):.3f}",
-                samples_s=f"{seen / (time.perf_counter() - epoch_start):.0f}",
-            )
-        valid_loss = evaluate_loss(model, valid, tokenizer, device)
-        history.append(
-            {
-                "epoch": epoch + 1,
-                "train_loss": running / max(len(batches), 1),
-                "valid_loss": valid_loss,
-            }
-        )
-        logger.info(
-            "epoch %d: train %.4f valid %.4f", epoch + 1, history[-1]["train_loss"], valid_loss
-        )
-        if valid_loss < best_loss:
-            best_loss, best_epoch = valid_loss, epoch + 1
-            model.save(best, user_rows=user_rows, tokenizer=tokenizer, meta=meta)
-        model.save(last, user_rows=user_rows, tokenizer=tokenizer, meta=meta)
-        save_state(
-            last,
-            optimizer,
-            {
-                "epoch": epoch,
-                "best_loss": best_loss,
-                "best_epoch": best_epoch,
-                "history": history,
-                "scheduler": scheduler.state_dict(),
-            },
-        )
-    parameters = sum(p.numel() for p in model.parameters())
+            optimizer.zero_grad(set_to_none=True)
+            at.step += 1
+            at.groups_done += 1
+            at.loss_steps += 1
+            bar.update(1)
+            rate = counted * config.grad_accum * config.batch_size * world
+            rate /= time.perf_counter() - epoch_start
+            bar.set_postfix(loss=f"{at.loss_sum / at.loss_steps:.3f}", samples_s=f"{rate:.0f}")
+            improved = False
+            if config.eval_every_steps and at.step % config.eval_every_steps == 0:
+                improved = validate(at.loss_sum / at.loss_steps)
+            if improved or (config.save_every_steps and at.step % config.save_every_steps == 0):
+                checkpoint(improved=improved)
+        bar.close()
+        epoch_loss = at.loss_sum / max(at.loss_steps, 1)
+        improved = validate(epoch_loss) if not config.eval_every_steps else False
+        at.epoch, at.groups_done, at.loss_sum, at.loss_steps = at.epoch + 1, 0, 0.0, 0
+        checkpoint(improved=improved)
+    parameters = sum(p.numel() for p in student.parameters())
     return TrainResult(
-        best, best_epoch, best_loss, history, time.perf_counter() - started, parameters
+        best, at.best_epoch, at.best_loss, at.history, time.perf_counter() - started, parameters
     )
 
 

@@ -13,7 +13,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,15 +23,12 @@ from explain.verifier import save_inventory
 from model_store.store import PRODUCTION, ModelStore, ModelVersion
 from training import tokenization
 from training.config import PipelineConfig
-from training.data.sparse import sparse_requests
-from training.data.types import SPLITS, Dataset, Sample
-from training.distill import distill, read_distilled
+from training.data.types import Dataset
+from training.distill_io import iter_split
+from training.distill_stage import ANONYMOUS_SPLIT, stage_distill
 from training.finetune import SCRATCH, train_student
-from training.teachers.base import Teacher
 
 logger = logging.getLogger(__name__)
-ANONYMOUS_SPLIT = "train_anonymous"
-ANONYMOUS_USER = "~anonymous"  # never in a user index: the zero vector
 
 
 class QualityGateError(RuntimeError):
@@ -46,7 +43,10 @@ class Stages:
         self.timings: dict[str, float] = {}
         work_dir.mkdir(parents=True, exist_ok=True)
 
-    def run(self, name: str, action: Callable[[], Mapping[str, Any]]) -> dict[str, Any]:
+    def run(
+        self, name: str, action: Callable[[], Mapping[str, Any]], *, record: bool = True
+    ) -> dict[str, Any]:
+        """`record=False`: run it but leave the marker to another process (DDP's main)."""
         marker = self.work_dir / f"{name}.done.json"
         if marker.exists():
             done = json.loads(marker.read_text())
@@ -58,9 +58,10 @@ class Stages:
         summary = dict(action())
         seconds = time.perf_counter() - start
         self.timings[name] = seconds
-        marker.write_text(
-            json.dumps({"seconds": seconds, "summary": summary}, indent=2, default=str)
-        )
+        if record:
+            marker.write_text(
+                json.dumps({"seconds": seconds, "summary": summary}, indent=2, default=str)
+            )
         return summary
 
 
@@ -84,61 +85,6 @@ def load_dataset(config: PipelineConfig) -> Dataset:
     raise ValueError(f"unknown dataset {config.dataset!r} (synthetic, movielens, yelp)")
 
 
-def make_teacher(config: PipelineConfig) -> Teacher:
-    kind, _, target = config.teacher.partition(":")
-    if kind == "grounded":
-        from training.teachers.grounded import GroundedTeacher
-
-        return GroundedTeacher(seed=config.seed)
-    if kind == "hf" and target:
-        from training.teachers.hf import HFTeacher
-
-        return HFTeacher(target)
-    if kind == "openai" and target:
-        from training.teachers.openai import OpenAICompatibleTeacher
-
-        return OpenAICompatibleTeacher(target, config.teacher_model or "default")
-    raise ValueError(f"unknown teacher {config.teacher!r} (grounded, hf:<model>, openai:<url>)")
-
-
-def _limit(config: PipelineConfig, split: str) -> int | None:
-    return config.max_train_samples if split == "train" else config.eval_samples
-
-
-def stage_distill(
-    config: PipelineConfig, dataset: Dataset, work_dir: Path, progress: bool
-) -> dict[str, Any]:
-    teacher = make_teacher(config)
-    out: dict[str, Any] = {"teacher": getattr(teacher, "name", config.teacher)}
-    jobs: dict[str, list[Sample]] = {}
-    for split in SPLITS:
-        cap = _limit(config, split)
-        chosen = dataset.samples[split][:cap] if cap else dataset.samples[split]
-        # Bare titles, catalogue sort forms and empty histories, as rankers send them
-        # (`training.data.sparse`).
-        jobs[split] = sparse_requests(
-            chosen, alternates=dataset.alternates, enabled=config.request_forms
-        )
-    if config.anonymous_every:
-        # Requests with no known user teach the content-based mode the zero vector serves:
-        # without them the zero vector is an input the student never saw in training.
-        jobs[ANONYMOUS_SPLIT] = [
-            replace(s, user_id=ANONYMOUS_USER) for s in jobs["train"][:: config.anonymous_every]
-        ]
-    for split, samples in jobs.items():
-        stats = distill(
-            samples,
-            teacher,
-            work_dir / "distilled" / f"{split}.jsonl",
-            profiles=dataset.profiles,
-            input_config=config.input,
-            catalogue_titles=list(dataset.items.values()),
-            progress=progress,
-        )
-        out[split] = stats.summary()
-    return out
-
-
 def stage_tokenizer(config: PipelineConfig, work_dir: Path) -> dict[str, Any]:
     target = work_dir / "tokenizer"
     target.mkdir(parents=True, exist_ok=True)
@@ -146,44 +92,63 @@ def stage_tokenizer(config: PipelineConfig, work_dir: Path) -> dict[str, Any]:
         from explain.input_format import build_input
         from training.distill import WordCountEncoder
 
-        records = read_distilled(work_dir / "distilled" / "train.jsonl")
         wide = replace(config.input, max_input_tokens=100_000)
-        texts = [
-            build_input(list(r.history), r.item, WordCountEncoder(), wide).text for r in records
-        ]
-        texts += [r.text for r in records]
-        tokenizer = tokenization.train_bpe(texts, vocab_size=config.vocab_size)
+
+        def texts() -> Iterator[str]:  # streamed: the records are never all in memory
+            for r in iter_split(work_dir / "distilled", "train"):
+                yield build_input(list(r.history), r.item, WordCountEncoder(), wide).text
+                yield r.text
+
+        tokenizer = tokenization.train_bpe(texts(), vocab_size=config.vocab_size)
     else:
         tokenizer = tokenization.from_pretrained(config.train.base)
     tokenizer.backend.save(str(target / "tokenizer.json"))
     return {"vocab_size": tokenizer.vocab_size}
 
 
+def encode_examples(
+    config: PipelineConfig, work_dir: Path, tokenizer: PrismTokenizer, *, progress: bool
+) -> None:
+    """The train and valid examples as Arrow files, unless they are there already.
+
+    Encoding re-delexicalises every target against the student's window: done once, shared
+    by the full and the w/o-user model (and by every process of a distributed run).
+    """
+    from training.encoded import write_encoded
+
+    for split in ("train", "valid"):
+        encoded = work_dir / "examples" / f"{split}.arrow"
+        if encoded.exists():
+            continue
+        splits = [split, ANONYMOUS_SPLIT] if split == "train" else [split]
+        write_encoded(
+            (r for name in splits for r in iter_split(work_dir / "distilled", name)),
+            tokenizer,
+            config.input,
+            encoded,
+            max_target_tokens=config.train.max_target_tokens,
+            progress=progress,
+        )
+
+
 def stage_finetune(
     config: PipelineConfig, dataset: Dataset, work_dir: Path, *, use_users: bool, progress: bool
 ) -> dict[str, Any]:
-    from training.examples import Encoded, encode_records, with_users
+    from accelerate import PartialState
+
+    from training.encoded import EncodedExamples, load_encoded
 
     tokenizer = PrismTokenizer.from_file(work_dir / "tokenizer")
     train_config = replace(config.train, use_users=use_users)
-    examples = {}
-    for split in ("train", "valid"):
-        # Encoding re-delexicalises every target against the student's window: done once,
-        # shared by the full and the w/o-user model.
-        cache = work_dir / "examples" / f"{split}.json"
-        if cache.exists():
-            encoded: list[Encoded] = [tuple(e) for e in json.loads(cache.read_text())]
-        else:
-            records = read_distilled(work_dir / "distilled" / f"{split}.jsonl")
-            anonymous = work_dir / "distilled" / f"{ANONYMOUS_SPLIT}.jsonl"
-            if split == "train" and anonymous.exists():
-                records += read_distilled(anonymous)
-            encoded = encode_records(
-                records, tokenizer, config.input, max_target_tokens=train_config.max_target_tokens
-            )
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            cache.write_text(json.dumps(encoded))
-        examples[split] = with_users(encoded, dataset.user_index, use_users=use_users)
+    encode_examples(config, work_dir, tokenizer, progress=progress)
+    examples = {
+        split: EncodedExamples(
+            load_encoded(work_dir / "examples" / f"{split}.arrow"),
+            dataset.user_index,
+            use_users=use_users,
+        )
+        for split in ("train", "valid")
+    }
     result = train_student(
         examples["train"],
         examples["valid"],
@@ -201,8 +166,8 @@ def stage_finetune(
     )
     # The sentences the teacher wrote, as the decoder writes them back: the verifier serves
     # no sentence outside this inventory (a recombination of fragments is not in it).
-    targets = [tokenizer.decode(e.labels) for split in examples.values() for e in split]
-    sentences = save_inventory(result.best_dir, targets)
+    targets = {tokenizer.decode(e.labels) for split in examples.values() for e in split}
+    sentences = save_inventory(result.best_dir, targets) if PartialState().is_main_process else 0
     return {
         "best_dir": str(result.best_dir),
         "inventory_sentences": sentences,
@@ -213,6 +178,49 @@ def stage_finetune(
         "parameters": result.parameters,
         "train_examples": len(examples["train"]),
     }
+
+
+def run_distill(config: PipelineConfig, *, work_dir: Path, progress: bool = True) -> dict[str, Any]:
+    """Only the dataset and distillation stages (`prism-train distill`)."""
+    stages = Stages(work_dir)
+    dataset = load_dataset(config)
+    stages.run("dataset", lambda: _dataset_summary(dataset))
+    return stages.run("distill", lambda: stage_distill(config, dataset, work_dir, progress))
+
+
+def run_finetune(
+    config: PipelineConfig, *, work_dir: Path, progress: bool = True
+) -> dict[str, Any]:
+    """Only fine-tuning, on a work dir whose distillation is done (`prism-train finetune`).
+
+    Under `accelerate launch` every process runs this: the main one trains the tokenizer and
+    writes the encoded examples and the stage markers, then all of them train (DDP).
+    """
+    from training.finetune import process_state
+
+    state = process_state(config.train)
+    if not (work_dir / "distill.done.json").exists():
+        raise ValueError(f"{work_dir}: no finished distillation (run `prism-train distill`)")
+    dataset = load_dataset(config)
+    stages = Stages(work_dir)
+    if state.is_main_process:
+        stages.run("tokenizer", lambda: stage_tokenizer(config, work_dir))
+        encode_examples(
+            config, work_dir, PrismTokenizer.from_file(work_dir / "tokenizer"), progress=progress
+        )
+    state.wait_for_everyone()
+    out = {}
+    for use_users in (True, False) if config.ablation else (True,):
+        name = "finetune_full" if use_users else "finetune_no_user"
+        out[name] = stages.run(
+            name,
+            lambda use_users=use_users: stage_finetune(  # type: ignore[misc]
+                config, dataset, work_dir, use_users=use_users, progress=progress
+            ),
+            record=state.is_main_process,
+        )
+        state.wait_for_everyone()
+    return out
 
 
 def run_pipeline(

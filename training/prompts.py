@@ -71,12 +71,49 @@ class PromptTemplate:
     def from_text(cls, text: str, *, name: str = "custom") -> PromptTemplate:
         """A template from its text; the paper's own text keeps the default name and version."""
         validate_template(text)
-        if text == DEFAULT_TEMPLATE_TEXT:
-            return DEFAULT_TEMPLATE
+        for known in (DEFAULT_TEMPLATE, BUSINESS_TEMPLATE):
+            if text == known.text:
+                return known
         return cls(name, _text_version(text), text)
 
 
 DEFAULT_TEMPLATE = PromptTemplate(TEMPLATE_NAME, TEMPLATE_VERSION, DEFAULT_TEMPLATE_TEXT)
+
+# The paper gives its prompt for movies only; for Yelp the same constraints are worded for
+# businesses (what a visitor links: category, cuisine, atmosphere, location).
+BUSINESS_TEMPLATE_TEXT = """\
+Generate a short, personalized, and persuasive explanation for the following recommendation. \
+Context:
+
+- Businesses the user visited and reviewed: {history}
+- Recommended business: {item_to_explain}
+
+Task: Explain WHY this is a good recommendation based on the user's history.
+
+- Be specific: Link features of the recommended business (e.g., category, cuisine, \
+atmosphere, location) to patterns in the history.
+- Be natural: Sound like a genuine recommendation from a friend.
+- Be concise: Ideally one or two sentences.
+
+- Start the explanation directly. Explanation:"""
+
+BUSINESS_TEMPLATE = PromptTemplate(
+    "oracle-faithful-business", TEMPLATE_VERSION, BUSINESS_TEMPLATE_TEXT
+)
+# The default prompt of each dataset (`--prompt-file` replaces it).
+DATASET_TEMPLATES = {
+    "synthetic": DEFAULT_TEMPLATE,
+    "movielens": DEFAULT_TEMPLATE,
+    "yelp": BUSINESS_TEMPLATE,
+}
+
+
+def default_template(dataset: str) -> PromptTemplate:
+    """The dataset's own prompt: movies (the paper's, verbatim) or businesses."""
+    try:
+        return DATASET_TEMPLATES[dataset]
+    except KeyError:
+        raise TemplateError(f"no default prompt for dataset {dataset!r}") from None
 
 
 def _text_version(text: str) -> str:

@@ -3,6 +3,11 @@
 Distillation writes one JSON line per record (`to_json_line`); every reader (the tokenizer
 stage, the student's examples, evaluation) parses it with `DistilledRecord.from_dict` and
 nothing else, so a field is read the same way everywhere.
+
+On disk a record holds ids and text: its sample id, user id, the references of its history
+items and of the recommended item (`training.item_table`: each distinct item form is stored
+once beside the file), and the explanation. In memory the references are resolved to the
+table's shared `Item` objects. Lines of the older form, with whole items inline, still read.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import Any
 
 from explain.items import Item
 from explain.types import ExplainJob
+from training.item_table import ItemTable
 
 
 class RecordError(ValueError):
@@ -45,14 +51,21 @@ class DistilledRecord:
     history_used: int = 0  # history entries the student input listed at distillation
 
     @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> DistilledRecord:
+    def from_dict(cls, raw: Mapping[str, Any], table: ItemTable | None = None) -> DistilledRecord:
+        def resolve(value: Any) -> Item:
+            if isinstance(value, str):
+                if table is None:
+                    raise RecordError(f"item reference {value!r} needs the item table")
+                return table.item(value)
+            return Item.from_dict(value)
+
         try:
             return cls(
                 id=str(raw["id"]),
                 user_id=str(raw["user_id"]),
                 timestamp=int(raw.get("timestamp", 0)),
-                history=tuple(Item.from_dict(h) for h in raw["history"]),
-                item=Item.from_dict(raw["item"]),
+                history=tuple(resolve(h) for h in raw["history"]),
+                item=resolve(raw["item"]),
                 teacher=str(raw.get("teacher", "")),
                 template=str(raw.get("template", "")),
                 text=str(raw["text"]),
@@ -62,16 +75,17 @@ class DistilledRecord:
                 teacher_aspect=_optional(raw.get("teacher_aspect")),
                 history_used=int(raw.get("history_used", 0)),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:  # UnknownItemRefError is a KeyError
             raise RecordError(f"not a distilled record ({exc!r}): {str(raw)[:120]}") from exc
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, table: ItemTable | None = None) -> dict[str, Any]:
+        """Items as references into `table`, or inline without one."""
         return {
             "id": self.id,
             "user_id": self.user_id,
             "timestamp": self.timestamp,
-            "history": [h.to_dict() for h in self.history],
-            "item": self.item.to_dict(),
+            "history": [table.ref(h) if table is not None else h.to_dict() for h in self.history],
+            "item": table.ref(self.item) if table is not None else self.item.to_dict(),
             "teacher": self.teacher,
             "template": self.template,
             "text": self.text,
@@ -82,8 +96,9 @@ class DistilledRecord:
             "history_used": self.history_used,
         }
 
-    def to_json_line(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False, default=_json_default) + "\n"
+    def to_json_line(self, table: ItemTable | None = None) -> str:
+        line = json.dumps(self.to_dict(table), ensure_ascii=False, default=_json_default)
+        return line + "\n"
 
     def job(self, user_id: str | None = None) -> ExplainJob:
         """The request this record answers, as the explainer takes it."""

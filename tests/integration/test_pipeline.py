@@ -1,5 +1,7 @@
 """The whole offline chain at tiny size: data -> distill -> fine-tune -> evaluate -> publish -> serve."""
 
+import json
+
 from explain.explainer import DecodeSettings
 from explain.input_format import InputConfig
 from model_store.store import ModelStore
@@ -71,6 +73,12 @@ def test_tiny_pipeline_publishes_a_version_that_the_service_serves(tmp_path):
         "teacher",
     }
     assert (work_dir / "distilled" / "train_anonymous.jsonl").exists()
+    # Records hold references, the items are stored once beside them; examples are Arrow.
+    line = json.loads((work_dir / "distilled" / "train.jsonl").read_text().splitlines()[0])
+    assert isinstance(line["item"], str) and all(isinstance(h, str) for h in line["history"])
+    assert (work_dir / "distilled" / "train.jsonl.items.jsonl").exists()
+    assert (work_dir / "examples" / "train.arrow").exists()
+    assert not (work_dir / "examples" / "train.json").exists()
 
     engine = load_explainer(
         store,

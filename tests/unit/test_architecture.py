@@ -16,14 +16,16 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ("explain", "model_store", "service", "training", "benchmarks")
+PACKAGES = ("explain", "model_store", "service", "training", "bulk", "benchmarks")
 # package -> the project packages it may import
 ALLOWED = {
     "explain": set(),
     "model_store": set(),
     "service": {"explain", "model_store"},
     "training": {"explain", "model_store"},
-    "benchmarks": {"explain", "model_store", "service", "training"},
+    # Bulk work explains as the service does: its request model and loader, never training.
+    "bulk": {"explain", "model_store", "service"},
+    "benchmarks": {"explain", "model_store", "service", "training", "bulk"},
 }
 # package -> third-party modules it must never import
 FORBIDDEN = {
@@ -31,6 +33,7 @@ FORBIDDEN = {
     "model_store": {"torch", "transformers", "onnxruntime", "tokenizers", "fastapi"},
     "service": {"torch", "transformers"},
     "training": {"fastapi", "uvicorn"},
+    "bulk": {"torch", "transformers"},
     "benchmarks": set(),
 }
 
@@ -126,7 +129,10 @@ def test_no_import_cycle_between_modules() -> None:
             visit(module)
 
 
-@pytest.mark.parametrize("module", ["service.main", "explain.explainer", "explain.loading"])
+@pytest.mark.parametrize(
+    "module",
+    ["service.main", "explain.explainer", "explain.loading", "bulk.cli", "bulk.explain_job"],
+)
 def test_serving_code_never_loads_torch_or_training(module: str) -> None:
     code = (
         f"import sys, {module}; "

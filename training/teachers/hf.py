@@ -3,6 +3,11 @@
 Seq2seq and causal models are both supported, chosen from the config's
 `is_encoder_decoder`. A causal model is padded on the left, so every prompt in a batch ends
 at the same position and the generated continuation is everything after it.
+
+Prompts are never cut by the tokenizer (that would cut the recommended item and the task at
+the end): the teacher's `prompt_budget` tells distillation how many tokens a prompt may
+hold, and distillation shortens the history, oldest first, to fit. Within a call, prompts
+are batched by length (longest first), so a batch pads to similar lengths.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from transformers import (
     AutoTokenizer,
 )
 
+from training.prompt_budget import PromptBudget
 from training.teachers.base import TeacherFailure, TeacherRequest, TeacherResult
 
 logger = logging.getLogger(__name__)
@@ -50,8 +56,9 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
 class HFTeacher:
     """Greedy decoding by default; `generate_kwargs` (e.g. `num_beams`) go to `generate`.
 
-    `max_input_tokens` truncates prompts that are longer (None: the tokenizer's own limit
-    when it states a sane one, else no truncation).
+    `max_input_tokens`: the prompt budget (None: the tokenizer's own limit when it states a
+    sane one, else none). `dtype="auto"` is bf16 on a GPU that has it, fp16 on one that does
+    not, fp32 on a CPU.
     """
 
     def __init__(
@@ -95,11 +102,27 @@ class HFTeacher:
     def name(self) -> str:
         return self._name
 
+    @property
+    def prompt_budget(self) -> PromptBudget | None:
+        """Tokens a prompt may hold, counted by this teacher's own tokenizer."""
+        if self.max_input_tokens is None:
+            return None
+
+        def count(text: str) -> int:
+            return len(self.tokenizer(text)["input_ids"])
+
+        return PromptBudget(count, self.max_input_tokens)
+
     def explain(self, requests: Sequence[TeacherRequest]) -> list[TeacherResult]:
-        results: list[TeacherResult] = []
-        for start in range(0, len(requests), self.batch_size):
-            prompts = [r.prompt for r in requests[start : start + self.batch_size]]
-            results.extend(self._generate_or_split(prompts))
+        # Longest first: a batch of similar lengths pads little, and an out-of-memory split
+        # happens early, on the batches most likely to need it.
+        order = sorted(range(len(requests)), key=lambda k: -len(requests[k].prompt))
+        results: list[TeacherResult] = [TeacherFailure("not generated")] * len(requests)
+        for start in range(0, len(order), self.batch_size):
+            chosen = order[start : start + self.batch_size]
+            generated = self._generate_or_split([requests[k].prompt for k in chosen])
+            for k, result in zip(chosen, generated, strict=True):
+                results[k] = result
         return results
 
     def _generate_or_split(self, prompts: list[str]) -> list[TeacherResult]:
@@ -117,13 +140,7 @@ class HFTeacher:
             return [TeacherFailure(f"generation failed: {exc!r}") for _ in prompts]
 
     def _generate(self, prompts: list[str]) -> list[str]:
-        encoded = self.tokenizer(
-            prompts,
-            return_tensors="pt",
-            padding=True,
-            truncation=self.max_input_tokens is not None,
-            max_length=self.max_input_tokens,
-        ).to(self.device)
+        encoded = self.tokenizer(prompts, return_tensors="pt", padding=True).to(self.device)
         with torch.inference_mode():
             output = self.model.generate(
                 input_ids=encoded["input_ids"],

@@ -1,6 +1,7 @@
 """A few steps of fine-tuning on a tiny model lower the loss; resume continues the same run."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -81,6 +82,16 @@ def test_training_lowers_the_loss_and_keeps_the_unknown_user_at_zero(tokenizer, 
     assert torch.count_nonzero(model.user_embeddings.weight[1]) > 0
 
 
+def run_options(tokenizer, **overrides):
+    return {
+        "tokenizer": tokenizer,
+        "user_rows": {"a": 1, "b": 2, "c": 3},
+        "input_config": InputConfig(max_input_tokens=64),
+        "progress": False,
+        "config": config(**overrides),
+    }
+
+
 class StopAfter(list):
     """Training data that interrupts the run once `limit` examples have been read."""
 
@@ -97,20 +108,14 @@ class StopAfter(list):
 
 def test_an_interrupted_run_resumes_from_its_last_epoch_and_ends_the_same(tokenizer, tmp_path):
     data = examples(tokenizer)
-    kwargs = {
-        "tokenizer": tokenizer,
-        "user_rows": {"a": 1, "b": 2, "c": 3},
-        "input_config": InputConfig(max_input_tokens=64),
-        "progress": False,
-        "config": config(epochs=3),
-    }
+    kwargs = run_options(tokenizer, epochs=3)
     whole = train_student(data, data[:12], out_dir=tmp_path / "whole", **kwargs)
     with pytest.raises(KeyboardInterrupt):  # dies half-way through epoch 2
         train_student(
             StopAfter(data, len(data) * 3 + 5), data[:12], out_dir=tmp_path / "cut", **kwargs
         )
     state = json.loads((tmp_path / "cut" / "last" / "trainer_state.json").read_text())
-    assert state["epoch"] == 0  # epoch 1 was saved
+    assert state["progress"]["epoch"] == 1 and state["progress"]["groups_done"] == 0
     resumed = train_student(data, data[:12], out_dir=tmp_path / "cut", **kwargs)
     assert len(resumed.history) == 3
     for a, b in zip(resumed.history, whole.history, strict=True):
@@ -132,3 +137,52 @@ def test_the_no_user_ablation_never_uses_the_user_table(tokenizer, tmp_path):
     )
     model = UserAwareBart.load(result.best_dir)
     assert not model.use_users and torch.count_nonzero(model.user_embeddings.weight) == 0
+
+
+def weights(directory):
+    return UserAwareBart.load(directory).state_dict()
+
+
+@pytest.mark.parametrize("grad_accum", [1, 2])
+def test_a_run_checkpointed_every_n_steps_resumes_mid_epoch_exactly(
+    tokenizer, tmp_path, grad_accum
+):
+    data = examples(tokenizer)
+    kwargs = run_options(tokenizer, epochs=2, save_every_steps=1, grad_accum=grad_accum)
+    whole = train_student(data, data[:12], out_dir=tmp_path / "whole", **kwargs)
+    with pytest.raises(KeyboardInterrupt):  # dies in the middle of epoch 2
+        train_student(
+            StopAfter(data, len(data) * 3 + 20), data[:12], out_dir=tmp_path / "cut", **kwargs
+        )
+    state = json.loads((tmp_path / "cut" / "last" / "trainer_state.json").read_text())
+    assert state["progress"]["epoch"] == 1 and state["progress"]["groups_done"] > 0
+    resumed = train_student(data, data[:12], out_dir=tmp_path / "cut", **kwargs)
+    keys = ("step", "train_loss", "valid_loss")
+    assert [a[k] for a in resumed.history for k in keys] == pytest.approx(
+        [b[k] for b in whole.history for k in keys]
+    )
+    cut, full = weights(tmp_path / "cut" / "last"), weights(tmp_path / "whole" / "last")
+    assert all(torch.allclose(cut[k], full[k], atol=1e-6) for k in full)
+    steps = 6 // grad_accum  # 48 examples in batches of 8, per epoch
+    assert resumed.history[-1]["step"] == 2 * steps
+
+
+def test_validation_every_n_steps_and_accumulation(tokenizer, tmp_path):
+    data = examples(tokenizer)
+    options = run_options(tokenizer, epochs=2, grad_accum=3, eval_every_steps=1)
+    result = train_student(data, data[:12], out_dir=tmp_path, **options)
+    assert [h["step"] for h in result.history] == [1, 2, 3, 4]  # 6 batches / 3 = 2 per epoch
+    assert result.best_valid_loss == min(h["valid_loss"] for h in result.history)
+
+
+def test_bf16_mixed_precision_trains_on_the_cpu(tokenizer, tmp_path):
+    data = examples(tokenizer, 16)
+    options = run_options(tokenizer, epochs=1, mixed_precision="bf16", device="cpu")
+    result = train_student(data, data[:8], out_dir=tmp_path / "bf16", **options)
+    assert math.isfinite(result.history[-1]["train_loss"])
+    # The weights stay fp32 (autocast computes in bf16); the next run may use another mode.
+    assert UserAwareBart.load(result.best_dir).user_embeddings.weight.dtype == torch.float32
+    again = train_student(
+        data, data[:8], out_dir=tmp_path / "fp32", **run_options(tokenizer, epochs=1)
+    )
+    assert math.isfinite(again.history[-1]["train_loss"])

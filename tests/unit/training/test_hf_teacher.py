@@ -132,3 +132,32 @@ def test_dtype_resolution():
     assert resolve_dtype(torch.float16, cpu) == torch.float16
     with pytest.raises(ValueError, match="unknown dtype"):
         resolve_dtype("int3", cpu)
+
+
+def test_prompts_are_batched_longest_first_and_answered_in_order(seq2seq_dir, monkeypatch):
+    teacher = HFTeacher(seq2seq_dir, device="cpu", batch_size=2, max_new_tokens=2)
+    seen = []
+
+    def echo(prompts):
+        seen.append([len(p) for p in prompts])
+        return [f"len {len(p)}" for p in prompts]
+
+    monkeypatch.setattr(teacher, "_generate", echo)
+    batch = requests(5)
+    results = teacher.explain(batch)
+    assert results == [f"len {len(r.prompt)}" for r in batch]  # back in input order
+    lengths = [n for group in seen for n in group]
+    assert lengths == sorted(lengths, reverse=True) and [len(g) for g in seen] == [2, 2, 1]
+
+
+def test_the_prompt_budget_counts_with_the_teacher_tokenizer(seq2seq_dir):
+    teacher = HFTeacher(seq2seq_dir, device="cpu", max_input_tokens=120)
+    budget = teacher.prompt_budget
+    assert budget is not None and budget.max_prompt_tokens == 120
+    prompt = requests(1)[0].prompt
+    assert budget.count(prompt) == len(teacher.tokenizer(prompt)["input_ids"])
+    # Nothing is cut by the tokenizer any more: the whole prompt reaches the model.
+    long = prompt + " great" * 200
+    assert budget.count(long) > 120
+    (answer,) = teacher.explain([TeacherRequest(requests(1)[0].sample, long)])
+    assert isinstance(answer, str)

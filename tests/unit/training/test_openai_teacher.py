@@ -80,6 +80,8 @@ class FakeLLM:
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
                     self.wfile.write(data)
+                except ConnectionError:
+                    pass  # the client left (a stream closed early): nothing to answer
                 finally:
                     with llm.lock:
                         llm.in_flight -= 1
@@ -90,13 +92,17 @@ class FakeLLM:
         return Handler
 
 
+class Server(ThreadingHTTPServer):
+    request_queue_size = 256  # the default 5 would drop connection attempts of a busy client
+
+
 @pytest.fixture
 def server():
     started = []
 
     def start(**kwargs):
         llm = FakeLLM(**kwargs)
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), llm.handler())
+        httpd = Server(("127.0.0.1", 0), llm.handler())
         httpd.daemon_threads = True
         threading.Thread(
             target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
@@ -130,7 +136,7 @@ def test_chat_completions_in_order_with_the_api_key(server, monkeypatch):
 
 def test_plain_completions_endpoint(server):
     llm, url = server()
-    with OpenAICompatibleTeacher(url, "oracle", use_chat=False, api_key="") as teacher:
+    with OpenAICompatibleTeacher(url, "oracle", mode="completions", api_key="") as teacher:
         assert teacher.explain(requests_for("hello")) == [
             "hello is a great pick for you, given what you watched."
         ]
@@ -140,7 +146,11 @@ def test_plain_completions_endpoint(server):
 def test_rate_limits_and_server_errors_are_retried(server):
     llm, url = server()
     waits: list[float] = []
-    with OpenAICompatibleTeacher(url, "m", backoff_s=0.2, sleep=waits.append) as teacher:
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+
+    with OpenAICompatibleTeacher(url, "m", backoff_s=0.2, sleep=record) as teacher:
         results = teacher.explain(requests_for("RATE me", "FLAKY me", "fine"))
     assert all(isinstance(r, str) and r.endswith("given what you watched.") for r in results)
     statuses = [(prompt, status) for _, prompt, status, _ in llm.log]
@@ -223,3 +233,45 @@ def test_retry_after_parsing():
     now = time.time()
     wait = retry_after_seconds(formatdate(now + 10, usegmt=True), now=now)
     assert wait is not None and 9 <= wait <= 10
+
+
+def test_answers_stream_back_as_they_arrive_with_no_batch_barrier(server):
+    llm, url = server(delay_s=0.05)
+    prompts = ["SLOW", *[f"p{k}" for k in range(40)]]
+    with OpenAICompatibleTeacher(url, "m", concurrency=16) as teacher:
+        order = [request.prompt for request, _ in teacher.stream(iter(requests_for(*prompts)))]
+    # The slow answer (1 s) held nothing back: 40 answers went past it, 16 at a time.
+    assert sorted(order) == sorted(prompts) and order[-1] == "SLOW"
+    assert 12 <= llm.max_in_flight <= 16
+
+
+def test_the_default_keeps_many_requests_in_flight(server):
+    llm, url = server(delay_s=0.2)
+    with OpenAICompatibleTeacher(url, "m") as teacher:
+        assert teacher.concurrency >= 64
+        results = teacher.explain(requests_for(*[f"p{k}" for k in range(80)]))
+    assert all(isinstance(r, str) for r in results) and llm.max_in_flight >= 48
+
+
+def test_the_key_comes_from_the_named_environment_variable(server, monkeypatch):
+    llm, url = server()
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong")
+    monkeypatch.setenv("TGI_TOKEN", "hf-right")
+    with OpenAICompatibleTeacher(url, "m", api_key_env="TGI_TOKEN") as teacher:
+        teacher.explain(requests_for("a"))
+    assert llm.log[0][3] == "Bearer hf-right"
+
+
+def test_leaving_a_stream_early_stops_asking(server):
+    llm, url = server(delay_s=0.05)
+    with OpenAICompatibleTeacher(url, "m", concurrency=4) as teacher:
+        for k, _ in enumerate(teacher.stream(iter(requests_for(*[f"p{n}" for n in range(200)])))):
+            if k == 5:
+                break
+    time.sleep(0.2)
+    assert llm.total < 30  # 6 taken, a few in flight and buffered: not the other 190
+
+
+def test_an_unknown_mode_is_refused():
+    with pytest.raises(ValueError, match="unknown teacher mode"):
+        OpenAICompatibleTeacher("http://h", "m", mode="edits")  # type: ignore[arg-type]

@@ -108,7 +108,7 @@ def test_every_teacher_fits_the_protocol():
         teachers.append(remote)
         assert remote.url == "http://127.0.0.1:9/v1/chat/completions"
     assert [t.name for t in teachers] == ["grounded/2", "openai:m"]
-    with OpenAICompatibleTeacher("http://h/v1", "m", use_chat=False) as plain:
+    with OpenAICompatibleTeacher("http://h/v1", "m", mode="completions") as plain:
         assert plain.url == "http://h/v1/completions"
 
 
