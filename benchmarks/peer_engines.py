@@ -208,6 +208,12 @@ def _server_env(args: argparse.Namespace) -> dict[str, str]:
         "PRISM_INTRA_OP_THREADS": str(args.threads),
         "PRISM_MIN_NEW_TOKENS": str(args.new_tokens),
         "PRISM_SECOND_PASS_CANDIDATES": "1",
+        # A bart-base batch of 32 runs for seconds on 2 CPU cores: the admission budget, the
+        # deadline and the watchdog are set for that shape, as an operator would set them.
+        "PRISM_MAX_BATCH_SIZE": "32",
+        "PRISM_MAX_QUEUE_WAIT_MS": "120000",
+        "PRISM_REQUEST_TIMEOUT_MS": "120000",
+        "PRISM_INFERENCE_WATCHDOG_S": "300",
     }
 
 
