@@ -84,6 +84,7 @@ def test_tiny_pipeline_publishes_a_version_that_the_service_serves(tmp_path):
         store,
         store.resolve("prism-pipeline-test"),
         provider="cpu",
+        variant="auto",
         intra_op_threads=1,
         max_history=50,
         max_input_tokens=None,

@@ -65,6 +65,7 @@ class FakeLLM:
                 with llm.lock:
                     llm.in_flight += 1
                     llm.max_in_flight = max(llm.max_in_flight, llm.in_flight)
+                counted = True
                 try:
                     body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                     status, headers, payload = llm.answer(self.path, body, self.headers)
@@ -73,6 +74,10 @@ class FakeLLM:
                         llm.log.append(
                             (self.path, prompt, status, self.headers.get("Authorization"))
                         )
+                        # Out of flight once answered, before the bytes go out: the client may
+                        # send its next request the moment it reads them.
+                        llm.in_flight -= 1
+                        counted = False
                     data = json.dumps(payload).encode()
                     self.send_response(status)
                     for key, value in {**headers, "Content-Type": "application/json"}.items():
@@ -83,8 +88,9 @@ class FakeLLM:
                 except ConnectionError:
                     pass  # the client left (a stream closed early): nothing to answer
                 finally:
-                    with llm.lock:
-                        llm.in_flight -= 1
+                    if counted:
+                        with llm.lock:
+                            llm.in_flight -= 1
 
             def log_message(self, *args):
                 pass
