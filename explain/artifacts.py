@@ -17,6 +17,8 @@ encoder.onnx
     outputs  cross_key_{i}, cross_value_{i} float32[b, heads, s, head_dim] for each decoder layer
 decoder.onnx (one step, with KV cache)
     inputs   input_ids int64[b, 1], encoder_attention_mask int64[b, s], beam_idx int64[b],
+             decoder_position int64[b] (the row's position: tokens it has before this one),
+             decoder_attention_mask int64[b, t + 1] (1 where the row's cache is its own),
              past_key_{i}, past_value_{i} float32[b, heads, t, head_dim] (t may be 0),
              cross_key_{i}, cross_value_{i}
     outputs  logits float32[b, vocab],
@@ -25,6 +27,9 @@ decoder.onnx (one step, with KV cache)
 The encoder returns the cross-attention keys and values directly, so they are projected once
 per request rather than once per step. `beam_idx` reorders the self-attention cache inside the
 graph, so beam search never copies the cache back to the host (it stays bound on the GPU).
+The per-row position and self-attention mask let rows that joined at different steps share
+one decode (iteration-level batching, `explain.continuous`); graphs exported before they
+existed lack both inputs and are decoded in static batches only.
 """
 
 from __future__ import annotations
@@ -45,6 +50,15 @@ ENCODER_PATH = f"{ONNX_DIR}/{ENCODER_FILE}"
 DECODER_PATH = f"{ONNX_DIR}/{DECODER_FILE}"
 SPEC_PATH = f"{ONNX_DIR}/{SPEC_FILE}"
 ONNX_FILES = (ENCODER_FILE, DECODER_FILE, SPEC_FILE)
+DECODER_INPUTS = (
+    "input_ids",
+    "encoder_attention_mask",
+    "beam_idx",
+    "decoder_position",
+    "decoder_attention_mask",
+)
+# Inputs a decoder needs before rows can join a running decode (older exports lack them).
+JOIN_INPUTS = ("decoder_position", "decoder_attention_mask")
 # Precision variants of the fp32 graphs. fp32 is the reference every variant is gated against.
 FP32, INT8, FP16 = "fp32", "int8", "fp16"
 VARIANTS = (FP32, INT8, FP16)

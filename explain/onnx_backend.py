@@ -66,23 +66,33 @@ class _CachedSteps:
         self.feeds: dict[str, Value] = {"encoder_attention_mask": mask, **cross}
         for name in self.past_names:
             self.feeds[name] = decoder.empty(name, shape)
+        self.done = 0  # tokens every row has: all rows started together
 
     def _empty_shape(self, rows: int) -> list[int]:
-        spec = self.decoder.inputs[self.past_names[0]]
-        heads, head_dim = spec.shape[1], spec.shape[3]
-        if not isinstance(heads, int) or not isinstance(head_dim, int):
-            raise ValueError(f"{self.decoder.path.name}: the KV cache needs static heads/head_dim")
-        return [rows, heads, 0, head_dim]
+        return empty_cache_shape(self.decoder, self.past_names[0], rows)
 
     def step(self, tokens: IntArray, beam_idx: IntArray) -> Logits:
+        rows = len(tokens)
         self.feeds["input_ids"] = tokens[:, None]
         self.feeds["beam_idx"] = beam_idx
+        self.feeds["decoder_position"] = np.full(rows, self.done, dtype=np.int64)
+        self.feeds["decoder_attention_mask"] = np.ones((rows, self.done + 1), dtype=np.int64)
         out = self.decoder.run(self.feeds, keep=self.present_names)
         for past, present in zip(self.past_names, self.present_names, strict=True):
             self.feeds[past] = out[present]
+        self.done += 1
         logits = out["logits"]
         assert isinstance(logits, np.ndarray)
         return logits
+
+
+def empty_cache_shape(decoder: OnnxSession, past_name: str, rows: int) -> list[int]:
+    """[rows, heads, 0, head_dim]: an empty self-attention cache for `rows` rows."""
+    spec = decoder.inputs[past_name]
+    heads, head_dim = spec.shape[1], spec.shape[3]
+    if not isinstance(heads, int) or not isinstance(head_dim, int):
+        raise ValueError(f"{decoder.path.name}: the KV cache needs static heads/head_dim")
+    return [rows, heads, 0, head_dim]
 
 
 class OnnxSeq2Seq:

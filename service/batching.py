@@ -5,9 +5,13 @@ a bounded, thread-safe queue, each with the explainer that prepared it (during a
 two explainers serve side by side, and a request finishes on the version it started on).
 One worker thread takes them off in batches (`collect_batch`), drops those that can no
 longer finish by their deadline (never computing them), splits the rest by explainer and
-beam width and calls the blocking `generate` once per group. Each request's candidates are
-handed back to its own event loop with `call_soon_threadsafe`, so the loop never blocks on
-inference; finishing (slots, checks) happens per request again, in the caller.
+beam width and calls the blocking `generate` once per group. With iteration-level batching
+(`continuous`, the default) greedy requests instead join the running decode between two
+steps and are answered the moment their row ends (`service.running.RunningLane`); the beam
+second pass, and models whose graphs cannot take joining rows, keep the static path. Each
+request's candidates are handed back to its own event loop with `call_soon_threadsafe`, so
+the loop never blocks on inference; finishing (slots, checks) happens per request again, in
+the caller.
 
 The batcher also keeps what admission control and the probes need: a measured service rate
 (seconds per request, amortised over batches), the expected wait of a new request, and the
@@ -18,80 +22,35 @@ bring a failing runtime back by themselves).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable
 
-from explain.explainer import BatchGeneration, BatchTimings, Generation, Prepared
-from service.collect import ServiceRate, collect_batch, group_by
+from explain.explainer import Prepared
+from service.collect import ServiceRate, collect_batch, drain, group_by
 from service.errors import (
     BatchFailedError,
     DeadlineExceededError,
     NotReadyError,
     OverloadedError,
-    ServiceError,
 )
 from service.health import RuntimeHealth
+from service.pending import (
+    BatchGenerator,
+    BatchObserver,
+    Generated,
+    Pending,
+    Uncounted,
+    notify,
+    resolve,
+)
+from service.running import RunningLane
+
+__all__ = ["BatchGenerator", "BatchObserver", "DynamicBatcher", "Generated"]
 
 logger = logging.getLogger(__name__)
-
-
-class BatchGenerator(Protocol):
-    """The inference stage: one call per batch, candidates back in order."""
-
-    def generate(self, batch: Sequence[Prepared]) -> BatchGeneration: ...
-
-
-class BatchObserver(Protocol):
-    """Where the batcher reports what it does (`service.metrics.Metrics` is one)."""
-
-    def queue_depth(self, depth: int) -> None: ...
-
-    def queue_wait(self, seconds: float) -> None: ...
-
-    def batch(self, size: int, timings: BatchTimings) -> None: ...
-
-    def deadline_exceeded(self) -> None: ...
-
-    def expired_unrun(self) -> None: ...
-
-    def rejected(self, reason: str) -> None: ...
-
-    def probe(self, ok: bool) -> None: ...
-
-
-class _Uncounted:
-    """Where `submit` reports optional work: nowhere (its caller counts the outcome)."""
-
-    def rejected(self, reason: str) -> None:
-        pass
-
-    def deadline_exceeded(self) -> None:
-        pass
-
-
-@dataclass(frozen=True)
-class Generated:
-    """One request's candidates and where its time went."""
-
-    generation: Generation
-    queue_s: float
-    inference_s: float
-
-
-@dataclass(eq=False)
-class _Pending:
-    prepared: Prepared
-    engine: BatchGenerator
-    deadline: float
-    enqueued: float
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[Generated]
 
 
 class DynamicBatcher:
@@ -115,10 +74,11 @@ class DynamicBatcher:
         max_consecutive_failures: int = 3,
         poll_interval_s: float = 0.05,
         probe_backoff_s: tuple[float, float] = (0.5, 30.0),
+        continuous: bool = True,
     ) -> None:
         self._max_batch_size = max_batch_size
         self._max_wait_s = max_wait_ms / 1000.0
-        self._queue: queue.Queue[_Pending] = queue.Queue(maxsize=max_queue)
+        self._queue: queue.Queue[Pending] = queue.Queue(maxsize=max_queue)
         self._observer = observer
         self._poll_s = poll_interval_s
         self._stopping = threading.Event()
@@ -127,9 +87,14 @@ class DynamicBatcher:
         self.health = RuntimeHealth(
             max_failures=max_consecutive_failures,
             backoff_s=probe_backoff_s,
-            on_probe=lambda ok: self._notify(observer.probe, ok),
+            on_probe=lambda ok: notify(observer.probe, ok),
         )
         self.rate = ServiceRate()
+        self._continuous = continuous
+        self._lane = RunningLane(
+            max_rows=max_batch_size, observer=observer, health=self.health, rate=self.rate
+        )
+        self._held: list[Pending] = []  # joinable requests waiting for a free row
 
     # --- state the probes and admission read -------------------------------------------
 
@@ -153,9 +118,19 @@ class DynamicBatcher:
     def depth(self) -> int:
         return self._queue.qsize()
 
+    @property
+    def running_rows(self) -> int:
+        """Rows decoding in the running batch now (iteration-level batching)."""
+        return self._lane.rows
+
     def expected_wait_s(self) -> float:
         """When a request queued now would be done: the rest of the running batch, the
-        queue ahead of it and itself, at the measured service rate."""
+        queue ahead of it and itself, at the measured service rate. With iteration-level
+        batching a request joins at the next step while rows are free, so only the queue
+        beyond the free rows waits, and then its own time in the batch."""
+        if self._continuous and self._lane.rows:
+            ahead = self._queue.qsize() + len(self._held) + 1 - self._lane.free
+            return max(0, ahead) * self.rate.per_request_s + self.rate.batch_s
         busy = self.health.busy
         running = max(0.0, self.rate.batch_s - self.stuck_for()) if busy else 0.0
         return running + (self._queue.qsize() + 1) * self.rate.per_request_s
@@ -182,13 +157,19 @@ class DynamicBatcher:
             self._thread.join(timeout_s)
             if self._thread.is_alive():
                 logger.warning("batcher worker still busy after %.1fs; abandoning it", timeout_s)
+        stopping = NotReadyError("the service is shutting down")
+        if self._thread is None or not self._thread.is_alive():
+            self._lane.fail_all(stopping)
+        for pending in self._held:
+            resolve(pending, error=stopping)
+        self._held = []
         while True:
             try:
                 pending = self._queue.get_nowait()
             except queue.Empty:
                 break
-            _resolve(pending, error=NotReadyError("the service is shutting down"))
-        self._notify(self._observer.queue_depth, 0)
+            resolve(pending, error=stopping)
+        notify(self._observer.queue_depth, 0)
 
     async def submit(
         self,
@@ -201,32 +182,32 @@ class DynamicBatcher:
         """Queue `prepared` for `engine` and wait for its candidates until `deadline`
         (`time.monotonic()`). `optional` work (a second pass, whose request is answered
         either way) is not counted as rejected or late: the caller counts its outcome."""
-        observer: BatchObserver | _Uncounted = _Uncounted() if optional else self._observer
+        observer: BatchObserver | Uncounted = Uncounted() if optional else self._observer
         if not self._accepting:
-            self._notify(observer.rejected, "not_ready")
+            notify(observer.rejected, "not_ready")
             raise NotReadyError("the service is not ready")
         now = time.monotonic()
         if now >= deadline:
-            self._notify(observer.deadline_exceeded)
+            notify(observer.deadline_exceeded)
             raise DeadlineExceededError("the request deadline passed before it was queued")
         loop = asyncio.get_running_loop()
-        pending = _Pending(prepared, engine, deadline, now, loop, loop.create_future())
+        pending = Pending(prepared, engine, deadline, now, loop, loop.create_future())
         try:
             self._queue.put_nowait(pending)
         except queue.Full:
-            self._notify(observer.rejected, "queue_full")
+            notify(observer.rejected, "queue_full")
             raise OverloadedError(
                 f"the queue is full ({self._queue.maxsize} requests waiting)",
                 retry_after_s=self.expected_wait_s(),
             ) from None
-        self._notify(self._observer.queue_depth, self._queue.qsize())
+        notify(self._observer.queue_depth, self._queue.qsize())
         try:
             return await asyncio.wait_for(pending.future, timeout=deadline - now)
         except TimeoutError:
-            self._notify(observer.deadline_exceeded)
+            notify(observer.deadline_exceeded)
             raise DeadlineExceededError("the request was not done by its deadline") from None
         except DeadlineExceededError:
-            self._notify(observer.deadline_exceeded)
+            notify(observer.deadline_exceeded)
             raise
 
     # --- the worker thread -------------------------------------------------------------
@@ -234,25 +215,49 @@ class DynamicBatcher:
     def _run(self) -> None:
         while True:
             try:
-                batch = collect_batch(
-                    self._queue,
-                    max_size=self._max_batch_size,
-                    max_wait_s=self._max_wait_s,
-                    first_timeout_s=self._poll_s,
-                )
+                if self._lane.rows:
+                    # Between two steps: what waits joins, oldest first, up to the free rows;
+                    # then every running row gets one more token.
+                    incoming = self._held + drain(
+                        self._queue, max(0, self._lane.free - len(self._held))
+                    )
+                    self._held = []
+                    self._dispatch(incoming)
+                    self._lane.advance()
+                    continue
+                if self._held:  # the rows they waited for have ended
+                    batch, self._held = self._held, []
+                else:
+                    batch = collect_batch(
+                        self._queue,
+                        max_size=self._max_batch_size,
+                        max_wait_s=self._max_wait_s,
+                        first_timeout_s=self._poll_s,
+                    )
                 if not batch:
                     if self._stopping.is_set():
                         return
                     self.health.maybe_probe()
                     continue
-                self._notify(self._observer.queue_depth, self._queue.qsize())
-                live = self._live(batch)
-                for group in group_by(live, lambda p: (id(p.engine), p.prepared.num_beams)):
-                    self._run_group(group)
+                self._dispatch(batch)
             except Exception:  # never let the worker die: that would hang every request
                 logger.exception("batcher worker error")
 
-    def _live(self, batch: list[_Pending]) -> list[_Pending]:
+    def _dispatch(self, batch: list[Pending]) -> None:
+        if not batch:
+            return
+        notify(self._observer.queue_depth, self._queue.qsize())
+        live = self._live(batch)
+        for group in group_by(live, lambda p: (id(p.engine), p.prepared.num_beams)):
+            if self._continuous and self._lane.accepts(group[0]):
+                room = self._lane.free
+                self._held.extend(group[room:])
+                if group[:room]:
+                    self._lane.join(group[:room])
+            else:
+                self._run_group(group)
+
+    def _live(self, batch: list[Pending]) -> list[Pending]:
         """Requests worth computing: not given up, and able to finish by their deadline."""
         now = time.monotonic()
         # A request that cannot be done before its deadline would be computed for nobody.
@@ -260,19 +265,19 @@ class DynamicBatcher:
         live = []
         for pending in batch:
             if pending.future.done():  # the caller already gave up (deadline or cancel)
-                self._notify(self._observer.expired_unrun)
+                notify(self._observer.expired_unrun)
                 continue
             if pending.deadline <= finish:
-                self._notify(self._observer.expired_unrun)
-                _resolve(pending, error=DeadlineExceededError("the deadline passed in the queue"))
+                notify(self._observer.expired_unrun)
+                resolve(pending, error=DeadlineExceededError("the deadline passed in the queue"))
             else:
                 live.append(pending)
         return live
 
-    def _run_group(self, group: list[_Pending]) -> None:
+    def _run_group(self, group: list[Pending]) -> None:
         started = time.monotonic()
         for pending in group:
-            self._notify(self._observer.queue_wait, started - pending.enqueued)
+            notify(self._observer.queue_wait, started - pending.enqueued)
         try:
             with self.health.running():
                 output = group[0].engine.generate([p.prepared for p in group])
@@ -284,40 +289,12 @@ class DynamicBatcher:
             self.health.failed()
             logger.exception("a batch of %d requests failed", len(group))
             for pending in group:
-                _resolve(pending, error=BatchFailedError("the batch this request ran in failed"))
+                resolve(pending, error=BatchFailedError("the batch this request ran in failed"))
             return
         elapsed = time.monotonic() - started
         self.health.succeeded()
         self.rate.record(elapsed, len(group))
-        self._notify(self._observer.batch, len(group), output.timings)
+        notify(self._observer.batch, len(group), output.timings)
         for pending, generation in zip(group, output.generations, strict=True):
             done = Generated(generation, started - pending.enqueued, elapsed)
-            _resolve(pending, result=done)
-
-    @staticmethod
-    def _notify(hook: Callable[..., None], *args: object) -> None:
-        # The observer is foreign code; a failing metric must not fail a request or the worker.
-        try:
-            hook(*args)
-        except Exception:
-            logger.warning(
-                "batch observer %s failed", getattr(hook, "__name__", hook), exc_info=True
-            )
-
-
-def _resolve(
-    pending: _Pending, *, result: Generated | None = None, error: ServiceError | None = None
-) -> None:
-    """Settle `pending` on its own event loop (futures are not thread-safe)."""
-
-    def settle() -> None:
-        if pending.future.done():
-            return
-        if result is not None:
-            pending.future.set_result(result)
-        else:
-            pending.future.set_exception(error or BatchFailedError("the request failed"))
-
-    # RuntimeError: the request's loop has closed, so nobody is waiting any more.
-    with contextlib.suppress(RuntimeError):
-        pending.loop.call_soon_threadsafe(settle)
+            resolve(pending, result=done)

@@ -56,3 +56,20 @@ class ServiceRate:
     def record(self, seconds: float, size: int) -> None:
         self.batch_s = 0.8 * self.batch_s + 0.2 * seconds
         self.per_request_s = 0.8 * self.per_request_s + 0.2 * seconds / max(size, 1)
+
+    def record_rows(self, latency_s: float, busy_s: float, rows: int) -> None:
+        """Iteration-level batching: `rows` ended after `latency_s` each (on average) in the
+        running batch, and the decoder was busy `busy_s` since rows last ended."""
+        self.batch_s = 0.8 * self.batch_s + 0.2 * latency_s
+        self.per_request_s = 0.8 * self.per_request_s + 0.2 * busy_s / max(rows, 1)
+
+
+def drain(source: queue.Queue[T], most: int) -> list[T]:
+    """Whatever is queued now, up to `most` items, without waiting."""
+    taken: list[T] = []
+    while len(taken) < most:
+        try:
+            taken.append(source.get_nowait())
+        except queue.Empty:
+            break
+    return taken

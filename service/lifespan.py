@@ -109,6 +109,7 @@ class _Lifecycle:
                 max_wait_ms=s.max_wait_ms,
                 max_queue=s.max_queue,
                 observer=self._state.metrics,
+                continuous=s.continuous_batching,
             )
             batcher.set_probe(_prober(serving.engine))
             batcher.start()

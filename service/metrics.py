@@ -93,13 +93,23 @@ class Metrics:
         self.inference_duration = Histogram(
             "prism_inference_duration_seconds",
             "Inference time per stage: prepare and finish per request, encode, decode and "
-            "total per batch.",
+            "total per static batch; with iteration-level batching encode per joining group, "
+            "step per decode step and decode per request (its time in the running batch).",
             ["stage"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
         self.batch_size = Histogram(
-            "prism_batch_size", "Requests per engine batch.", buckets=BATCH_BUCKETS, registry=r
+            "prism_batch_size",
+            "Requests per engine batch (static), or per group joining the running decode.",
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.step_rows = Histogram(
+            "prism_decode_step_rows",
+            "Rows decoded together in each step of the running batch (iteration-level batching).",
+            buckets=BATCH_BUCKETS,
+            registry=r,
         )
         self.generated_tokens = Histogram(
             "prism_generated_tokens",
@@ -146,6 +156,12 @@ class Metrics:
         self.expired = Counter(
             "prism_expired_requests_total",
             "Queued requests dropped unrun because they could no longer finish by their deadline.",
+            registry=r,
+        )
+        self.abandoned = Counter(
+            "prism_abandoned_rows_total",
+            "Rows removed from the running decode before they ended because their caller gave "
+            "up (deadline or disconnect): not computed any further.",
             registry=r,
         )
         self.probes = Counter(
@@ -217,6 +233,24 @@ class Metrics:
         stage.labels(stage="encode").observe(timings.encode_s)
         stage.labels(stage="decode").observe(timings.decode_s)
         stage.labels(stage="total").observe(timings.total_s)
+
+    @_never_raises
+    def joined(self, size: int, encode_s: float) -> None:
+        self.batch_size.observe(size)
+        self.inference_duration.labels(stage="encode").observe(encode_s)
+
+    @_never_raises
+    def step(self, rows: int, seconds: float) -> None:
+        self.step_rows.observe(rows)
+        self.inference_duration.labels(stage="step").observe(seconds)
+
+    @_never_raises
+    def rows_abandoned(self, rows: int) -> None:
+        self.abandoned.inc(rows)
+
+    @_never_raises
+    def row_ended(self, seconds: float) -> None:
+        self.inference_duration.labels(stage="decode").observe(seconds)
 
     @_never_raises
     def request_stage(self, stage: str, seconds: float) -> None:

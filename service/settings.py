@@ -63,7 +63,17 @@ class Settings(RequestLimits, BaseSettings):
 
     # --- batching and deadlines ------------------------------------------------------
     max_batch_size: int = Field(
-        default=16, ge=1, le=1024, description="Most requests the batcher puts in one batch."
+        default=16,
+        ge=1,
+        le=1024,
+        description="Most requests the batcher puts in one batch (with continuous batching: "
+        "most rows decoding at once).",
+    )
+    continuous_batching: bool = Field(
+        default=True,
+        description="Iteration-level batching: greedy requests join the running decode between "
+        "steps and leave as soon as they end (models exported without the join inputs, and "
+        "the beam second pass, are batched statically). false: static batches only.",
     )
     max_wait_ms: float = Field(
         default=2.0,

@@ -47,7 +47,9 @@ QUALITY_BARS: Mapping[str, tuple[str, float]] = {
     "messy_invented_title_rate": ("<=", 0.02),
     "messy_fallback_rate": ("<=", 0.03),
     "messy_history_mention_rate": (">=", 0.50),
-    "messy_distinct_patterns": (">=", 40),
+    # Healthy builds of the same code and data gave 44 and 39 patterns under two sets of
+    # library versions; the collapsed wordings this guards against gave 14, 19 and 27.
+    "messy_distinct_patterns": (">=", 35),
 }
 MESSY_KEYS = (
     "ungrammatical_rate",

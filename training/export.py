@@ -94,15 +94,19 @@ class DecoderGraph(nn.Module):
         input_ids: torch.Tensor,
         encoder_attention_mask: torch.Tensor,
         beam_idx: torch.Tensor,
+        decoder_position: torch.Tensor,
+        decoder_attention_mask: torch.Tensor,
         *cache: torch.Tensor,  # past k/v for each layer, then cross k/v for each layer
     ) -> tuple[torch.Tensor, ...]:
         dec, n = self.decoder, self.num_layers
         past, cross = cache[: 2 * n], cache[2 * n :]
-        past_len = past[0].shape[2]
-        position = torch.arange(1, device=input_ids.device) + past_len + dec.embed_positions.offset
-        x = dec.embed_tokens(input_ids) + dec.embed_positions.weight[position][None]
+        # Each row's own position and its own valid cache columns: rows that joined the
+        # running batch at different steps share one cache whose older columns they mask.
+        position = decoder_position + dec.embed_positions.offset
+        x = dec.embed_tokens(input_ids) + dec.embed_positions.weight[position][:, None, :]
         x = dec.layernorm_embedding(x)
         bias = _mask_bias(encoder_attention_mask, x.dtype)
+        self_bias = _mask_bias(decoder_attention_mask, x.dtype)
         presents: list[torch.Tensor] = []
         for i, layer in enumerate(dec.layers):
             attn = layer.self_attn
@@ -119,8 +123,9 @@ class DecoderGraph(nn.Module):
                 dim=2,
             )
             presents += [k, v]
-            # One new token attends to every cached position: no causal mask is needed.
-            x = layer.self_attn_layer_norm(x + attn.out_proj(_attend(q, k, v, None)))
+            # One new token attends to its row's cached positions: no causal mask is needed,
+            # only the columns written before the row joined are masked.
+            x = layer.self_attn_layer_norm(x + attn.out_proj(_attend(q, k, v, self_bias)))
             cross_attn = layer.encoder_attn
             q = _split_heads(cross_attn.q_proj(x) * cross_attn.scaling, self.heads)
             x = layer.encoder_attn_layer_norm(
@@ -172,14 +177,24 @@ def export_onnx(model: UserAwareBart, out_dir: Path, *, opset: int = OPSET) -> s
         cross = [torch.zeros((b, heads, s, head_dim)) for _ in cross_in]
         torch.onnx.export(
             DecoderGraph(model),
-            (ids[:, :1], mask, torch.arange(b), *past, *cross),
+            (
+                ids[:, :1],
+                mask,
+                torch.arange(b),
+                torch.full((b,), t, dtype=torch.long),
+                torch.ones((b, t + 1), dtype=torch.long),
+                *past,
+                *cross,
+            ),
             str(out_dir / spec.DECODER_FILE),
-            input_names=["input_ids", "encoder_attention_mask", "beam_idx", *past_in, *cross_in],
+            input_names=[*spec.DECODER_INPUTS, *past_in, *cross_in],
             output_names=["logits", *present_out],
             dynamic_axes={
                 "input_ids": {0: "batch"},
                 "encoder_attention_mask": {0: "batch", 1: "src"},
                 "beam_idx": {0: "batch"},
+                "decoder_position": {0: "batch"},
+                "decoder_attention_mask": {0: "batch", 1: "total"},
                 **{name: {0: "batch", 2: "past"} for name in past_in},
                 **{name: {0: "batch", 2: "total"} for name in present_out},
                 **{name: dict(kv_axes) for name in cross_in},

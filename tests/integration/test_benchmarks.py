@@ -86,9 +86,23 @@ def test_gpu_check_runs_without_a_gpu_and_says_so(tiny_store, tmp_path):
     assert "no CUDA device: only CPU rows were measured" in report
 
 
-def test_peer_benchmark_runs_every_engine_and_prints_the_peers_line(tmp_path, capsys):
-    work = tmp_path / "work"
-    work.mkdir()
+@pytest.fixture(scope="module")
+def tiny_peer_work(tmp_path_factory):
+    """The tiny-shaped peer model (published, HF and CTranslate2 copies), built once."""
+    import argparse
+
+    from benchmarks.peer_engines import build
+
+    work = tmp_path_factory.mktemp("peer-work")
+    shape = argparse.Namespace(shape="tiny", threads=1, new_tokens=8, seed=0)
+    (work / "built.json").write_text(json.dumps(build(work, shape)))
+    return work
+
+
+def test_peer_benchmark_runs_every_engine_and_prints_the_peers_line(
+    tiny_peer_work, tmp_path, capsys
+):
+    work = tiny_peer_work
     args = ["--shape", "tiny", "--rounds", "1", "--b1-requests", "2", "--new-tokens", "8"]
     args += ["--src-tokens", "24", "--threads", "1", "--work", str(work)]
     args += ["--store", str(tmp_path / "no-store"), "--out", str(tmp_path / "out")]
@@ -107,3 +121,20 @@ def test_peer_benchmark_runs_every_engine_and_prints_the_peers_line(tmp_path, ca
     assert all(r["peak_rss_mb"] > 0 and r["b32_seq_s"] > 0 for r in rows.values())
     assert result["built"]["parity"] is True
     assert set(result["built"]["variants"]) == {"int8", "fp16"}
+
+
+def test_mixed_load_runs_both_batching_modes_on_one_model(tiny_peer_work, tmp_path, capsys):
+    from benchmarks import mixed_load
+
+    args = ["--shape", "tiny", "--work", str(tiny_peer_work), "--out", str(tmp_path / "out")]
+    args += ["--seconds", "2", "--warmup-seconds", "0.5", "--clients", "4", "--threads", "1"]
+    args += ["--min-tokens", "4", "--max-tokens", "24", "--short", "8", "--long", "20"]
+    assert mixed_load.main(args) == 0  # no request failed
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("mixed: throughput continuous/static ") and "(tiny, 4 clients)" in last
+    (report,) = (tmp_path / "out").glob("mixed-tiny-*.json")
+    rows = {r["mode"]: r for r in json.loads(report.read_text())["rows"]}
+    assert rows["static"]["answered"] > 0 and rows["continuous"]["answered"] > 0
+    # Each server really batched its own way (its metrics say so).
+    assert rows["static"]["decode_steps"] == 0 and rows["static"]["batches"] > 0
+    assert rows["continuous"]["decode_steps"] > 0 and rows["continuous"]["rows_per_step"] >= 1

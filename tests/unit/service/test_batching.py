@@ -38,6 +38,18 @@ class RecordingObserver:
     def batch(self, size: int, timings: BatchTimings) -> None:
         self.events.append(("batch", size))
 
+    def joined(self, size: int, encode_s: float) -> None:
+        self.events.append(("joined", size))
+
+    def step(self, rows: int, seconds: float) -> None:
+        self.events.append(("step", rows))
+
+    def row_ended(self, seconds: float) -> None:
+        self.events.append(("row_ended", seconds))
+
+    def rows_abandoned(self, rows: int) -> None:
+        self.events.append(("abandoned", rows))
+
     def deadline_exceeded(self) -> None:
         self.events.append(("deadline", None))
 

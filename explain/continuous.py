@@ -1,0 +1,283 @@
+"""Iteration-level batching for an encoder-decoder: rows join and leave a running decode.
+
+Static batching runs a batch until its longest row ends, and a request that arrives meanwhile
+waits for all of it. Here the decode is one long-lived batch of rows, stepped one token at a
+time by its owner (the service's batcher thread):
+
+- `join` encodes new requests (one encoder call for all of them) and appends their rows
+  between two steps. Their cross-attention keys and values, and the encoder mask, are padded
+  to the batch's longest source; their self-attention cache starts as zero columns that
+  their `decoder_attention_mask` hides, and `decoder_position` counts their own tokens, so a
+  row decodes exactly as it would alone (the decoder graph's two join inputs,
+  `explain.artifacts.JOIN_INPUTS`).
+- `step` runs the decoder once for every row, applies each row's own rules (min length and
+  forced BOS by its own token count, its own banned slots, its own token limit: the same
+  order as `explain.decoding.greedy`), and returns the rows that ended, at once.
+- Ended and dropped rows leave before the next step: the cache is reordered in the graph by
+  `beam_idx` (no host copy); the cross keys and values are taken on the host, trimmed to the
+  longest source left, and cache columns no row can see any more are cut.
+
+Greedy only: beam search (the second pass) keeps its own static path. Graphs exported before
+the join inputs existed cannot join (`joinable` is False) and are batched statically.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from explain import artifacts
+from explain.decoding import BANNED, GenerationIds
+from explain.explainer import Explainer, Generation, Prepared, pad_batch
+from explain.onnx_backend import EncodedBatch, OnnxSeq2Seq, empty_cache_shape
+from explain.session import Value
+
+Array = npt.NDArray[Any]
+
+
+def joinable(explainer: Explainer) -> bool:
+    """Whether `explainer` can decode in a `RunningBatch` (ONNX graphs with the join inputs)."""
+    backend = explainer.backend
+    return isinstance(backend, OnnxSeq2Seq) and all(
+        name in backend.decoder.inputs for name in artifacts.JOIN_INPUTS
+    )
+
+
+def _host(value: Value) -> Array:
+    return value.numpy() if isinstance(value, ort.OrtValue) else np.asarray(value)
+
+
+def _pad_axis(array: Array, axis: int, width: int) -> Array:
+    missing = width - array.shape[axis]
+    if missing <= 0:
+        return array
+    pad = [(0, 0)] * array.ndim
+    pad[axis] = (0, missing)
+    return np.pad(array, pad)
+
+
+@dataclass
+class _Row:
+    key: Hashable
+    limit: int
+    banned: tuple[int, ...]
+    joined_s: float
+    tokens: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Ended:
+    """A row that left the running batch: its candidates, and its seconds in the batch."""
+
+    key: Hashable
+    generation: Generation
+    seconds: float
+
+
+class RunningBatch:
+    """The rows decoding now. Not thread-safe: one thread joins, steps and drops."""
+
+    def __init__(self, explainer: Explainer, *, max_rows: int) -> None:
+        if not joinable(explainer):
+            raise ValueError("this model's decoder graph cannot take joining rows (re-export it)")
+        backend = explainer.backend
+        assert isinstance(backend, OnnxSeq2Seq)
+        self.explainer = explainer
+        self.backend: OnnxSeq2Seq = backend
+        self.ids: GenerationIds = backend.ids
+        self.min_new_tokens = explainer.decode.min_new_tokens
+        self.max_rows = max_rows
+        layers = backend.spec.decoder_layers
+        self.past_names = [n for i in range(layers) for n in artifacts.past_names(i)]
+        self.present_names = [n for i in range(layers) for n in artifacts.present_names(i)]
+        self.cross_names = backend.cross_names
+        self.rows: list[_Row] = []
+        self.steps = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self.past: dict[str, Value] = {}
+        self.cross: dict[str, Array] = {}
+        self.encoder_mask = np.zeros((0, 0), dtype=np.int64)
+        self.self_mask = np.zeros((0, 0), dtype=np.int64)
+        self.last = np.zeros(0, dtype=np.int64)
+        self.reorder: npt.NDArray[np.int64] | None = None  # rows kept since the last step
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def row_keys(self) -> list[Hashable]:
+        return [row.key for row in self.rows]
+
+    @property
+    def free(self) -> int:
+        return self.max_rows - len(self.rows)
+
+    # --- join ---------------------------------------------------------------------------
+
+    def join(self, items: Sequence[tuple[Hashable, Prepared]]) -> float:
+        """Encode `items` (greedy requests of this batch's explainer) and add their rows.
+        Returns the seconds the encoder took. Raises if the encoder fails: the running rows
+        are untouched then."""
+        if not items:
+            return 0.0
+        if len(items) > self.free:
+            raise ValueError(f"{len(items)} rows cannot join: {self.free} free of {self.max_rows}")
+        for _, prepared in items:
+            if prepared.num_beams != 1:
+                raise ValueError("only greedy requests join a running batch")
+        start = time.perf_counter()
+        ids, mask = pad_batch(
+            [p.student.input_ids for _, p in items], self.explainer.tokenizer.pad_id
+        )
+        vectors = np.stack([p.user_vector for _, p in items]).astype(np.float32)
+        cross = {
+            k: _host(v) for k, v in self.backend.encode(EncodedBatch(ids, mask, vectors)).items()
+        }
+        encoded = time.perf_counter()
+        self._settle_reorder()
+        n = len(items)
+        if not self.rows:
+            self.cross, self.encoder_mask = cross, mask
+            shape = empty_cache_shape(self.backend.decoder, self.past_names[0], n)
+            self.past = {
+                name: np.zeros(shape, dtype=cross[self.cross_names[0]].dtype)
+                for name in self.past_names
+            }
+            self.self_mask = np.zeros((n, 0), dtype=np.int64)
+            self.last = np.full(n, self.ids.decoder_start_token_id, dtype=np.int64)
+        else:
+            width = max(self.encoder_mask.shape[1], mask.shape[1])
+            self.encoder_mask = np.concatenate(
+                [_pad_axis(self.encoder_mask, 1, width), _pad_axis(mask, 1, width)]
+            )
+            for name in self.cross_names:
+                self.cross[name] = np.concatenate(
+                    [_pad_axis(self.cross[name], 2, width), _pad_axis(cross[name], 2, width)]
+                )
+            for name in self.past_names:
+                old = _host(self.past[name])
+                fresh = np.zeros((n, *old.shape[1:]), dtype=old.dtype)
+                self.past[name] = np.concatenate([old, fresh])
+            columns = self.self_mask.shape[1]
+            self.self_mask = np.concatenate(
+                [self.self_mask, np.zeros((n, columns), dtype=np.int64)]
+            )
+            start_token = np.full(n, self.ids.decoder_start_token_id, dtype=np.int64)
+            self.last = np.concatenate([self.last, start_token])
+        now = time.perf_counter()
+        for key, prepared in items:
+            self.rows.append(_Row(key, prepared.max_new_tokens, prepared.banned, now))
+        return encoded - start
+
+    def _settle_reorder(self) -> None:
+        """Apply a pending row removal to the cache on the host (a join needs it there)."""
+        if self.reorder is None:
+            return
+        for name in self.past_names:
+            self.past[name] = _host(self.past[name])[self.reorder]
+        self.reorder = None
+
+    # --- step -----------------------------------------------------------------------------
+
+    def step(self) -> list[Ended]:
+        """One token for every row; the rows that ended leave and are returned."""
+        if not self.rows:
+            return []
+        counts = np.array([len(r.tokens) for r in self.rows], dtype=np.int64)
+        rows = len(self.rows)
+        self.self_mask = np.concatenate([self.self_mask, np.ones((rows, 1), dtype=np.int64)], 1)
+        feeds: dict[str, Value] = {
+            "input_ids": self.last[:, None],
+            "encoder_attention_mask": self.encoder_mask,
+            "beam_idx": (
+                self.reorder if self.reorder is not None else np.arange(rows, dtype=np.int64)
+            ),
+            "decoder_position": counts,
+            "decoder_attention_mask": self.self_mask,
+            **self.past,
+            **self.cross,
+        }
+        out = self.backend.decoder.run(feeds, keep=self.present_names)
+        self.reorder = None
+        self.past = {p: out[q] for p, q in zip(self.past_names, self.present_names, strict=True)}
+        scores = np.array(_host(out["logits"]), dtype=np.float32)
+        self._process(scores, counts)
+        chosen = scores.argmax(axis=-1).astype(np.int64)
+        self.steps += 1
+        ended: list[Ended] = []
+        keep: list[int] = []
+        now = time.perf_counter()
+        for index, row in enumerate(self.rows):
+            token = int(chosen[index])
+            row.tokens.append(token)
+            if token == self.ids.eos_token_id or len(row.tokens) >= row.limit:
+                ended.append(Ended(row.key, Generation([row.tokens]), now - row.joined_s))
+            else:
+                keep.append(index)
+        self.last = chosen
+        if ended:
+            self._keep(keep)
+        return ended
+
+    def _process(self, scores: Array, counts: npt.NDArray[np.int64]) -> None:
+        """`explain.decoding._process` per row: min length, forced BOS, then the bans."""
+        early = counts < self.min_new_tokens
+        scores[early, self.ids.eos_token_id] = -np.inf
+        if self.ids.forced_bos_token_id is not None:
+            first = counts == 0
+            if first.any():
+                scores[first] = -np.inf
+                scores[first, self.ids.forced_bos_token_id] = 0.0
+        for index, row in enumerate(self.rows):
+            if row.banned:
+                scores[index, list(row.banned)] = BANNED
+
+    # --- leave ----------------------------------------------------------------------------
+
+    def drop(self, keys: Sequence[Hashable]) -> int:
+        """Remove rows nobody waits for any more (a passed deadline): they are not computed
+        further. Returns how many were removed."""
+        gone = set(keys)
+        keep = [i for i, row in enumerate(self.rows) if row.key not in gone]
+        removed = len(self.rows) - len(keep)
+        if removed:
+            self._keep(keep)
+        return removed
+
+    def fail_all(self) -> list[Hashable]:
+        """Empty the batch (its engine failed); returns the keys that were running."""
+        keys = [row.key for row in self.rows]
+        self.rows = []
+        self._reset()
+        return keys
+
+    def _keep(self, keep: list[int]) -> None:
+        if not keep:
+            self.rows = []
+            self._reset()
+            return
+        index = np.asarray(keep, dtype=np.int64)
+        self.rows = [self.rows[i] for i in keep]
+        self.last = self.last[index]
+        # The cache is reordered inside the graph at the next step (its beam_idx input).
+        self.reorder = index if self.reorder is None else self.reorder[index]
+        mask = self.encoder_mask[index]
+        width = int(np.flatnonzero(mask.any(axis=0)).max()) + 1  # right-padded sources
+        self.encoder_mask = np.ascontiguousarray(mask[:, :width])
+        for name in self.cross_names:
+            self.cross[name] = np.ascontiguousarray(self.cross[name][index][:, :, :width])
+        self.self_mask = self.self_mask[index]
+        seen = np.flatnonzero(self.self_mask.any(axis=0))
+        first = int(seen[0]) if seen.size else self.self_mask.shape[1]
+        if first > 0:  # columns written before every remaining row joined
+            self._settle_reorder()
+            self.self_mask = np.ascontiguousarray(self.self_mask[:, first:])
+            for name in self.past_names:
+                self.past[name] = np.ascontiguousarray(_host(self.past[name])[:, :, first:])

@@ -1,0 +1,154 @@
+"""The batcher's iteration-level path: greedy requests join the running decode between steps.
+
+`explain.continuous.RunningBatch` does the decoding; this lane does the serving around it,
+on the batcher's worker thread: which queued requests may join (greedy, of an explainer
+whose graphs take joining rows), settling each row's future the moment its row ends,
+dropping rows whose caller gave up (never computing them further), failing only the rows
+of a step or join that raised, and feeding the service rate that admission reads.
+
+During a hot swap the old and the new explainer each have their own running batch; new
+requests only reach the new one, so the old one drains and is let go.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Hashable, Sequence
+
+from explain.continuous import RunningBatch, joinable
+from explain.explainer import Explainer
+from service.collect import ServiceRate
+from service.errors import BatchFailedError, ServiceError
+from service.health import RuntimeHealth
+from service.pending import BatchObserver, Generated, Pending, notify, resolve
+
+logger = logging.getLogger(__name__)
+
+
+class RunningLane:
+    """Every running batch (one per explainer), and the requests decoding in them."""
+
+    def __init__(
+        self,
+        *,
+        max_rows: int,
+        observer: BatchObserver,
+        health: RuntimeHealth,
+        rate: ServiceRate,
+    ) -> None:
+        self.max_rows = max_rows
+        self._observer = observer
+        self._health = health
+        self._rate = rate
+        self._batches: dict[int, RunningBatch] = {}
+        self._rows: dict[Hashable, tuple[Pending, float]] = {}  # id(pending) -> (it, joined)
+        self._busy_s = 0.0  # decoder seconds since rows last ended
+
+    @property
+    def rows(self) -> int:
+        return len(self._rows)
+
+    @property
+    def free(self) -> int:
+        return max(0, self.max_rows - len(self._rows))
+
+    def accepts(self, pending: Pending) -> bool:
+        """A greedy request of an explainer whose decoder takes joining rows."""
+        engine = pending.engine
+        return (
+            pending.prepared.num_beams == 1 and isinstance(engine, Explainer) and joinable(engine)
+        )
+
+    def join(self, group: Sequence[Pending]) -> None:
+        """Encode `group` (one explainer's greedy requests) into its running batch. If the
+        encoder fails, only `group` fails."""
+        engine = group[0].engine
+        assert isinstance(engine, Explainer)
+        batch = self._batches.get(id(engine))
+        if batch is None:
+            batch = self._batches[id(engine)] = RunningBatch(engine, max_rows=self.max_rows)
+        started = time.monotonic()
+        for pending in group:
+            notify(self._observer.queue_wait, started - pending.enqueued)
+        try:
+            with self._health.running():
+                encode_s = batch.join([(id(p), p.prepared) for p in group])
+        except Exception:
+            self._health.failed()
+            logger.exception("%d requests failed to join the running batch", len(group))
+            for pending in group:
+                resolve(pending, error=BatchFailedError("the batch this request ran in failed"))
+            return
+        self._busy_s += encode_s
+        joined = time.monotonic()
+        for pending in group:
+            self._rows[id(pending)] = (pending, joined)
+        notify(self._observer.joined, len(group), encode_s)
+
+    def advance(self) -> None:
+        """One decode step for every running batch; rows that ended are answered at once."""
+        for key, batch in list(self._batches.items()):
+            self._drop_abandoned(batch)
+            if not len(batch):
+                del self._batches[key]  # drained (a swapped-out explainer is let go here)
+                continue
+            self._step(batch)
+            if not len(batch):
+                del self._batches[key]
+
+    def _drop_abandoned(self, batch: RunningBatch) -> None:
+        """Rows whose caller gave up (deadline, disconnect) are not computed any further."""
+        gone = [key for key in batch.row_keys() if self._rows[key][0].future.done()]
+        if gone:
+            batch.drop(gone)
+            for key in gone:
+                del self._rows[key]
+            notify(self._observer.rows_abandoned, len(gone))
+
+    def _step(self, batch: RunningBatch) -> None:
+        rows = len(batch)
+        started = time.perf_counter()
+        try:
+            with self._health.running():
+                ended = batch.step()
+        except Exception:
+            self._health.failed()
+            logger.exception("a decode step of %d rows failed", rows)
+            for key in batch.fail_all():
+                entry = self._rows.pop(key, None)
+                if entry is not None:
+                    resolve(
+                        entry[0], error=BatchFailedError("the batch this request ran in failed")
+                    )
+            return
+        seconds = time.perf_counter() - started
+        self._health.succeeded()
+        self._busy_s += seconds
+        notify(self._observer.step, rows, seconds)
+        if not ended:
+            return
+        now = time.monotonic()
+        latencies = []
+        for row in ended:
+            entry = self._rows.pop(row.key, None)
+            if entry is None:
+                continue
+            pending, joined = entry
+            latencies.append(now - joined)
+            notify(self._observer.row_ended, now - joined)
+            resolve(
+                pending, result=Generated(row.generation, joined - pending.enqueued, now - joined)
+            )
+        if latencies:
+            self._rate.record_rows(sum(latencies) / len(latencies), self._busy_s, len(latencies))
+            self._busy_s = 0.0
+
+    def fail_all(self, error: ServiceError) -> None:
+        """Fail every running row (the service is stopping)."""
+        for batch in self._batches.values():
+            batch.fail_all()
+        for pending, _ in self._rows.values():
+            resolve(pending, error=error)
+        self._rows.clear()
+        self._batches.clear()

@@ -1,0 +1,205 @@
+"""Iteration-level batching on the tiny real model: rows that join and leave a running
+decode get exactly the tokens they get when decoded alone in a static batch."""
+
+import pytest
+
+from explain.continuous import RunningBatch, joinable
+from explain.items import Item
+from explain.types import ExplainJob
+from tests.integration.test_runtime import engine_for
+
+SHORT = (Item("Heat (1995)", "1", {"genres": ["Crime"]}),)
+LONG = tuple(
+    Item(f"Film number {k} ({1950 + 3 * k})", str(k), {"genres": ["Drama", "Sci-Fi"][: 1 + k % 2]})
+    for k in range(14)
+)
+ITEM = Item("Alien (1979)", "99", {"genres": ["Horror", "Sci-Fi"]})
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_store):
+    return engine_for(tiny_store.store_dir, tiny_store.name)
+
+
+def jobs(tiny_store):
+    known = tiny_store.known_users
+    return [
+        ExplainJob(known[0], SHORT, ITEM, 6, 1),
+        ExplainJob("never-seen", LONG, ITEM, 20, 1),
+        ExplainJob(known[1], LONG[:5], ITEM, 3, 1),
+        ExplainJob(known[2], (), ITEM, 12, 1),
+        ExplainJob(known[3], LONG, Item("Bare title", None, {}), 16, 1),
+        ExplainJob("u-x", SHORT + LONG[:2], ITEM, 9, 1),
+    ]
+
+
+def alone(engine, job):
+    prepared = engine.prepare(job)
+    return engine.generate([prepared]).generations[0].candidates
+
+
+def test_the_served_graphs_can_join(engine):
+    assert joinable(engine)
+
+
+def test_rows_joining_and_leaving_decode_as_they_would_alone(engine, tiny_store):
+    work = jobs(tiny_store)
+    expected = {k: alone(engine, job) for k, job in enumerate(work)}
+    running = RunningBatch(engine, max_rows=4)
+    got, joined_at = {}, {}
+    waiting = list(enumerate(work))
+    step = 0
+    while waiting or len(running):
+        # Join at different steps, a few at a time, as requests arrive.
+        if waiting and (step % 3 == 0 or not len(running)):
+            take = waiting[: min(2, running.free)]
+            waiting = waiting[len(take) :]
+            running.join([(k, engine.prepare(job)) for k, job in take])
+            joined_at.update({k: step for k, _ in take})
+        for ended in running.step():
+            got[ended.key] = ended.generation.candidates
+            assert ended.seconds >= 0
+        step += 1
+    assert got == expected
+    assert len(set(joined_at.values())) >= 3  # rows really joined at different steps
+    assert running.steps == step
+
+
+def test_a_dropped_row_leaves_and_the_rest_are_unchanged(engine, tiny_store):
+    work = jobs(tiny_store)[:4]
+    expected = {k: alone(engine, job) for k, job in enumerate(work)}
+    running = RunningBatch(engine, max_rows=8)
+    running.join([(k, engine.prepare(job)) for k, job in enumerate(work)])
+    running.step()
+    assert running.drop([1]) == 1 and len(running) == 3
+    got = {}
+    while len(running):
+        got.update({e.key: e.generation.candidates for e in running.step()})
+    assert got == {k: v for k, v in expected.items() if k != 1}
+
+
+def test_join_refuses_beams_and_overflow(engine, tiny_store):
+    running = RunningBatch(engine, max_rows=1)
+    job = jobs(tiny_store)[0]
+    with pytest.raises(ValueError, match="greedy"):
+        running.join([(0, engine.prepare(ExplainJob("u", SHORT, ITEM, 6, 2)))])
+    with pytest.raises(ValueError, match="cannot join"):
+        running.join([(0, engine.prepare(job)), (1, engine.prepare(job))])
+    assert len(running) == 0
+
+
+class StepLog:
+    """A batch observer that keeps what the running lane reports."""
+
+    def __init__(self) -> None:
+        self.joins: list[int] = []
+        self.steps: list[int] = []
+        self.batches: list[int] = []
+        self.ended = 0
+        self.abandoned = 0
+
+    def queue_depth(self, depth):
+        pass
+
+    def queue_wait(self, seconds):
+        pass
+
+    def batch(self, size, timings):
+        self.batches.append(size)
+
+    def joined(self, size, encode_s):
+        self.joins.append(size)
+
+    def step(self, rows, seconds):
+        self.steps.append(rows)
+
+    def row_ended(self, seconds):
+        self.ended += 1
+
+    def rows_abandoned(self, rows):
+        self.abandoned += rows
+
+    def deadline_exceeded(self):
+        pass
+
+    def expired_unrun(self):
+        pass
+
+    def rejected(self, reason):
+        pass
+
+    def probe(self, ok):
+        pass
+
+
+@pytest.mark.anyio
+async def test_the_batcher_answers_rows_as_they_end_and_lets_new_ones_join(engine, tiny_store):
+    import asyncio
+    import time
+
+    from service.batching import DynamicBatcher
+
+    log = StepLog()
+    batcher = DynamicBatcher(max_batch_size=4, max_wait_ms=1.0, max_queue=64, observer=log)
+    batcher.start()
+    try:
+        work = jobs(tiny_store)
+        expected = [alone(engine, job) for job in work]
+        deadline = time.monotonic() + 60
+        done_order: list[int] = []
+
+        async def one(k: int):
+            await asyncio.sleep(0.002 * k)  # arrive one after another
+            got = await batcher.submit(engine.prepare(work[k]), deadline, engine)
+            done_order.append(k)
+            return got
+
+        results = await asyncio.gather(*(one(k) for k in range(len(work))))
+    finally:
+        batcher.stop()
+    assert [r.generation.candidates for r in results] == expected
+    assert log.ended == len(work) and not log.batches  # no static batch ran
+    assert sum(log.joins) == len(work) and len(log.joins) >= 2  # joined in several groups
+    assert max(log.steps) <= 4  # never more rows than max_batch_size
+    # The 3-token request ended before the 20-token one that arrived before it.
+    assert done_order.index(2) < done_order.index(1)
+    assert batcher.running_rows == 0
+
+
+@pytest.mark.anyio
+async def test_a_row_whose_caller_gave_up_stops_being_computed(engine, tiny_store):
+    import asyncio
+    import time
+
+    from service.batching import DynamicBatcher
+    from service.errors import DeadlineExceededError
+
+    log = StepLog()
+    batcher = DynamicBatcher(max_batch_size=4, max_wait_ms=1.0, max_queue=64, observer=log)
+    batcher.start()
+    try:
+        from dataclasses import replace
+
+        # EOS banned: this row could only end at its 90th token.
+        prepared = engine.prepare(ExplainJob("u", LONG, ITEM, 90, 1))
+        prepared = replace(prepared, banned=(*prepared.banned, engine.tokenizer.eos_id))
+        task = asyncio.ensure_future(batcher.submit(prepared, time.monotonic() + 60, engine))
+        while not log.steps:
+            await asyncio.sleep(0.001)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        for _ in range(200):
+            if batcher.running_rows == 0:
+                break
+            await asyncio.sleep(0.005)
+        assert batcher.running_rows == 0 and log.abandoned == 1 and log.ended == 0
+        assert len(log.steps) < 90  # dropped long before its 90 tokens
+        # And the batcher still serves.
+        short = engine.prepare(jobs(tiny_store)[2])
+        got = await batcher.submit(short, time.monotonic() + 60, engine)
+        assert got.generation.candidates == alone(engine, jobs(tiny_store)[2])
+        with pytest.raises(DeadlineExceededError):
+            await batcher.submit(short, time.monotonic() - 1, engine)
+    finally:
+        batcher.stop()
