@@ -27,7 +27,8 @@ from typing import Any
 import httpx
 
 from benchmarks.server import start_server, wait_ready
-from model_store.store import ModelStore, ModelVersion
+from model_store.store import ModelStore
+from model_store.version import ModelVersion
 
 STORE_OWNED = ("schema_version", "name", "version", "created", "files")
 

@@ -41,7 +41,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.peer_engines import build, make_inputs, worker
+from benchmarks.peer_engines import worker
+from benchmarks.peer_model import build, make_inputs
 
 ENGINES = (
     "hf-eager",

@@ -7,7 +7,6 @@ import shutil
 import uuid
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,6 @@ from model_store.errors import (
     VersionNotFoundError,
 )
 from model_store.files import (
-    checksum_problems,
     copy_hashed,
     fsync_dir,
     locked,
@@ -51,6 +49,7 @@ from model_store.names import (
     contained,
     natural_key,
 )
+from model_store.version import ModelVersion, verified_version, version_manifest
 
 __all__ = [
     "ALLOWED_SUFFIXES",
@@ -63,7 +62,6 @@ __all__ = [
     "InvalidNameError",
     "ManifestError",
     "ModelStore",
-    "ModelVersion",
     "PromotionError",
     "StoreError",
     "VersionExistsError",
@@ -76,28 +74,6 @@ PRODUCTION = "production"
 ONNX_DIR = "onnx/"
 # The store computes these itself; a caller supplying them would make the manifest lie.
 STORE_OWNED_KEYS = frozenset({"schema_version", "name", "version", "created", "files"})
-
-
-@dataclass(frozen=True)
-class ModelVersion:
-    """A version whose listed files all matched their checksums when it was resolved."""
-
-    name: str
-    version: str
-    path: Path
-    manifest: Manifest
-
-    def file(self, relpath: str) -> Path:
-        """The path of a listed file; unlisted paths are refused, as they were never verified."""
-        if relpath not in self.manifest.files:
-            listed = ", ".join(sorted(self.manifest.files)) or "none"
-            raise ArtifactNotFoundError(
-                f"{self.name}@{self.version} lists no file {relpath!r} (it lists: {listed})"
-            )
-        return self.path / relpath
-
-    def has_file(self, relpath: str) -> bool:
-        return relpath in self.manifest.files
 
 
 class ModelStore:
@@ -130,7 +106,7 @@ class ModelStore:
     def list_versions(self, name: str) -> list[Manifest]:
         """The manifests of all versions, by creation time (not verified against the files)."""
         model_dir = self._existing_model_dir(name)
-        manifests = [self._read_manifest(name, v) for v in version_names(model_dir)]
+        manifests = [version_manifest(self.root, name, v) for v in version_names(model_dir)]
         return sorted(manifests, key=lambda m: (m.created_at, natural_key(m.version)))
 
     def aliases(self, name: str) -> dict[str, str]:
@@ -138,13 +114,13 @@ class ModelStore:
 
     def read_manifest(self, name: str, ref: str = PRODUCTION) -> Manifest:
         """The manifest of `ref` without checking the files: for display, never for loading."""
-        return self._read_manifest(name, self._version_of(name, ref))
+        return version_manifest(self.root, name, self._version_of(name, ref))
 
     def resolve(self, name: str, ref: str = PRODUCTION) -> ModelVersion:
         """The version that `ref` (an alias or a version) names, after verifying every file."""
         self._existing_model_dir(name)
         with self._lock(name, shared=True):
-            return self._verified(name, self._version_of(name, ref))
+            return verified_version(self.root, name, self._version_of(name, ref))
 
     def version_of(self, name: str, ref: str) -> str:
         """The version `ref` (an alias or a version) names now; nothing is verified."""
@@ -240,7 +216,7 @@ class ModelStore:
             if not Path(source).is_file():
                 raise ForbiddenFileError(f"source {source} for {relpath!r} is not a regular file")
         with self._lock(name):
-            current = self._verified(name, self._version_of(name, version))
+            current = verified_version(self.root, name, self._version_of(name, version))
             for relpath in files:
                 if relpath in current.manifest.files and not relpath.startswith(ONNX_DIR):
                     raise VersionExistsError(
@@ -274,7 +250,7 @@ class ModelStore:
         check("version", version, VERSION_RE)
         model_dir = self._existing_model_dir(name)
         with self._lock(name):
-            target = self._verified(name, self._version_of(name, version))
+            target = verified_version(self.root, name, self._version_of(name, version))
             if alias == PRODUCTION:
                 self._check_promotable(target.manifest, f"{name}@{version}")
             write_aliases(model_dir, {**read_aliases(model_dir), alias: version})
@@ -293,26 +269,6 @@ class ModelStore:
 
     def _version_of(self, name: str, ref: str) -> str:
         return version_of(self._existing_model_dir(name), name, ref)
-
-    def _read_manifest(self, name: str, version: str) -> Manifest:
-        path = self.root / name / version / MANIFEST_FILE
-        manifest = Manifest.from_path(path)
-        if (manifest.name, manifest.version) != (name, version):
-            raise IntegrityError(
-                f"{path} describes {manifest.name}@{manifest.version}, "
-                f"but it is stored as {name}@{version}"
-            )
-        return manifest
-
-    def _verified(self, name: str, version: str) -> ModelVersion:
-        version_dir = self.root / name / version
-        manifest = self._read_manifest(name, version)
-        problems = checksum_problems(version_dir, manifest.files)
-        if problems:
-            raise IntegrityError(
-                f"{name}@{version} failed its integrity check: {'; '.join(problems)}"
-            )
-        return ModelVersion(name, version, version_dir, manifest)
 
     @staticmethod
     def _refuse_owned_keys(fields: Mapping[str, Any]) -> None:

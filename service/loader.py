@@ -19,7 +19,8 @@ from explain.explainer import DecodeSettings, Explainer
 from explain.input_format import check_format
 from explain.loading import load_onnx_explainer
 from explain.session import ProviderChoice
-from model_store.store import ModelStore, ModelVersion
+from model_store.store import ModelStore
+from model_store.version import ModelVersion
 
 if TYPE_CHECKING:
     from service.settings import Settings

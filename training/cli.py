@@ -20,8 +20,9 @@ from pathlib import Path
 from explain.input_format import InputConfig
 from training.config import PipelineConfig, default_config
 from training.evaluation import bar_status
-from training.finetune import SCRATCH, TrainConfig
-from training.pipeline import QualityGateError, run_distill, run_finetune, run_pipeline
+from training.finetune_setup import SCRATCH, TrainConfig
+from training.pipeline import run_distill, run_finetune, run_pipeline
+from training.publish_stage import QualityGateError
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from explain.input_format import InputConfig
-from training.finetune import StudentShape, TrainConfig
+from training.finetune_setup import StudentShape, TrainConfig
 
 
 @dataclass(frozen=True)

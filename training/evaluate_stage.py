@@ -29,7 +29,7 @@ from training.evaluation import (
     write_evaluation,
 )
 from training.faithfulness import TitleMatcher
-from training.finetune import build_student, pick_device
+from training.finetune_setup import build_student, pick_device
 from training.messy import describe, messy_requests
 from training.messy_eval import run_messy, score_messy
 from training.modeling import UserAwareBart

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
@@ -20,19 +19,18 @@ from typing import Any
 
 from explain.tokenizer import PrismTokenizer
 from explain.verifier import save_inventory
-from model_store.store import PRODUCTION, ModelStore, ModelVersion
+from model_store.store import PRODUCTION, ModelStore
+from model_store.version import ModelVersion
 from training import tokenization
 from training.config import PipelineConfig
 from training.data.types import Dataset
 from training.distill_io import iter_split
 from training.distill_stage import ANONYMOUS_SPLIT, stage_distill
-from training.finetune import SCRATCH, train_student
+from training.finetune import train_student
+from training.finetune_setup import SCRATCH
+from training.publish_stage import QualityGateError, published_version, stage_publish
 
 logger = logging.getLogger(__name__)
-
-
-class QualityGateError(RuntimeError):
-    pass
 
 
 class Stages:
@@ -196,7 +194,7 @@ def run_finetune(
     Under `accelerate launch` every process runs this: the main one trains the tokenizer and
     writes the encoded examples and the stage markers, then all of them train (DDP).
     """
-    from training.finetune import process_state
+    from training.finetune_setup import process_state
 
     state = process_state(config.train)
     if not (work_dir / "distill.done.json").exists():
@@ -251,7 +249,7 @@ def run_pipeline(
             config, dataset, work_dir, stages.timings, stats, full, progress=progress
         ),
     )
-    version = _published(config, store_dir, work_dir) or _publish(
+    version = published_version(config, store_dir, work_dir) or stage_publish(
         config, store_dir, work_dir, evaluation, dataset
     )
     marker_path = work_dir / "publish.done.json"
@@ -275,65 +273,3 @@ def _dataset_summary(dataset: Dataset) -> dict[str, Any]:
     if len(dataset.skipped):
         logger.warning(dataset.skipped.summary())
     return summary
-
-
-def _published(config: PipelineConfig, store_dir: Path, work_dir: Path) -> ModelVersion | None:
-    """The version an earlier run of this work dir published, if the store still has it."""
-    from model_store.store import StoreError
-
-    marker = work_dir / "publish.done.json"
-    if not marker.exists():
-        return None
-    version = json.loads(marker.read_text())["version"]
-    try:
-        found = ModelStore(store_dir).resolve(config.name, version)
-    except StoreError:
-        return None
-    logger.info("stage publish: already done (%s@%s)", found.name, found.version)
-    return found
-
-
-def _publish(
-    config: PipelineConfig,
-    store_dir: Path,
-    work_dir: Path,
-    evaluation: Mapping[str, Any],
-    dataset: Dataset,
-) -> ModelVersion:
-    from training.evaluate_stage import variant_check
-    from training.evaluation import bars_passed
-    from training.publishing import publish_model
-
-    release = work_dir / "release"
-    shutil.rmtree(release, ignore_errors=True)
-    shutil.copytree(work_dir / "full" / "best", release)
-    shutil.copytree(work_dir / "eval", release / "eval")
-    bars = evaluation["bars"]
-    passed = bars_passed(bars)
-    aliases = (PRODUCTION,) if passed or config.force else ()
-    metrics = {**evaluation["manifest_eval"], "quality_bars_passed": passed}
-    version, parity = publish_model(
-        ModelStore(store_dir),
-        config.name,
-        release,
-        eval_metrics=metrics,
-        aliases=aliases,
-        variant_check=variant_check(config, dataset, work_dir, evaluation["systems"]),
-    )
-    if not parity.passed:
-        raise QualityGateError(
-            f"{config.name}@{version.version} failed the parity check: {parity.first_mismatch}"
-        )
-    marker = {"version": version.version, "promoted": bool(aliases)}
-    (work_dir / "publish.done.json").write_text(json.dumps(marker))
-    if not passed:
-        failed = ", ".join(
-            f"{k}={v['value']} (bar {v['bar']})" for k, v in bars.items() if v["passed"] is False
-        )
-        if not config.force:
-            raise QualityGateError(
-                f"{config.name}@{version.version} published but not promoted: {failed} "
-                "(--force promotes it anyway)"
-            )
-        logger.warning("%s@%s promoted with --force: %s", config.name, version.version, failed)
-    return version

@@ -15,7 +15,8 @@ from typing import Any
 
 from explain import artifacts
 from explain.explainer import DecodeSettings
-from model_store.store import PRODUCTION, ModelStore, ModelVersion
+from model_store.store import PRODUCTION, ModelStore
+from model_store.version import ModelVersion
 from training.modeling import PrismMeta
 from training.parity import ParityReport, export_with_parity
 from training.variants import VariantCheck, gate_variants

@@ -7,7 +7,7 @@ from explain.input_format import InputConfig
 from model_store.store import ModelStore
 from service.loader import load_explainer
 from training.distill_io import read_distilled
-from training.finetune import StudentShape, TrainConfig
+from training.finetune_setup import StudentShape, TrainConfig
 from training.pipeline import PipelineConfig, run_pipeline
 
 EVAL_KEYS = {

@@ -7,14 +7,8 @@ import pytest
 import torch
 
 from explain.input_format import InputConfig
-from training.finetune import (
-    IGNORE_INDEX,
-    StudentExample,
-    StudentShape,
-    TrainConfig,
-    collate,
-    train_student,
-)
+from training.finetune import IGNORE_INDEX, StudentExample, collate, train_student
+from training.finetune_setup import StudentShape, TrainConfig
 from training.modeling import UserAwareBart
 from training.tokenization import train_bpe
 
