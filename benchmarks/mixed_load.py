@@ -166,7 +166,7 @@ def summarise(run: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
 def model_store(args: argparse.Namespace, work: Path) -> tuple[Path, str]:
     if args.shape == "default":
         return Path(args.store), args.name
-    from benchmarks.peer_engines import NAME, build
+    from benchmarks.peer_model import NAME, build
 
     built = work / "built.json"
     if not built.exists():

@@ -91,7 +91,7 @@ def tiny_peer_work(tmp_path_factory):
     """The tiny-shaped peer model (published, HF and CTranslate2 copies), built once."""
     import argparse
 
-    from benchmarks.peer_engines import build
+    from benchmarks.peer_model import build
 
     work = tmp_path_factory.mktemp("peer-work")
     shape = argparse.Namespace(shape="tiny", threads=1, new_tokens=8, seed=0)
