@@ -3,7 +3,7 @@
     python -m benchmarks.mixed_load [--shape bart-base] [--clients 16] [--seconds 60]
 
 The real server (uvicorn, as the run command starts it) is run twice per round, once with
-`PRISM_CONTINUOUS_BATCHING=false` (static batches: a batch runs until its longest row ends)
+`PRISM_CONTINUOUS_BATCHING=off` (static batches: a batch runs until its longest row ends)
 and once with it on (rows join between steps and leave when they end), in rotated rounds.
 `--clients` closed-loop clients on 127.0.0.1 each send catalogue requests (about 120 input
 tokens) whose `max_new_tokens` is drawn uniformly from `--min-tokens`..`--max-tokens`.
@@ -46,7 +46,7 @@ MODES = ("static", "continuous")
 
 def server_env(args: argparse.Namespace, mode: str) -> dict[str, str]:
     env = {
-        "PRISM_CONTINUOUS_BATCHING": "true" if mode == "continuous" else "false",
+        "PRISM_CONTINUOUS_BATCHING": "on" if mode == "continuous" else "off",
         "PRISM_MAX_BATCH_SIZE": str(args.clients),
         "PRISM_INTRA_OP_THREADS": str(args.threads),
         "PRISM_MAX_NEW_TOKENS_LIMIT": str(max(96, args.max_tokens)),

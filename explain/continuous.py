@@ -13,9 +13,11 @@ time by its owner (the service's batcher thread):
 - `step` runs the decoder once for every row, applies each row's own rules (min length and
   forced BOS by its own token count, its own banned slots, its own token limit: the same
   order as `explain.decoding.greedy`), and returns the rows that ended, at once.
-- Ended and dropped rows leave before the next step: the cache is reordered in the graph by
-  `beam_idx` (no host copy); the cross keys and values are taken on the host, trimmed to the
-  longest source left, and cache columns no row can see any more are cut.
+- Ended and dropped rows are answered at once and cut out of the arrays lazily: when a
+  quarter of the slots are ended rows, or at the next join (which copies the arrays anyway).
+  The cache is then reordered in the graph by `beam_idx` (no host copy); the cross keys and
+  values are taken on the host, trimmed to the longest source left, and cache columns no row
+  can see any more are cut.
 
 Greedy only: beam search (the second pass) keeps its own static path. Graphs exported before
 the join inputs existed cannot join (`joinable` is False) and are batched statically.
@@ -97,27 +99,35 @@ class RunningBatch:
         self.past_names = [n for i in range(layers) for n in artifacts.past_names(i)]
         self.present_names = [n for i in range(layers) for n in artifacts.present_names(i)]
         self.cross_names = backend.cross_names
-        self.rows: list[_Row] = []
+        # One slot per row of the arrays below; None: a row that ended and has not been cut
+        # out yet (cutting copies the cross keys and values, so it waits until enough rows
+        # ended, or a join copies them anyway).
+        self.slots: list[_Row | None] = []
         self.steps = 0
         self._reset()
 
     def _reset(self) -> None:
+        self.slots = []
         self.past: dict[str, Value] = {}
         self.cross: dict[str, Array] = {}
         self.encoder_mask = np.zeros((0, 0), dtype=np.int64)
         self.self_mask = np.zeros((0, 0), dtype=np.int64)
         self.last = np.zeros(0, dtype=np.int64)
-        self.reorder: npt.NDArray[np.int64] | None = None  # rows kept since the last step
+        self.reorder: npt.NDArray[np.int64] | None = None  # slots kept since the last step
+
+    @property
+    def rows(self) -> list[_Row]:
+        return [row for row in self.slots if row is not None]
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return sum(1 for row in self.slots if row is not None)
 
     def row_keys(self) -> list[Hashable]:
         return [row.key for row in self.rows]
 
     @property
     def free(self) -> int:
-        return self.max_rows - len(self.rows)
+        return self.max_rows - len(self)
 
     # --- join ---------------------------------------------------------------------------
 
@@ -141,9 +151,10 @@ class RunningBatch:
             k: _host(v) for k, v in self.backend.encode(EncodedBatch(ids, mask, vectors)).items()
         }
         encoded = time.perf_counter()
+        self._compact()
         self._settle_reorder()
         n = len(items)
-        if not self.rows:
+        if not self.slots:
             self.cross, self.encoder_mask = cross, mask
             shape = empty_cache_shape(self.backend.decoder, self.past_names[0], n)
             self.past = {
@@ -173,7 +184,7 @@ class RunningBatch:
             self.last = np.concatenate([self.last, start_token])
         now = time.perf_counter()
         for key, prepared in items:
-            self.rows.append(_Row(key, prepared.max_new_tokens, prepared.banned, now))
+            self.slots.append(_Row(key, prepared.max_new_tokens, prepared.banned, now))
         return encoded - start
 
     def _settle_reorder(self) -> None:
@@ -188,10 +199,12 @@ class RunningBatch:
 
     def step(self) -> list[Ended]:
         """One token for every row; the rows that ended leave and are returned."""
-        if not self.rows:
+        if not len(self):
             return []
-        counts = np.array([len(r.tokens) for r in self.rows], dtype=np.int64)
-        rows = len(self.rows)
+        # Slots of rows that ended are still computed until they are cut out: their tokens are
+        # ignored, and their position is held at 0 so it never runs past the learnt ones.
+        counts = np.array([len(r.tokens) if r else 0 for r in self.slots], dtype=np.int64)
+        rows = len(self.slots)
         self.self_mask = np.concatenate([self.self_mask, np.ones((rows, 1), dtype=np.int64)], 1)
         feeds: dict[str, Value] = {
             "input_ids": self.last[:, None],
@@ -212,18 +225,18 @@ class RunningBatch:
         chosen = scores.argmax(axis=-1).astype(np.int64)
         self.steps += 1
         ended: list[Ended] = []
-        keep: list[int] = []
         now = time.perf_counter()
-        for index, row in enumerate(self.rows):
+        for index, row in enumerate(self.slots):
+            if row is None:
+                continue
             token = int(chosen[index])
             row.tokens.append(token)
             if token == self.ids.eos_token_id or len(row.tokens) >= row.limit:
                 ended.append(Ended(row.key, Generation([row.tokens]), now - row.joined_s))
-            else:
-                keep.append(index)
+                self.slots[index] = None
         self.last = chosen
         if ended:
-            self._keep(keep)
+            self._maybe_compact()
         return ended
 
     def _process(self, scores: Array, counts: npt.NDArray[np.int64]) -> None:
@@ -235,36 +248,47 @@ class RunningBatch:
             if first.any():
                 scores[first] = -np.inf
                 scores[first, self.ids.forced_bos_token_id] = 0.0
-        for index, row in enumerate(self.rows):
-            if row.banned:
+        for index, row in enumerate(self.slots):
+            if row is not None and row.banned:
                 scores[index, list(row.banned)] = BANNED
 
     # --- leave ----------------------------------------------------------------------------
 
     def drop(self, keys: Sequence[Hashable]) -> int:
-        """Remove rows nobody waits for any more (a passed deadline): they are not computed
-        further. Returns how many were removed."""
+        """Remove rows nobody waits for any more (a passed deadline): their tokens are not
+        wanted any further. Returns how many were removed."""
         gone = set(keys)
-        keep = [i for i, row in enumerate(self.rows) if row.key not in gone]
-        removed = len(self.rows) - len(keep)
+        removed = 0
+        for index, row in enumerate(self.slots):
+            if row is not None and row.key in gone:
+                self.slots[index] = None
+                removed += 1
         if removed:
-            self._keep(keep)
+            self._maybe_compact()
         return removed
 
     def fail_all(self) -> list[Hashable]:
         """Empty the batch (its engine failed); returns the keys that were running."""
-        keys = [row.key for row in self.rows]
-        self.rows = []
+        keys = self.row_keys()
         self._reset()
         return keys
 
-    def _keep(self, keep: list[int]) -> None:
+    def _maybe_compact(self) -> None:
+        """Cut ended rows out once they are a quarter of the slots (or all of them): until
+        then computing them costs less than copying every row's cross keys and values."""
+        dead = sum(1 for row in self.slots if row is None)
+        if dead and (dead == len(self.slots) or 4 * dead >= len(self.slots)):
+            self._compact()
+
+    def _compact(self) -> None:
+        keep = [i for i, row in enumerate(self.slots) if row is not None]
+        if len(keep) == len(self.slots):
+            return
         if not keep:
-            self.rows = []
             self._reset()
             return
         index = np.asarray(keep, dtype=np.int64)
-        self.rows = [self.rows[i] for i in keep]
+        self.slots = [self.slots[i] for i in keep]
         self.last = self.last[index]
         # The cache is reordered inside the graph at the next step (its beam_idx input).
         self.reorder = index if self.reorder is None else self.reorder[index]

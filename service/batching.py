@@ -6,12 +6,12 @@ two explainers serve side by side, and a request finishes on the version it star
 One worker thread takes them off in batches (`collect_batch`), drops those that can no
 longer finish by their deadline (never computing them), splits the rest by explainer and
 beam width and calls the blocking `generate` once per group. With iteration-level batching
-(`continuous`, the default) greedy requests instead join the running decode between two
-steps and are answered the moment their row ends (`service.running.RunningLane`); the beam
-second pass, and models whose graphs cannot take joining rows, keep the static path. Each
-request's candidates are handed back to its own event loop with `call_soon_threadsafe`, so
-the loop never blocks on inference; finishing (slots, checks) happens per request again, in
-the caller.
+(`continuous`: `on`, or `auto` for bart-base-sized models) greedy requests instead join the
+running decode between two steps and are answered the moment their row ends
+(`service.running.RunningLane`); the beam second pass, and models whose graphs cannot take
+joining rows, keep the static path. Each request's candidates are handed back to its own
+event loop with `call_soon_threadsafe`, so the loop never blocks on inference; finishing
+(slots, checks) happens per request again, in the caller.
 
 The batcher also keeps what admission control and the probes need: a measured service rate
 (seconds per request, amortised over batches), the expected wait of a new request, and the
@@ -74,7 +74,7 @@ class DynamicBatcher:
         max_consecutive_failures: int = 3,
         poll_interval_s: float = 0.05,
         probe_backoff_s: tuple[float, float] = (0.5, 30.0),
-        continuous: bool = True,
+        continuous: str = "auto",
     ) -> None:
         self._max_batch_size = max_batch_size
         self._max_wait_s = max_wait_ms / 1000.0
@@ -90,9 +90,12 @@ class DynamicBatcher:
             on_probe=lambda ok: notify(observer.probe, ok),
         )
         self.rate = ServiceRate()
-        self._continuous = continuous
         self._lane = RunningLane(
-            max_rows=max_batch_size, observer=observer, health=self.health, rate=self.rate
+            max_rows=max_batch_size,
+            mode=continuous,
+            observer=observer,
+            health=self.health,
+            rate=self.rate,
         )
         self._held: list[Pending] = []  # joinable requests waiting for a free row
 
@@ -128,7 +131,7 @@ class DynamicBatcher:
         queue ahead of it and itself, at the measured service rate. With iteration-level
         batching a request joins at the next step while rows are free, so only the queue
         beyond the free rows waits, and then its own time in the batch."""
-        if self._continuous and self._lane.rows:
+        if self._lane.rows:
             ahead = self._queue.qsize() + len(self._held) + 1 - self._lane.free
             return max(0, ahead) * self.rate.per_request_s + self.rate.batch_s
         busy = self.health.busy
@@ -249,11 +252,14 @@ class DynamicBatcher:
         notify(self._observer.queue_depth, self._queue.qsize())
         live = self._live(batch)
         for group in group_by(live, lambda p: (id(p.engine), p.prepared.num_beams)):
-            if self._continuous and self._lane.accepts(group[0]):
+            if self._lane.accepts(group[0]):
                 room = self._lane.free
-                self._held.extend(group[room:])
-                if group[:room]:
-                    self._lane.join(group[:room])
+                fits = group[:room]
+                if fits and self._lane.join_now(fits, room):
+                    self._lane.join(fits)
+                    self._held.extend(group[room:])
+                else:  # no free row, or waiting to join with more: oldest first again
+                    self._held.extend(group)
             else:
                 self._run_group(group)
 

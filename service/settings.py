@@ -69,11 +69,13 @@ class Settings(RequestLimits, BaseSettings):
         description="Most requests the batcher puts in one batch (with continuous batching: "
         "most rows decoding at once).",
     )
-    continuous_batching: bool = Field(
-        default=True,
+    continuous_batching: Literal["auto", "on", "off"] = Field(
+        default="auto",
         description="Iteration-level batching: greedy requests join the running decode between "
-        "steps and leave as soon as they end (models exported without the join inputs, and "
-        "the beam second pass, are batched statically). false: static batches only.",
+        "steps and leave as soon as they end (the beam second pass, and models exported "
+        "without the join inputs, are batched statically). `auto`: on for models with "
+        "d_model >= 512 (bart-base and larger), whose decoder step outweighs the Python around "
+        "it; off for smaller ones, which static batches serve faster.",
     )
     max_wait_ms: float = Field(
         default=2.0,

@@ -88,6 +88,9 @@ def start_server(
         "PRISM_MODEL_REF": "production",
         "PRISM_PROVIDER": "cpu",
         "PRISM_INTRA_OP_THREADS": "1",
+        # The tiny model is below `auto`'s width: the live servers exercise the running
+        # decode (iteration-level batching) explicitly.
+        "PRISM_CONTINUOUS_BATCHING": "on",
         **(env or {}),
     }
     log_path = log_dir / f"uvicorn-{port}.log"

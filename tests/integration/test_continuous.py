@@ -140,7 +140,9 @@ async def test_the_batcher_answers_rows_as_they_end_and_lets_new_ones_join(engin
     from service.batching import DynamicBatcher
 
     log = StepLog()
-    batcher = DynamicBatcher(max_batch_size=4, max_wait_ms=1.0, max_queue=64, observer=log)
+    batcher = DynamicBatcher(
+        max_batch_size=4, max_wait_ms=1.0, max_queue=64, observer=log, continuous="on"
+    )
     batcher.start()
     try:
         work = jobs(tiny_store)
@@ -175,7 +177,9 @@ async def test_a_row_whose_caller_gave_up_stops_being_computed(engine, tiny_stor
     from service.errors import DeadlineExceededError
 
     log = StepLog()
-    batcher = DynamicBatcher(max_batch_size=4, max_wait_ms=1.0, max_queue=64, observer=log)
+    batcher = DynamicBatcher(
+        max_batch_size=4, max_wait_ms=1.0, max_queue=64, observer=log, continuous="on"
+    )
     batcher.start()
     try:
         from dataclasses import replace
