@@ -65,11 +65,14 @@ class RunningLane:
         return max(0, self.max_rows - len(self._rows))
 
     def accepts(self, pending: Pending) -> bool:
-        """A greedy request of an explainer whose decoder takes joining rows."""
+        """A greedy request of an explainer whose decoder takes joining rows (with `auto`: of
+        a model at least `AUTO_MIN_D_MODEL` wide)."""
         engine = pending.engine
-        return (
-            pending.prepared.num_beams == 1 and isinstance(engine, Explainer) and joinable(engine)
-        )
+        if self.mode == "off" or pending.prepared.num_beams != 1:
+            return False
+        if not isinstance(engine, Explainer) or not joinable(engine):
+            return False
+        return self.mode == "on" or engine.info.d_model >= AUTO_MIN_D_MODEL
 
     def join_now(self, group: Sequence[Pending], room: int) -> bool:
         """Whether `group` (the waiting requests that fit, oldest first) should join before

@@ -38,3 +38,21 @@ def test_a_lone_arrival_waits_a_few_steps_for_company_while_rows_run():
     assert running.join_now(waiting(4), room=15)  # a quarter of the batch: join
     assert running.join_now(waiting(1, age_s=0.2), room=15)  # waited 4 steps: join
     assert running.join_now(waiting(1), room=1)  # it fills the free rows: join
+
+
+def test_the_mode_decides_which_models_join(tiny_store):
+    from explain.types import ExplainJob
+    from service.running import AUTO_MIN_D_MODEL
+    from tests.integration.test_runtime import ITEM, engine_for
+
+    engine = engine_for(tiny_store.store_dir, tiny_store.name)  # d_model 64
+    assert engine.info.d_model < AUTO_MIN_D_MODEL
+    greedy = SimpleNamespace(engine=engine, prepared=engine.prepare(ExplainJob("u", (), ITEM)))
+    beams = SimpleNamespace(engine=engine, prepared=engine.prepare(ExplainJob("u", (), ITEM, 8, 2)))
+
+    def lane_in(mode: str) -> RunningLane:
+        return RunningLane(max_rows=4, mode=mode, observer=Quiet(), health=None, rate=None)
+
+    assert lane_in("on").accepts(greedy) and not lane_in("on").accepts(beams)
+    assert not lane_in("off").accepts(greedy)
+    assert not lane_in("auto").accepts(greedy)  # too small a model for `auto`
