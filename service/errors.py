@@ -3,7 +3,7 @@
 `ServiceError` subclasses carry their status and type (the exception-to-status table);
 `install_error_handlers` renders them, FastAPI's validation errors and Starlette's HTTP
 exceptions. Unhandled exceptions are caught by the telemetry middleware
-(`service.metrics.RequestTelemetryMiddleware`), which logs them once and answers with
+(`service.telemetry.RequestTelemetryMiddleware`), which logs them once and answers with
 `internal_error_response()`.
 """
 

@@ -11,10 +11,11 @@ from service.errors import BodySizeLimitMiddleware, install_error_handlers
 from service.gpu import NvmlCollector
 from service.lifespan import build_lifespan
 from service.logs import configure_logging
-from service.metrics import Metrics, RequestTelemetryMiddleware
+from service.metrics import Metrics
 from service.schemas import build_request_models
 from service.settings import Settings
 from service.state import AppState, Policy
+from service.telemetry import RequestTelemetryMiddleware
 
 
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:

@@ -1,4 +1,4 @@
-"""Prometheus metrics on the app's own registry, and the middleware that records requests.
+"""Prometheus metrics on the app's own registry (`service.telemetry` records each request).
 
 One `Metrics` per app keeps tests isolated. Every update goes through `_never_raises`, so a
 broken metric is logged and never fails a request. Labels stay low-cardinality: `route` is
@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
-import time
-import uuid
 from collections.abc import Callable
-from contextvars import ContextVar
 from typing import ParamSpec
 
 from prometheus_client import (
@@ -26,14 +22,10 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.registry import Collector
-from starlette.datastructures import MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from explain.explainer import BatchTimings
 from explain.types import Explanation, ModelInfo
 from explain.verifier import PROBLEMS
-from service.deadlines import stamp_arrival
-from service.errors import internal_error_response
 
 logger = logging.getLogger(__name__)
 
@@ -47,14 +39,12 @@ LATENCY_BUCKETS = (
 QUEUE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 TOKEN_BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 256)
-# prepare and finish are per request; encode, decode and total per batch.
+# prepare and finish are per request; encode, decode and total per static batch; step per
+# decode step of the running batch (iteration-level batching).
 SECOND_PASS_OUTCOMES = ("served", "fallback", "skipped")
-STAGES = ("prepare", "encode", "decode", "finish", "total")
+STAGES = ("prepare", "encode", "decode", "step", "finish", "total")
 REJECT_REASONS = ("queue_full", "not_ready", "concurrency", "expected_wait")
 UNMATCHED_ROUTE = "unmatched"
-
-REQUEST_ID: ContextVar[str | None] = ContextVar("prism_request_id", default=None)
-_VALID_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 
 
 def _never_raises(method: Callable[P, None]) -> Callable[P, None]:
@@ -280,59 +270,3 @@ class Metrics:
     @_never_raises
     def swapped(self, *, ok: bool) -> None:
         self.swaps.labels(result="success" if ok else "failure").inc()
-
-
-def route_template(scope: Scope) -> str:
-    """The template of the route that served `scope` (`/v1/explanations`), never the raw path."""
-    path = getattr(scope.get("route"), "path", None)
-    return path if isinstance(path, str) else UNMATCHED_ROUTE
-
-
-class RequestTelemetryMiddleware:
-    """Outermost middleware: `X-Request-ID`, request metrics for every response, and the
-    catch-all that logs an unhandled exception once and answers 500 without internals."""
-
-    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        stamp_arrival(scope)  # the request's deadline counts from here
-        request_id = _request_id(scope)
-        token = REQUEST_ID.set(request_id)
-        status = 500
-        response_started = False
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status, response_started
-            if message["type"] == "http.response.start":
-                response_started = True
-                status = message["status"]
-                MutableHeaders(scope=message)["X-Request-ID"] = request_id
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        except Exception:
-            logger.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
-            if not response_started:
-                await internal_error_response()(scope, receive, send_with_id)
-        finally:
-            self.metrics.observe_request(
-                route_template(scope), status, time.perf_counter() - started
-            )
-            REQUEST_ID.reset(token)
-
-
-def _request_id(scope: Scope) -> str:
-    for name, value in scope.get("headers", ()):
-        if name == b"x-request-id":
-            candidate = bytes(value).decode("latin-1")
-            if _VALID_REQUEST_ID.match(candidate):
-                return candidate
-            break
-    return uuid.uuid4().hex

@@ -17,8 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service.logs import JsonLineFormatter
 from service.main import create_app
-from service.metrics import REQUEST_ID
 from service.settings import Settings
+from service.telemetry import REQUEST_ID
 
 pytestmark = pytest.mark.anyio
 

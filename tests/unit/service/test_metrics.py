@@ -13,7 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from explain.types import Explanation
 from service.gpu import NvmlCollector
-from service.metrics import Metrics, route_template
+from service.metrics import Metrics
+from service.telemetry import route_template
 
 pytestmark = pytest.mark.anyio
 
@@ -70,7 +71,7 @@ async def test_exposition_has_the_design_table_and_passes_promtool(
     model = found["prism_model_info"].samples[0]
     assert model.labels == {"name": "prism-test", "version": "2026-01-01.1", "provider": "cpu"}
     stages = {s.labels["stage"] for s in found["prism_inference_duration_seconds"].samples}
-    assert stages == {"prepare", "encode", "decode", "finish", "total"}
+    assert stages == {"prepare", "encode", "decode", "step", "finish", "total"}
     assert sample(response.text, "prism_ready") == 1.0
     promtool = shutil.which("promtool")
     if promtool is None:
