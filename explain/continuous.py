@@ -11,8 +11,8 @@ time by its owner (the service's batcher thread):
   row decodes exactly as it would alone (the decoder graph's two join inputs,
   `explain.artifacts.JOIN_INPUTS`).
 - `step` runs the decoder once for every row, applies each row's own rules (min length and
-  forced BOS by its own token count, its own banned slots, its own token limit: the same
-  order as `explain.decoding.greedy`), and returns the rows that ended, at once.
+  forced BOS by its own token count, its own banned slots: `explain.decoding.process_logits`,
+  what greedy and beam search use; its own token limit), and returns the rows that ended.
 - Ended and dropped rows are answered at once and cut out of the arrays lazily: when a
   quarter of the slots are ended rows, or at the next join (which copies the arrays anyway).
   The cache is then reordered in the graph by `beam_idx` (no host copy); the cross keys and
@@ -35,7 +35,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from explain import artifacts
-from explain.decoding import BANNED, GenerationIds
+from explain.decoding import GenerationIds, process_logits
 from explain.explainer import Explainer, Generation, Prepared, pad_batch
 from explain.onnx_backend import EncodedBatch, OnnxSeq2Seq, empty_cache_shape
 from explain.session import Value
@@ -221,7 +221,8 @@ class RunningBatch:
         self.reorder = None
         self.past = {p: out[q] for p, q in zip(self.past_names, self.present_names, strict=True)}
         scores = np.array(_host(out["logits"]), dtype=np.float32)
-        self._process(scores, counts)
+        banned = [row.banned if row else () for row in self.slots]
+        process_logits(scores, counts, self.ids, banned, 1, self.min_new_tokens)
         chosen = scores.argmax(axis=-1).astype(np.int64)
         self.steps += 1
         ended: list[Ended] = []
@@ -238,19 +239,6 @@ class RunningBatch:
         if ended:
             self._maybe_compact()
         return ended
-
-    def _process(self, scores: Array, counts: npt.NDArray[np.int64]) -> None:
-        """`explain.decoding._process` per row: min length, forced BOS, then the bans."""
-        early = counts < self.min_new_tokens
-        scores[early, self.ids.eos_token_id] = -np.inf
-        if self.ids.forced_bos_token_id is not None:
-            first = counts == 0
-            if first.any():
-                scores[first] = -np.inf
-                scores[first, self.ids.forced_bos_token_id] = 0.0
-        for index, row in enumerate(self.slots):
-            if row is not None and row.banned:
-                scores[index, list(row.banned)] = BANNED
 
     # --- leave ----------------------------------------------------------------------------
 

@@ -75,20 +75,24 @@ class Stepper(Protocol):
         ...
 
 
-def _process(
+def process_logits(
     scores: Logits,
-    step: int,
+    counts: IntArray,
     ids: GenerationIds,
     banned: Sequence[Sequence[int]],
     per_row: int,
     min_new_tokens: int,
 ) -> None:
-    """Min length, forced BOS, then the per-row bans: transformers' processor order."""
-    if step < min_new_tokens:
-        scores[:, ids.eos_token_id] = -np.inf
-    if step == 0 and ids.forced_bos_token_id is not None:
-        scores[:] = -np.inf
-        scores[:, ids.forced_bos_token_id] = 0.0
+    """Min length, forced BOS, then the per-row bans: transformers' processor order. `counts`
+    holds, per row of `scores`, the tokens that row has generated (rows that joined a running
+    decode at different steps have different counts); `banned` has one entry per request,
+    whose rows are `per_row` consecutive rows of `scores` (its beams)."""
+    scores[counts < min_new_tokens, ids.eos_token_id] = -np.inf
+    if ids.forced_bos_token_id is not None:
+        first = counts == 0
+        if first.any():
+            scores[first] = -np.inf
+            scores[first, ids.forced_bos_token_id] = 0.0
     for row, tokens in enumerate(banned):
         if tokens:
             scores[row * per_row : (row + 1) * per_row, list(tokens)] = BANNED
@@ -104,7 +108,8 @@ def greedy(stepper: Stepper, ids: GenerationIds, request: DecodeRequest) -> Deco
     step = 0
     while alive.any() and step < int(limits.max()):
         scores = np.array(stepper.step(tokens, beam_idx), dtype=np.float32)
-        _process(scores, step, ids, request.banned, 1, request.min_new_tokens)
+        counts = np.full(rows, step, dtype=np.int64)
+        process_logits(scores, counts, ids, request.banned, 1, request.min_new_tokens)
         nxt = scores.argmax(axis=-1).astype(np.int64)
         nxt[~alive] = ids.pad_token_id
         for row in np.flatnonzero(alive):
@@ -160,7 +165,8 @@ def beam(
     cur = 1
     while True:
         logp = _log_softmax(stepper.step(running[:, :, cur - 1].reshape(-1), beam_idx))
-        _process(logp, cur - 1, ids, request.banned, k, request.min_new_tokens)
+        counts = np.full(b * k, cur - 1, dtype=np.int64)
+        process_logits(logp, counts, ids, request.banned, k, request.min_new_tokens)
         vocab = logp.shape[-1]
         acc = (logp.reshape(b, k, vocab) + running_scores[:, :, None]).reshape(b, k * vocab)
         top = top_stable(acc, keep)
