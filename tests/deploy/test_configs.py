@@ -400,7 +400,13 @@ def test_grafana_provisioning_points_at_prometheus_and_the_dashboards() -> None:
     assert providers["providers"][0]["options"]["path"] == "/etc/grafana/dashboards"
     dash = json.loads((REPO / "docker/grafana/dashboards/prism.json").read_text())
     titles = {p["title"] for p in dash["panels"]}
-    for title in ("Request rate", "Queue depth", "Batch size", "Unknown-user rate", "GPU memory"):
+    for title in (
+        "Request rate",
+        "Queue depth",
+        "Batch size and running rows",
+        "Unknown-user rate",
+        "GPU memory",
+    ):
         assert title in titles
     assert any("p50 / p95 / p99" in t for t in titles)
     assert any("5xx and 4xx" in t for t in titles)
