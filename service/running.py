@@ -25,7 +25,7 @@ from service.pending import BatchObserver, Generated, Pending, notify, resolve
 
 logger = logging.getLogger(__name__)
 # `auto` joins rows only for models whose decoder step outweighs the Python around it: on
-# the 2-core machine bart-base (d_model 768) gained 1.43x throughput and the 128-wide default
+# the 2-core machine bart-base (d_model 768) gained 1.42x throughput and the 128-wide default
 # model lost (0.83x), see README *Benchmarks*.
 AUTO_MIN_D_MODEL = 512
 
