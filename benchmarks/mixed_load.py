@@ -39,6 +39,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from benchmarks.catalogue import catalogue_items, request_body
 from benchmarks.server import running_server
 
 MODES = ("static", "continuous")
@@ -70,21 +71,14 @@ def server_env(args: argparse.Namespace, mode: str) -> dict[str, str]:
 
 
 def requests_for(args: argparse.Namespace, count: int) -> list[dict[str, Any]]:
-    from training.data.catalog import load_catalog
-
-    items = sorted(load_catalog().values(), key=lambda i: i.item_id or "")
+    items = catalogue_items()
     rng = random.Random(args.seed)
     out = []
     for k in range(count):
         chosen = rng.sample(items, 13)
-        out.append(
-            {
-                "user_id": f"s{rng.randint(1, 500):04d}" if k % 2 else f"visitor-{k}",
-                "history": [i.to_dict() for i in chosen[:-1]],
-                "recommended_item": chosen[-1].to_dict(),
-                "options": {"max_new_tokens": rng.randint(args.min_tokens, args.max_tokens)},
-            }
-        )
+        user = f"s{rng.randint(1, 500):04d}" if k % 2 else f"visitor-{k}"
+        limit = rng.randint(args.min_tokens, args.max_tokens)
+        out.append(request_body(chosen, user, max_new_tokens=limit))
     return out
 
 

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.catalogue import catalogue_items, request_body
 from benchmarks.raw_http import Pool, Tally
 from benchmarks.server import start_server, wait_ready
 
@@ -44,22 +45,13 @@ RUN_FLAGS = ("--timeout-graceful-shutdown", "25", "--limit-concurrency", "512", 
 
 def bodies(count: int, seed: int = 0) -> list[bytes]:
     """Requests like a ranker's: catalogue films, 5-30 of history, known and unknown users."""
-    from training.data.catalog import load_catalog
-
-    items = sorted(load_catalog().values(), key=lambda i: i.item_id or "")
+    items = catalogue_items()
     rng = random.Random(seed)
     out = []
     for k in range(count):
         chosen = rng.sample(items, rng.randint(6, 31))
-        out.append(
-            json.dumps(
-                {
-                    "user_id": f"s{rng.randint(1, 500):04d}" if k % 2 else f"visitor-{k}",
-                    "history": [i.to_dict() for i in chosen[:-1]],
-                    "recommended_item": chosen[-1].to_dict(),
-                }
-            ).encode()
-        )
+        user = f"s{rng.randint(1, 500):04d}" if k % 2 else f"visitor-{k}"
+        out.append(json.dumps(request_body(chosen, user)).encode())
     return out
 
 

@@ -84,19 +84,12 @@ def make_inputs(work: Path, args: argparse.Namespace, vocab: int) -> None:
     ids[:, 0], ids[:, -1] = FORCED_BOS, EOS
     np.save(work / "ids.npy", ids)
     # Catalogue requests for the whole-path engines: histories long enough for ~120 tokens.
-    from training.data.catalog import load_catalog
+    from benchmarks.catalogue import catalogue_items, request_body
 
-    items = sorted(load_catalog().values(), key=lambda i: i.item_id or "")
+    items = catalogue_items()
     picker = random.Random(args.seed)
-    requests = []
-    for _ in range(count):
-        chosen = picker.sample(items, 13)
-        requests.append(
-            {
-                "user_id": "bench-unknown",
-                "history": [i.to_dict() for i in chosen[:-1]],
-                "recommended_item": chosen[-1].to_dict(),
-                "options": {"max_new_tokens": args.new_tokens},
-            }
-        )
+    requests = [
+        request_body(picker.sample(items, 13), "bench-unknown", max_new_tokens=args.new_tokens)
+        for _ in range(count)
+    ]
     (work / "requests.json").write_text(json.dumps(requests))

@@ -69,17 +69,15 @@ class _Row:
     key: Hashable
     limit: int
     banned: tuple[int, ...]
-    joined_s: float
     tokens: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class Ended:
-    """A row that left the running batch: its candidates, and its seconds in the batch."""
+    """A row that left the running batch, with its candidates."""
 
     key: Hashable
     generation: Generation
-    seconds: float
 
 
 class RunningBatch:
@@ -87,7 +85,9 @@ class RunningBatch:
 
     def __init__(self, explainer: Explainer, *, max_rows: int) -> None:
         if not joinable(explainer):
-            raise ValueError("this model's decoder graph cannot take joining rows (re-export it)")
+            raise ValueError(
+                "this model's decoder graph cannot take joining rows (publish the model again)"
+            )
         backend = explainer.backend
         assert isinstance(backend, OnnxSeq2Seq)
         self.explainer = explainer
@@ -182,9 +182,8 @@ class RunningBatch:
             )
             start_token = np.full(n, self.ids.decoder_start_token_id, dtype=np.int64)
             self.last = np.concatenate([self.last, start_token])
-        now = time.perf_counter()
         for key, prepared in items:
-            self.slots.append(_Row(key, prepared.max_new_tokens, prepared.banned, now))
+            self.slots.append(_Row(key, prepared.max_new_tokens, prepared.banned))
         return encoded - start
 
     def _settle_reorder(self) -> None:
@@ -226,14 +225,13 @@ class RunningBatch:
         chosen = scores.argmax(axis=-1).astype(np.int64)
         self.steps += 1
         ended: list[Ended] = []
-        now = time.perf_counter()
         for index, row in enumerate(self.slots):
             if row is None:
                 continue
             token = int(chosen[index])
             row.tokens.append(token)
             if token == self.ids.eos_token_id or len(row.tokens) >= row.limit:
-                ended.append(Ended(row.key, Generation([row.tokens]), now - row.joined_s))
+                ended.append(Ended(row.key, Generation([row.tokens])))
                 self.slots[index] = None
         self.last = chosen
         if ended:

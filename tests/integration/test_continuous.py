@@ -58,7 +58,6 @@ def test_rows_joining_and_leaving_decode_as_they_would_alone(engine, tiny_store)
             joined_at.update({k: step for k, _ in take})
         for ended in running.step():
             got[ended.key] = ended.generation.candidates
-            assert ended.seconds >= 0
         step += 1
     assert got == expected
     assert len(set(joined_at.values())) >= 3  # rows really joined at different steps
