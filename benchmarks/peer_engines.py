@@ -83,16 +83,13 @@ def _token_engine(engine: str, work: Path, args: argparse.Namespace) -> Any:
         return ct2
     from explain import artifacts
     from explain.decoding import DecodeRequest, GenerationIds
+    from explain.loading import open_variant
     from explain.onnx_backend import EncodedBatch, OnnxSeq2Seq
-    from explain.session import open_sessions
     from model_store.store import ModelStore
 
     version = ModelStore(work / "store").resolve(NAME, "latest")
     onnx_dir = version.path / artifacts.ONNX_DIR
-    names = artifacts.variant_files(engine.removeprefix("prism-"))
-    encoder, decoder = open_sessions(
-        [onnx_dir / names[0], onnx_dir / names[1]], choice="cpu", intra_op_threads=args.threads
-    )
+    encoder, decoder = open_variant(onnx_dir, engine.removeprefix("prism-"), "cpu", args.threads)
     spec = artifacts.OnnxSpec.load(onnx_dir)
     backend = OnnxSeq2Seq(
         encoder, decoder, spec, GenerationIds(DECODER_START, EOS, PAD, FORCED_BOS)

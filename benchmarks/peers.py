@@ -43,6 +43,7 @@ import numpy as np
 
 from benchmarks.peer_engines import worker
 from benchmarks.peer_model import build, make_inputs
+from training.variants import BLOCKS, DYNAMIC_ENCODER
 
 ENGINES = (
     "hf-eager",
@@ -107,14 +108,15 @@ def ratio(
     return float(np.median(values)), min(values), max(values)
 
 
-def _agreement_of_default(store: Path, name: str) -> float | None:
+def _agreement_of_default(store: Path, name: str) -> tuple[float, str] | None:
+    """The trained default model's int8 gate: identical share and the recipe it kept."""
     from model_store.store import ModelStore, StoreError
 
     try:
         variant = ModelStore(store).resolve(name, "production").manifest.variants.get("int8")
     except (StoreError, FileNotFoundError):
         return None
-    return None if variant is None else variant.sequences_identical
+    return None if variant is None else (variant.sequences_identical, variant.recipe or BLOCKS)
 
 
 def render(
@@ -166,12 +168,17 @@ def main(argv: list[str] | None = None) -> int:
         worker(args.worker, Path(args.work), args, Path(args.result))
         return 0
     engines = [e for e in args.engines.split(",") if e]
+    gate = _agreement_of_default(Path(args.store), args.name)
+    # Measure the int8 recipe the trained default model serves (its gate chose it).
+    recipe = gate[1] if gate is not None else DYNAMIC_ENCODER
     with tempfile.TemporaryDirectory(prefix="prism-peers-") as tmp:
         work = Path(args.work or tmp)
         built_file = work / "built.json"
+        if built_file.exists() and json.loads(built_file.read_text()).get("recipe") != recipe:
+            built_file.unlink()  # built with another int8 recipe
         if not built_file.exists():
             print("building the bart-base-shaped model (export, parity, variants) ...", flush=True)
-            built_file.write_text(json.dumps(build(work, args)))
+            built_file.write_text(json.dumps(build(work, args, recipe)))
         built = json.loads(built_file.read_text())
         make_inputs(work, args, built["vocab_size"])
         results: dict[str, list[dict[str, Any]]] = {e: [] for e in engines}
@@ -203,7 +210,13 @@ def main(argv: list[str] | None = None) -> int:
             results, "prism-http", "prism-direct", "b1"
         ),
     }
-    agreement = _agreement_of_default(Path(args.store), args.name)
+    measured = built["variants"].get("int8", {}).get("recipe") or BLOCKS
+    if gate is None:
+        agreement = "n/a"
+    elif gate[1] == measured:
+        agreement = f"{gate[0]:.1%}"
+    else:  # the speed measured is not the recipe the default model serves: say so
+        agreement = f"{gate[0]:.1%} ({gate[1]} recipe; speed measured on {measured})"
 
     def shown(value: tuple[float, float, float] | None) -> str:
         return "n/a" if value is None else f"{value[0]:.1f}x"
@@ -215,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         f"b1 p50 vs CTranslate2 int8 "
         f"{shown(ratios['b1 p50 prism-int8 / ct2-int8 (below 1: faster)'])}; "
         f"peak RSS {by_engine.get('prism-int8', {}).get('peak_rss_mb', float('nan')):.0f} MB; "
-        f"int8 agreement {'n/a' if agreement is None else f'{agreement:.1%}'}"
+        f"int8 agreement {agreement}"
     )
     setup = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -228,8 +241,9 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads,
         "rounds": f"{args.rounds}, order rotated",
         "cpu": platform.processor() or platform.machine(),
+        "int8": f"recipe {measured}",
         "int8 agreement": "trained default model's publish-time gate"
-        + ("" if agreement is not None else " (no default model in the store)"),
+        + (f" (recipe {gate[1]})" if gate is not None else " (no default model in the store)"),
     }
     report = render(rows, ratios, setup, line)
     print(report)

@@ -10,7 +10,9 @@ on file names. A version directory:
     sentences.json  the sentence inventory (`explain.verifier`): the sentences it was trained on
     onnx/           encoder.onnx, decoder.onnx, export.json (fp32), and the precision
                     variants encoder.int8.onnx, decoder.int8.onnx, encoder.fp16.onnx,
-                    decoder.fp16.onnx (`training.variants`; the manifest says which passed)
+                    decoder.fp16.onnx (`training.variants`; the manifest says which passed),
+                    and each one's token embedding table, stored once for both graphs:
+                    embed_tokens.npy, embed_tokens.int8.npy, embed_tokens.fp16.npy
 
 encoder.onnx
     inputs   input_ids int64[b, s], attention_mask int64[b, s], user_embeds float32[b, d_model]
@@ -23,6 +25,11 @@ decoder.onnx (one step, with KV cache)
              cross_key_{i}, cross_value_{i}
     outputs  logits float32[b, vocab],
              present_key_{i}, present_value_{i} float32[b, heads, t + 1, head_dim]
+
+The encoder and decoder look up the same (tied) token embedding table. Each pair of graphs
+names it `SHARED_EMBEDDING` and keeps its data in one `.npy` file as ONNX external data, so
+the table is on disk once, and on CPU `explain.session` hands both sessions one memory-mapped
+copy (`SessionOptions.add_initializer`) instead of letting each load its own.
 
 The encoder returns the cross-attention keys and values directly, so they are projected once
 per request rather than once per step. `beam_idx` reorders the self-attention cache inside the
@@ -71,6 +78,15 @@ def variant_files(variant: str) -> tuple[str, str]:
     if variant == FP32:
         return ENCODER_FILE, DECODER_FILE
     return f"encoder.{variant}.onnx", f"decoder.{variant}.onnx"
+
+
+SHARED_EMBEDDING = "prism.shared.embed_tokens"
+
+
+def shared_embedding_file(variant: str) -> str:
+    """The `.npy` file (inside `onnx/`) holding a variant's shared token embedding table."""
+    variant_files(variant)  # validates the name
+    return "embed_tokens.npy" if variant == FP32 else f"embed_tokens.{variant}.npy"
 
 
 def past_names(layer: int) -> tuple[str, str]:

@@ -4,12 +4,12 @@ Static batching runs a batch until its longest row ends, and a request that arri
 waits for all of it. Here the decode is one long-lived batch of rows, stepped one token at a
 time by its owner (the service's batcher thread):
 
-- `join` encodes new requests (one encoder call for all of them) and appends their rows
-  between two steps. Their cross-attention keys and values, and the encoder mask, are padded
-  to the batch's longest source; their self-attention cache starts as zero columns that
-  their `decoder_attention_mask` hides, and `decoder_position` counts their own tokens, so a
-  row decodes exactly as it would alone (the decoder graph's two join inputs,
-  `explain.artifacts.JOIN_INPUTS`).
+- `join` encodes new requests (`OnnxSeq2Seq.encode`: on CPU one request at a time) and
+  appends their rows between two steps. Their cross-attention keys and values, and the
+  encoder mask, are padded to the batch's longest source; their self-attention cache starts
+  as zero columns that their `decoder_attention_mask` hides, and `decoder_position` counts
+  their own tokens, so a row decodes exactly as it would alone (the decoder graph's two join
+  inputs, `explain.artifacts.JOIN_INPUTS`).
 - `step` runs the decoder once for every row, applies each row's own rules (min length and
   forced BOS by its own token count, its own banned slots: `explain.decoding.process_logits`,
   what greedy and beam search use; its own token limit), and returns the rows that ended.
@@ -32,13 +32,12 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
 
 from explain import artifacts
 from explain.decoding import GenerationIds, process_logits
 from explain.explainer import Explainer, Generation, Prepared, pad_batch
 from explain.onnx_backend import EncodedBatch, OnnxSeq2Seq, empty_cache_shape
-from explain.session import Value
+from explain.session import Value, to_host
 
 Array = npt.NDArray[Any]
 
@@ -49,10 +48,6 @@ def joinable(explainer: Explainer) -> bool:
     return isinstance(backend, OnnxSeq2Seq) and all(
         name in backend.decoder.inputs for name in artifacts.JOIN_INPUTS
     )
-
-
-def _host(value: Value) -> Array:
-    return value.numpy() if isinstance(value, ort.OrtValue) else np.asarray(value)
 
 
 def _pad_axis(array: Array, axis: int, width: int) -> Array:
@@ -148,7 +143,7 @@ class RunningBatch:
         )
         vectors = np.stack([p.user_vector for _, p in items]).astype(np.float32)
         cross = {
-            k: _host(v) for k, v in self.backend.encode(EncodedBatch(ids, mask, vectors)).items()
+            k: to_host(v) for k, v in self.backend.encode(EncodedBatch(ids, mask, vectors)).items()
         }
         encoded = time.perf_counter()
         self._compact()
@@ -173,7 +168,7 @@ class RunningBatch:
                     [_pad_axis(self.cross[name], 2, width), _pad_axis(cross[name], 2, width)]
                 )
             for name in self.past_names:
-                old = _host(self.past[name])
+                old = to_host(self.past[name])
                 fresh = np.zeros((n, *old.shape[1:]), dtype=old.dtype)
                 self.past[name] = np.concatenate([old, fresh])
             columns = self.self_mask.shape[1]
@@ -191,7 +186,7 @@ class RunningBatch:
         if self.reorder is None:
             return
         for name in self.past_names:
-            self.past[name] = _host(self.past[name])[self.reorder]
+            self.past[name] = to_host(self.past[name])[self.reorder]
         self.reorder = None
 
     # --- step -----------------------------------------------------------------------------
@@ -219,7 +214,7 @@ class RunningBatch:
         out = self.backend.decoder.run(feeds, keep=self.present_names)
         self.reorder = None
         self.past = {p: out[q] for p, q in zip(self.past_names, self.present_names, strict=True)}
-        scores = np.array(_host(out["logits"]), dtype=np.float32)
+        scores = np.array(to_host(out["logits"]), dtype=np.float32)
         banned = [row.banned if row else () for row in self.slots]
         process_logits(scores, counts, self.ids, banned, 1, self.min_new_tokens)
         chosen = scores.argmax(axis=-1).astype(np.int64)
@@ -290,4 +285,4 @@ class RunningBatch:
             self._settle_reorder()
             self.self_mask = np.ascontiguousarray(self.self_mask[:, first:])
             for name in self.past_names:
-                self.past[name] = np.ascontiguousarray(_host(self.past[name])[:, :, first:])
+                self.past[name] = np.ascontiguousarray(to_host(self.past[name])[:, :, first:])

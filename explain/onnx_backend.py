@@ -1,10 +1,15 @@
 """The ONNX Runtime backend of `Explainer.generate`: the encoder once, the decoder per token.
 
 The encoder returns the cross-attention keys and values of every decoder layer, so they are
-projected once per request, not once per step. The decoder step takes the self-attention
-cache and reorders it in-graph by `beam_idx`. Which of those stay on the device between
-steps, and which element types the graphs want, is the session's business
-(`explain.session.OnnxSession`); this module only names the tensors.
+projected once per request, not once per step. On CPU the encoder runs once per request, on
+that request's own tokens, and writes into the batch's preallocated cross keys and values:
+no padding is computed, the encoder's activations are one request's (a batch of 32
+bart-base requests encoded together held about 200 MB of them), and a graph that scales its
+activations per call (the int8 variant's dynamic quantisation) gives every request the same
+answer whoever shares its batch. A GPU wants the whole batch in one call, and gets it. The
+decoder step takes the self-attention cache and reorders it in-graph by `beam_idx`. Which
+of those stay on the device between steps, and which element types the graphs want, is the
+session's business (`explain.session.OnnxSession`); this module only names the tensors.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import numpy.typing as npt
 
 from explain import artifacts
 from explain.decoding import Decoded, DecodeRequest, GenerationIds, IntArray, Logits, beam, greedy
-from explain.session import OnnxSession, Value
+from explain.session import OnnxSession, Value, to_host
 
 ENCODER_INPUTS = ("input_ids", "attention_mask", "user_embeds")
 
@@ -86,6 +91,12 @@ class _CachedSteps:
         return logits
 
 
+def _unpadded_length(mask: IntArray) -> int:
+    """A right-padded row's length; the whole row when its padding is anywhere else."""
+    length = int(mask.sum())
+    return length if length and bool(mask[:length].all()) else int(mask.shape[0])
+
+
 def empty_cache_shape(decoder: OnnxSession, past_name: str, rows: int) -> list[int]:
     """[rows, heads, 0, head_dim]: an empty self-attention cache for `rows` rows."""
     spec = decoder.inputs[past_name]
@@ -104,10 +115,17 @@ class OnnxSeq2Seq:
         decoder: OnnxSession,
         spec: artifacts.OnnxSpec,
         ids: GenerationIds,
+        *,
+        encode_per_request: bool | None = None,
     ) -> None:
         encoder.require(ENCODER_INPUTS)
         self.encoder, self.decoder, self.spec, self.ids = encoder, decoder, spec, ids
         self.cross_names = [n for i in range(spec.decoder_layers) for n in artifacts.cross_names(i)]
+        # Per request wherever the host runs the encoder; on a GPU only when told (a graph
+        # whose activation scales must not depend on batch-mates, see `loading`).
+        self.encode_per_request = (
+            encoder.device == "cpu" if encode_per_request is None else encode_per_request
+        )
 
     @property
     def device(self) -> str:
@@ -119,19 +137,46 @@ class OnnxSeq2Seq:
         return self.spec.max_positions - 1
 
     def encode(self, batch: EncodedBatch) -> dict[str, Value]:
-        feeds = {
-            "input_ids": batch.input_ids,
-            "attention_mask": batch.attention_mask,
-            "user_embeds": batch.user_vectors,
-        }
-        return self.encoder.run(feeds, keep=self.cross_names)
+        """The cross keys and values of every row, [rows, heads, src, head_dim] each."""
+        if not self.encode_per_request:
+            feeds = {
+                "input_ids": batch.input_ids,
+                "attention_mask": batch.attention_mask,
+                "user_embeds": batch.user_vectors,
+            }
+            return self.encoder.run(feeds, keep=self.cross_names)
+        rows, width = batch.input_ids.shape
+        spec = self.encoder.outputs[self.cross_names[0]]
+        shape = (rows, self.spec.num_heads, width, self.spec.head_dim)
+        # Zeros past a row's length: those columns are masked out by the encoder mask.
+        cross = {name: np.zeros(shape, dtype=spec.dtype) for name in self.cross_names}
+        for row in range(rows):
+            length = _unpadded_length(batch.attention_mask[row])
+            out = self.encoder.run(
+                {
+                    "input_ids": batch.input_ids[row : row + 1, :length],
+                    "attention_mask": batch.attention_mask[row : row + 1, :length],
+                    "user_embeds": batch.user_vectors[row : row + 1],
+                }
+            )
+            for name in self.cross_names:
+                cross[name][row, :, :length] = out[name][0]
+        return dict(cross)
 
     def generate(self, batch: EncodedBatch, request: DecodeRequest) -> Generated:
         start = time.perf_counter()
-        rows = batch.repeated(request.num_beams)
-        cross = self.encode(rows)
+        beams = request.num_beams
+        if self.encode_per_request:  # each request once, then its rows repeated per beam
+            cross = {
+                name: value if beams == 1 else np.repeat(to_host(value), beams, axis=0)
+                for name, value in self.encode(batch).items()
+            }
+            mask = batch.repeated(beams).attention_mask
+        else:
+            rows = batch.repeated(beams)
+            cross, mask = self.encode(rows), rows.attention_mask
         encoded = time.perf_counter()
-        stepper = _CachedSteps(self.decoder, rows.attention_mask, cross, self.spec.decoder_layers)
+        stepper = _CachedSteps(self.decoder, mask, cross, self.spec.decoder_layers)
         run = beam if request.num_beams > 1 else greedy
         decoded = run(stepper, self.ids, request)
         return Generated(decoded, encoded - start, time.perf_counter() - encoded)

@@ -15,6 +15,8 @@ instead of being trusted from the request.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -91,13 +93,16 @@ class OnnxSession:
         provider: Device,
         intra_op_threads: int = 0,
         options: ort.SessionOptions | None = None,
+        shared: Mapping[str, ort.OrtValue] | None = None,
     ) -> None:
         providers = [CUDA, CPU] if provider == "cuda" else [CPU]
-        self._session = ort.InferenceSession(
-            str(path),
-            sess_options=options or session_options(intra_op_threads),
-            providers=providers,
-        )
+        options = options or session_options(intra_op_threads)
+        # Initializers owned by the caller and used in place (one copy for several sessions);
+        # ORT keeps a pointer, so this object holds them for the session's life.
+        self.shared = dict(shared or {})
+        for name, value in self.shared.items():
+            options.add_initializer(name, value)
+        self._session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
         active = self._session.get_providers()
         if provider == "cuda" and active[0] != CUDA:
             raise ProviderError(
@@ -170,6 +175,21 @@ class OnnxSession:
         return ort.OrtValue.ortvalue_from_shape_and_type(list(shape), dtype, self.device, 0)
 
 
+def release_freed_memory() -> None:
+    """Return the heap pages freed so far to the OS (glibc `malloc_trim`; elsewhere a no-op)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)
+
+
+def to_host(value: Value) -> npt.NDArray[Any]:
+    """A value as a numpy array on the host (an `OrtValue` on a device is copied back)."""
+    return value.numpy() if isinstance(value, ort.OrtValue) else np.asarray(value)
+
+
 def resolve_provider(choice: ProviderChoice) -> Device:
     """What to ask for. `auto` asks for CUDA only when this ORT build has it; whether it
     really loaded is checked per session."""
@@ -186,14 +206,39 @@ def resolve_provider(choice: ProviderChoice) -> Device:
     return "cuda" if CUDA in available else "cpu"
 
 
+def shared_initializers(files: Mapping[str, Path]) -> dict[str, ort.OrtValue]:
+    """Initializers to share between sessions, by name, from `.npy` files memory-mapped
+    read-only: the pages are the file's, so every process serving the model shares them too."""
+    shared = {}
+    for name, path in files.items():
+        array = np.load(path, mmap_mode="r")
+        shared[name] = ort.OrtValue.ortvalue_from_numpy(array)
+    return shared
+
+
 def open_sessions(
-    paths: Sequence[Path], *, choice: ProviderChoice, intra_op_threads: int
+    paths: Sequence[Path],
+    *,
+    choice: ProviderChoice,
+    intra_op_threads: int,
+    shared_files: Mapping[str, Path] | None = None,
 ) -> list[OnnxSession]:
-    """Open every graph on one provider. `auto` falls back to CPU, loudly, when CUDA fails."""
+    """Open every graph on one provider. `auto` falls back to CPU, loudly, when CUDA fails.
+
+    `shared_files` names initializers the graphs keep as external data (`.npy` files): on CPU
+    one memory-mapped copy serves every session; on CUDA each session loads its own onto the
+    device, as ORT does for external data."""
     wanted = resolve_provider(choice)
+    host_shared = shared_initializers(shared_files or {})
     try:
         sessions = [
-            OnnxSession(p, provider=wanted, intra_op_threads=intra_op_threads) for p in paths
+            OnnxSession(
+                p,
+                provider=wanted,
+                intra_op_threads=intra_op_threads,
+                shared=host_shared if wanted == "cpu" else None,
+            )
+            for p in paths
         ]
         if wanted == "cuda" and any(s.device != "cuda" for s in sessions):
             raise ProviderError("CUDA provider did not load for every graph")
@@ -202,7 +247,8 @@ def open_sessions(
             raise
         logger.warning("CUDA execution provider did not load; falling back to CPU", exc_info=True)
         sessions = [
-            OnnxSession(p, provider="cpu", intra_op_threads=intra_op_threads) for p in paths
+            OnnxSession(p, provider="cpu", intra_op_threads=intra_op_threads, shared=host_shared)
+            for p in paths
         ]
     logger.info("ONNX Runtime provider: %s (requested %s)", sessions[0].device, choice)
     return sessions

@@ -142,6 +142,8 @@ class Variant(BaseModel):
     failed_bars: list[str] = Field(default_factory=list)
     servable: bool
     reason: str = ""  # why it is not servable
+    recipe: str = ""  # int8: the recipe kept (`training.variants.INT8_RECIPES`)
+    refused: list[str] = Field(default_factory=list)  # int8: faster recipes that failed
 
 
 class Manifest(BaseModel):

@@ -259,6 +259,9 @@ def _variant_cards(manifest: Any | None) -> dict[str, VariantCard]:
             compared=v.compared,
             bars_passed=v.bars_passed,
             reason=v.reason,
+            method=v.method,
+            recipe=v.recipe,
+            refused=list(v.refused),
         )
         for name, v in variants.items()
     }

@@ -261,10 +261,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {key:32s} {_shown(bar['value']):>10} {bar['bar']:>8}  {bar_status(bar)}")
     for name, variant in version.manifest.variants.items():
         verdict = "servable" if variant.servable else f"not servable: {variant.reason}"
+        recipe = f" ({variant.recipe})" if variant.recipe else ""
         print(
-            f"  variant {name}: {variant.sequences_identical:.2%} of {variant.compared} answers "
-            f"identical to fp32, bars {'passed' if variant.bars_passed else 'failed'} -> {verdict}"
+            f"  variant {name}{recipe}: {variant.sequences_identical:.2%} of {variant.compared} "
+            f"answers identical to fp32, bars {'passed' if variant.bars_passed else 'failed'} "
+            f"-> {verdict}"
         )
+        for refused in variant.refused:
+            print(f"    refused recipe {refused}")
     print(f"report: {work_dir / 'eval' / 'report.md'}")
     return 0
 

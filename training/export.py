@@ -19,6 +19,7 @@ from torch import nn
 
 from explain import artifacts as spec
 from training.modeling import UserAwareBart
+from training.shared_weights import share_token_embedding
 
 logger = logging.getLogger(__name__)
 OPSET = 17
@@ -214,5 +215,6 @@ def export_onnx(model: UserAwareBart, out_dir: Path, *, opset: int = OPSET) -> s
         exporter=f"torch.onnx (TorchScript) {torch.__version__}",
     )
     result.save(out_dir)
+    share_token_embedding(out_dir, spec.FP32)
     logger.info("exported ONNX graphs to %s", out_dir)
     return result

@@ -103,7 +103,10 @@ def export_version(store: ModelStore, version: ModelVersion) -> ModelVersion:
     with tempfile.TemporaryDirectory(prefix="prism-export-") as tmp:
         onnx_dir = Path(tmp) / artifacts.ONNX_DIR
         report = _exported(version.path, onnx_dir)
-        files = {f"{artifacts.ONNX_DIR}/{f}": onnx_dir / f for f in artifacts.ONNX_FILES}
+        names = [*artifacts.ONNX_FILES, artifacts.shared_embedding_file(artifacts.FP32)]
+        files = {
+            f"{artifacts.ONNX_DIR}/{f}": onnx_dir / f for f in names if (onnx_dir / f).is_file()
+        }
         return store.add_artifacts(
             version.name, version.version, files, {"parity": report.to_dict()}
         )

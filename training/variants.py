@@ -2,14 +2,26 @@
 
 Two variants are made from the fp32 graphs at publish time:
 
-- **int8** (for CPU): every MatMul with a constant weight becomes ONNX Runtime's
-  `MatMulNBits` with 8-bit weights in blocks of 16 along the reduction axis, one scale per
-  block, computed with int8 activations (`accuracy_level=4`); the embedding tables become
-  int8 with one scale per tensor, dequantised after the lookup. Per-block scales are what
-  keep argmax agreement. Measured on the default model's gate set (1,960 requests): plain
-  dynamic quantisation (`quantize_dynamic`, one scale per weight tensor) left about 96 %
-  of answers identical, blocks of 32 97.96 %, blocks of 32 with an fp32 LM head 98.21 %,
-  blocks of 16 98.27 %; `accuracy_level=0` (fp32 compute) was several times slower.
+- **int8** (for CPU), from the first of two recipes that passes the gate:
+  1. `dynamic-encoder`: the encoder's query/key/value projections and first feed-forward
+     layer (the MatMuls that read a LayerNorm output) become dynamic int8 (ONNX Runtime's
+     integer GEMM, 7-bit per-output-channel weight scales, one activation scale per call,
+     which is one request's because `explain.onnx_backend` encodes requests one at a time on
+     CPU); the attention output projection, the second feed-forward layer, the cross
+     key/value projections and the whole decoder use recipe 2's `MatMulNBits`, whose
+     activation scales are per row and per block, so batch-mates never change a row's tokens.
+     On 1,600 of the default model's gate requests: every encoder layer dynamic kept 96.37 %
+     of answers identical (97.44 % with 7-bit weights), the feed-forward layers only 97.75 %,
+     all but the second feed-forward layer 98.06 % (97.65 % on all 1,960), this recipe
+     98.44 %. Close to the bar, hence the fallback.
+  2. `blocks`: every MatMul with a constant weight becomes `MatMulNBits` with 8-bit weights
+     in blocks of 16 along the reduction axis, one scale per block, computed with int8
+     activations (`accuracy_level=4`). Per-block scales are what keep argmax agreement:
+     plain dynamic quantisation (one scale per weight tensor) left about 96 % of answers
+     identical, blocks of 32 97.96 %, blocks of 32 with an fp32 LM head 98.21 %, blocks of
+     16 98.27 %; `accuracy_level=0` (fp32 compute) was several times slower.
+  Both make the embedding tables int8 with one scale per tensor, dequantised after the
+  lookup. The manifest records the recipe kept and why faster ones were refused.
 - **fp16** (for CUDA): every float tensor, weights, activations and the KV cache, in half
   precision (`onnxruntime.transformers.float16`); inputs are cast by `explain.session`.
 
@@ -37,13 +49,20 @@ from explain.explainer import DecodeSettings, Explainer
 from explain.loading import load_onnx_explainer
 from explain.types import ExplainJob, Explanation
 from training.modeling import PrismMeta
+from training.shared_weights import share_token_embedding
 
 logger = logging.getLogger(__name__)
 
 MIN_IDENTICAL = 0.98  # share of answers that must be token-for-token fp32's
 BLOCK_SIZE = 16
+# int8 recipes, fastest first: the gate keeps the first that passes.
+DYNAMIC_ENCODER, BLOCKS = "dynamic-encoder", "blocks"
+INT8_RECIPES = (DYNAMIC_ENCODER, BLOCKS)
 METHODS = {
-    artifacts.INT8: f"MatMulNBits int8 weights (blocks of {BLOCK_SIZE}, int8 compute) "
+    DYNAMIC_ENCODER: "encoder q/k/v projections and first feed-forward layer: dynamic int8 "
+    "(7-bit per-channel weight scales, per-request activation scale); the rest: MatMulNBits "
+    f"int8 (blocks of {BLOCK_SIZE}, int8 compute); int8 embedding tables",
+    BLOCKS: f"MatMulNBits int8 weights (blocks of {BLOCK_SIZE}, int8 compute) "
     "+ int8 embedding tables",
     artifacts.FP16: "float16 weights, activations and KV cache",
 }
@@ -57,6 +76,9 @@ class VariantCheck:
 
     jobs: Sequence[ExplainJob]
     bars: BarsFn | None = None  # None: agreement only (the bars need the training data set)
+    # The int8 recipes to try, in order (a benchmark on random weights, where no recipe can
+    # pass, names the one it measures).
+    int8_recipes: Sequence[str] = INT8_RECIPES
 
 
 @dataclass(frozen=True)
@@ -82,8 +104,9 @@ def agreement(reference: Sequence[Explanation], candidate: Sequence[Explanation]
 
 @contextmanager
 def _quiet_quantisers() -> Iterator[None]:
-    """The quantisers log a pre-processing hint per graph (on the root logger) and a line per
-    node: silence them while they run, and only them."""
+    """The quantisers log a pre-processing hint per graph and, for dynamic activations, a line
+    per tensor (on the root logger), and a line per node: silence them while they run, and
+    only them."""
     nbits = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
     hint = _DropHint()
     saved = nbits.level
@@ -97,17 +120,64 @@ def _quiet_quantisers() -> Iterator[None]:
 
 
 class _DropHint(logging.Filter):
+    NOISE = ("pre-processing before quantization", "Quantization parameters for tensor")
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return "pre-processing before quantization" not in record.getMessage()
+        message = record.getMessage()
+        return not any(noise in message for noise in self.NOISE)
 
 
-def _int8(source: Path, target: Path) -> None:
+def _cross_projections(model: onnx.ModelProto) -> set[str]:
+    """The MatMuls whose results reach a graph output without passing another constant-weight
+    MatMul: in the encoder graph, the decoder layers' cross key/value projections."""
+    constants = {i.name for i in model.graph.initializer}
+    producer = {out: node for node in model.graph.node for out in node.output}
+    found: set[str] = set()
+    seen: set[str] = set()
+    todo = [o.name for o in model.graph.output]
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in producer:
+            continue
+        seen.add(name)
+        node = producer[name]
+        if node.op_type == "MatMul" and node.input[1] in constants:
+            found.add(node.name)
+        else:
+            todo.extend(node.input)
+    return found
+
+
+def _dynamic_layers(model: onnx.ModelProto) -> list[str]:
+    """The encoder's own constant-weight MatMuls that read a LayerNormalization output (the
+    query/key/value projections and the first feed-forward layer). A normalised input is
+    what one activation scale per call covers well; the attention output projection (which
+    reads the attention context) and the second feed-forward layer (the GELU output, with its
+    outliers) stay in blocks with the cross key/value projections."""
+    constants = {i.name for i in model.graph.initializer}
+    producer = {out: node.op_type for node in model.graph.node for out in node.output}
+    cross = _cross_projections(model)
+    return [
+        n.name
+        for n in model.graph.node
+        if n.op_type == "MatMul"
+        and n.input[1] in constants
+        and n.name not in cross
+        and producer.get(n.input[0]) == "LayerNormalization"
+    ]
+
+
+def _int8(source: Path, target: Path, recipe: str) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.matmul_nbits_quantizer import (
         DefaultWeightOnlyQuantConfig,
         MatMulNBitsQuantizer,
     )
 
+    model = onnx.load(str(source))
+    dynamic: list[str] = []
+    if recipe == DYNAMIC_ENCODER and source.name == artifacts.ENCODER_FILE:
+        dynamic = _dynamic_layers(model)
     config = DefaultWeightOnlyQuantConfig(
         block_size=BLOCK_SIZE,
         is_symmetric=True,
@@ -115,18 +185,39 @@ def _int8(source: Path, target: Path) -> None:
         bits=8,
         op_types_to_quantize=("MatMul",),
     )
-    quantiser = MatMulNBitsQuantizer(onnx.load(str(source)), algo_config=config)
+    quantiser = MatMulNBitsQuantizer(model, algo_config=config, nodes_to_exclude=dynamic)
     quantiser.process()
-    staged = target.with_suffix(".matmul.onnx")
-    quantiser.model.save_model_to_file(str(staged), False)
+    staged = [target.with_suffix(".blocks.onnx"), target.with_suffix(".dynamic.onnx")]
+    quantiser.model.save_model_to_file(str(staged[0]), False)
     try:
+        gather_from = staged[0]
+        if dynamic:
+            # Per output channel weight scales; one activation scale per call, which
+            # `explain.onnx_backend` makes one request's (it encodes requests one by one).
+            # 7-bit weights (`reduce_range`): on AVX2 without VNNI the u8 x s8 kernel sums
+            # pairs in 16 bits, which full-range weights can saturate (97.44 % of answers
+            # identical with it, 96.37 % without, same layers, on 1,600 gate requests).
+            quantize_dynamic(
+                str(staged[0]),
+                str(staged[1]),
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                reduce_range=True,
+                op_types_to_quantize=["MatMul"],
+                nodes_to_quantize=dynamic,
+            )
+            gather_from = staged[1]
         # MatMulNBits only quantises Gather to 4 bits; 8-bit tables go through the
         # QOperator Gather path (int8 data, DequantizeLinear after the lookup).
         quantize_dynamic(
-            str(staged), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["Gather"]
+            str(gather_from),
+            str(target),
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["Gather"],
         )
     finally:
-        staged.unlink(missing_ok=True)
+        for path in staged:
+            path.unlink(missing_ok=True)
 
 
 def _fp16(source: Path, target: Path) -> None:
@@ -135,16 +226,22 @@ def _fp16(source: Path, target: Path) -> None:
     onnx.save(convert_float_to_float16(onnx.load(str(source)), keep_io_types=False), str(target))
 
 
-def build_variant(variant: str, onnx_dir: Path) -> tuple[Path, Path]:
-    """Write `variant`'s encoder and decoder next to the fp32 graphs in `onnx_dir`."""
-    build = {artifacts.INT8: _int8, artifacts.FP16: _fp16}[variant]
+def build_variant(variant: str, onnx_dir: Path, recipe: str = BLOCKS) -> tuple[Path, Path]:
+    """Write `variant`'s encoder and decoder next to the fp32 graphs in `onnx_dir` (`recipe`:
+    which int8 recipe, one of `INT8_RECIPES`)."""
+    if recipe not in INT8_RECIPES:
+        raise ValueError(f"unknown int8 recipe {recipe!r}: one of {', '.join(INT8_RECIPES)}")
     paths = []
     with _quiet_quantisers():
         for fp32_name, name in zip(
             artifacts.variant_files(artifacts.FP32), artifacts.variant_files(variant), strict=True
         ):
-            build(onnx_dir / fp32_name, onnx_dir / name)
+            if variant == artifacts.INT8:
+                _int8(onnx_dir / fp32_name, onnx_dir / name, recipe)
+            else:
+                _fp16(onnx_dir / fp32_name, onnx_dir / name)
             paths.append(onnx_dir / name)
+    share_token_embedding(onnx_dir, variant)
     return paths[0], paths[1]
 
 
@@ -172,49 +269,74 @@ def gate_variants(
     variants: Sequence[str] = (artifacts.INT8, artifacts.FP16),
     decode: DecodeSettings | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Build each variant in `model_dir/onnx`, judge it, and return the manifest records."""
+    """Build each variant in `model_dir/onnx`, judge it, and return the manifest records.
+
+    int8 tries `check.int8_recipes` in order and keeps the first that passes its gate (or the last
+    tried when none does); the record names the recipe and why the earlier ones were refused.
+    """
     settings = decode or DecodeSettings()
     start = time.perf_counter()
     expected = _explainer(model_dir, artifacts.FP32, settings).explain_all(check.jobs)
     records: dict[str, dict[str, Any]] = {}
     for variant in variants:
-        encoder, decoder = build_variant(variant, model_dir / artifacts.ONNX_DIR)
-        answers = _explainer(model_dir, variant, settings).explain_all(check.jobs)
-        agreed = agreement(expected, answers)
-        bars = dict(check.bars(answers)) if check.bars is not None else None
-        failed = sorted(k for k, v in (bars or {}).items() if v.get("passed") is False)
-        reasons = []
-        if agreed.sequences_identical < MIN_IDENTICAL:
-            reasons.append(
-                f"{agreed.sequences_identical:.2%} of answers identical to fp32 "
-                f"(needs {MIN_IDENTICAL:.0%})"
-            )
-        if failed:
-            reasons.append("quality bars failed: " + ", ".join(failed))
-        if bars is None:
-            reasons.append("quality bars not run")
-        record = {
-            "encoder": f"{artifacts.ONNX_DIR}/{encoder.name}",
-            "decoder": f"{artifacts.ONNX_DIR}/{decoder.name}",
-            "method": METHODS[variant],
-            "compared": agreed.compared,
-            "sequences_identical": round(agreed.sequences_identical, 4),
-            "tokens_identical": round(agreed.tokens_identical, 4),
-            "bars_passed": None if bars is None else not failed,
-            "failed_bars": failed,
-            "servable": not reasons,
-            "reason": "; ".join(reasons),
-        }
+        recipes = list(check.int8_recipes) if variant == artifacts.INT8 else [BLOCKS]
+        refused: list[str] = []
+        for recipe in recipes:
+            record = _judge(model_dir, variant, recipe, check, settings, expected)
+            if record["servable"] or recipe == recipes[-1]:
+                break
+            refused.append(f"{recipe}: {record['reason']}")
+        if variant == artifacts.INT8:
+            record.update(recipe=recipe, refused=refused)
         records[variant] = record
-        logger.info(
-            "variant %s: %d requests, %.1f%% identical sequences, %.2f%% identical tokens, "
-            "bars %s -> %s",
-            variant,
-            agreed.compared,
-            100 * agreed.sequences_identical,
-            100 * agreed.tokens_identical,
-            "not run" if bars is None else ("passed" if not failed else "failed"),
-            "servable" if not reasons else f"not servable ({record['reason']})",
-        )
     logger.info("variants gated in %.0f s", time.perf_counter() - start)
     return records
+
+
+def _judge(
+    model_dir: Path,
+    variant: str,
+    recipe: str,
+    check: VariantCheck,
+    settings: DecodeSettings,
+    expected: Sequence[Explanation],
+) -> dict[str, Any]:
+    encoder, decoder = build_variant(variant, model_dir / artifacts.ONNX_DIR, recipe)
+    answers = _explainer(model_dir, variant, settings).explain_all(check.jobs)
+    agreed = agreement(expected, answers)
+    bars = dict(check.bars(answers)) if check.bars is not None else None
+    failed = sorted(k for k, v in (bars or {}).items() if v.get("passed") is False)
+    reasons = []
+    if agreed.sequences_identical < MIN_IDENTICAL:
+        reasons.append(
+            f"{agreed.sequences_identical:.2%} of answers identical to fp32 "
+            f"(needs {MIN_IDENTICAL:.0%})"
+        )
+    if failed:
+        reasons.append("quality bars failed: " + ", ".join(failed))
+    if bars is None:
+        reasons.append("quality bars not run")
+    record = {
+        "encoder": f"{artifacts.ONNX_DIR}/{encoder.name}",
+        "decoder": f"{artifacts.ONNX_DIR}/{decoder.name}",
+        "method": METHODS[recipe if variant == artifacts.INT8 else variant],
+        "compared": agreed.compared,
+        "sequences_identical": round(agreed.sequences_identical, 4),
+        "tokens_identical": round(agreed.tokens_identical, 4),
+        "bars_passed": None if bars is None else not failed,
+        "failed_bars": failed,
+        "servable": not reasons,
+        "reason": "; ".join(reasons),
+    }
+    logger.info(
+        "variant %s%s: %d requests, %.2f%% identical sequences, %.2f%% identical tokens, "
+        "bars %s -> %s",
+        variant,
+        f" ({recipe})" if variant == artifacts.INT8 else "",
+        agreed.compared,
+        100 * agreed.sequences_identical,
+        100 * agreed.tokens_identical,
+        "not run" if bars is None else ("passed" if not failed else "failed"),
+        "servable" if not reasons else f"not servable ({record['reason']})",
+    )
+    return record

@@ -86,6 +86,34 @@ def test_the_user_vector_reaches_the_encoder_graph(engine, tiny_store):
     assert not np.allclose(with_user, zero)  # the cross-attention keys move with v_u
 
 
+def test_on_cpu_each_request_is_encoded_alone_on_its_own_tokens(engine, tiny_store):
+    import numpy as np
+
+    from explain.explainer import pad_batch
+    from explain.onnx_backend import EncodedBatch
+
+    backend = engine.backend
+    assert backend.encode_per_request  # the CPU default
+    long = engine.prepare(ExplainJob("u", HISTORY, ITEM, 4, 1)).student.input_ids
+    short = engine.prepare(ExplainJob("u", HISTORY[:1], ITEM, 4, 1)).student.input_ids
+    ids, mask = pad_batch([long, short], engine.tokenizer.pad_id)
+    vectors, _ = engine.users.lookup([tiny_store.known_users[0], "never-seen"])
+    batch = EncodedBatch(ids, mask, vectors.astype(np.float32))
+    alone = backend.encode(batch)
+    try:
+        backend.encode_per_request = False
+        together = backend.encode(batch)
+    finally:
+        backend.encode_per_request = True
+    n = len(short)
+    assert n < len(long)
+    for name in backend.cross_names:
+        assert alone[name].shape == together[name].shape
+        np.testing.assert_allclose(alone[name][0], together[name][0], atol=1e-5)
+        np.testing.assert_allclose(alone[name][1, :, :n], together[name][1, :, :n], atol=1e-5)
+        assert not alone[name][1, :, n:].any()  # padding is never computed: masked zeros
+
+
 def test_batching_does_not_change_results(engine, tiny_store):
     alone = engine.explain([ExplainJob("u", HISTORY, ITEM, 10, 1)])[0]
     mixed = engine.explain(

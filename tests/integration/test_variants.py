@@ -9,7 +9,15 @@ from explain.errors import ModelLoadError
 from model_store.store import ModelStore
 from training.parity import probe_jobs
 from training.publishing import publish_model
-from training.variants import MIN_IDENTICAL, VariantCheck, gate_variants
+from training.variants import (
+    BLOCKS,
+    DYNAMIC_ENCODER,
+    INT8_RECIPES,
+    MIN_IDENTICAL,
+    VariantCheck,
+    build_variant,
+    gate_variants,
+)
 
 from .test_runtime import engine_for
 
@@ -76,6 +84,96 @@ def test_a_failing_quality_bar_makes_a_variant_unservable(tiny_model_dir, tmp_pa
     unjudged = gate_variants(model_dir, VariantCheck(jobs), variants=("fp16",))["fp16"]
     assert unjudged["servable"] is False and unjudged["bars_passed"] is None
     assert "quality bars not run" in unjudged["reason"]
+
+
+def _exported(tiny_model_dir, tmp_path):
+    from training.export import export_onnx
+    from training.modeling import UserAwareBart
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    export_onnx(UserAwareBart.load(model_dir), model_dir / "onnx")
+    return model_dir
+
+
+def test_int8_records_the_recipe_its_gate_kept(variant_store):
+    _, version = variant_store
+    int8 = version.manifest.variants["int8"]
+    assert int8.recipe in INT8_RECIPES
+    # The faster recipe is tried first: anything kept after it says why it was refused.
+    assert len(int8.refused) == INT8_RECIPES.index(int8.recipe)
+    assert all(r.startswith(f"{DYNAMIC_ENCODER}: ") for r in int8.refused)
+    assert "int8" in version.manifest.variants["int8"].method
+
+
+def test_a_refused_int8_recipe_falls_back_to_the_next_and_says_why(tiny_model_dir, tmp_path):
+    model_dir = _exported(tiny_model_dir, tmp_path)
+    jobs = probe_jobs(USERS, 6, 8)
+    verdicts = iter([False, True])  # the first recipe judged fails a bar, the next passes
+
+    def bars(answers):
+        return {"fallback_rate": {"value": 0.0, "passed": next(verdicts)}}
+
+    records = gate_variants(model_dir, VariantCheck(jobs, bars), variants=("int8",))
+    int8 = records["int8"]
+    assert int8["recipe"] == BLOCKS
+    [refused] = int8["refused"]
+    assert refused.startswith(f"{DYNAMIC_ENCODER}: ")
+    assert refused.endswith("quality bars failed: fallback_rate")
+    assert "MatMulNBits int8 weights" in int8["method"]
+
+
+def test_the_dynamic_encoder_recipe_quantises_only_the_encoders_own_layers(
+    tiny_model_dir, tmp_path
+):
+    import onnx
+
+    from explain import artifacts
+    from explain.artifacts import OnnxSpec
+
+    model_dir = _exported(tiny_model_dir, tmp_path)
+    onnx_dir = model_dir / "onnx"
+    layers = OnnxSpec.load(onnx_dir).decoder_layers
+    encoder, decoder = build_variant(artifacts.INT8, onnx_dir, DYNAMIC_ENCODER)
+
+    def ops(path):
+        graph = onnx.load(str(path)).graph
+        constants = {i.name for i in graph.initializer}
+        weighted = [n.name for n in graph.node if n.op_type == "MatMul" and n.input[1] in constants]
+        return [n.op_type for n in graph.node], weighted
+
+    enc_ops, enc_float = ops(encoder)
+    dec_ops, dec_float = ops(decoder)
+    # q/k/v and fc1 as integer GEMMs (4 per layer); out_proj, fc2 and the cross key/value
+    # projections stay in blocks (the tiny model has as many encoder as decoder layers)
+    assert enc_ops.count("MatMulInteger") == 4 * layers and "DynamicQuantizeLinear" in enc_ops
+    assert enc_ops.count("MatMulNBits") == 2 * layers + 2 * layers
+    assert "MatMulInteger" not in dec_ops and dec_ops.count("MatMulNBits") > 0
+    assert enc_float == dec_float == []  # no float weight left in a MatMul
+
+
+def test_an_int8_answer_does_not_depend_on_its_batch_mates(tiny_model_dir, tmp_path):
+    from explain import artifacts
+    from explain.input_format import check_format
+    from explain.loading import load_onnx_explainer
+    from training.modeling import PrismMeta
+
+    model_dir = _exported(tiny_model_dir, tmp_path)
+    build_variant(artifacts.INT8, model_dir / "onnx", DYNAMIC_ENCODER)
+    meta = PrismMeta.load(model_dir)
+    explainer = load_onnx_explainer(
+        model_dir,
+        name="prism-tiny",
+        version="test",
+        input_config=check_format(meta.input_format),
+        generation=meta.generation,
+        variant=artifacts.INT8,
+        servable=artifacts.VARIANTS,
+    )
+    jobs = probe_jobs(USERS, 12, 8)
+    alone = [explainer.explain_all([job])[0].token_ids for job in jobs]
+    together = [a.token_ids for a in explainer.explain_all(jobs)]
+    assert alone == together
 
 
 def test_the_service_serves_what_the_gate_allows(variant_store):
