@@ -43,7 +43,10 @@ import numpy as np
 
 from benchmarks.peer_engines import worker
 from benchmarks.peer_model import build, make_inputs
-from training.variants import BLOCKS, DYNAMIC_ENCODER
+
+# The int8 recipe names of `training.variants`, not imported from it: that module imports
+# torch, and every engine's worker process imports this one (its peak RSS would carry it).
+BLOCKS, DYNAMIC_ENCODER = "blocks", "dynamic-encoder"
 
 ENGINES = (
     "hf-eager",

@@ -138,3 +138,14 @@ def test_mixed_load_runs_both_batching_modes_on_one_model(tiny_peer_work, tmp_pa
     # Each server really batched its own way (its metrics say so).
     assert rows["static"]["decode_steps"] == 0 and rows["static"]["batches"] > 0
     assert rows["continuous"]["decode_steps"] > 0 and rows["continuous"]["rows_per_step"] >= 1
+
+
+def test_the_peer_workers_do_not_carry_torch_in_their_memory():
+    # Every engine's worker process imports `benchmarks.peers`; its peak RSS is a result, so
+    # that import must not pull in torch (the HF worker imports it itself).
+    import subprocess
+    import sys
+
+    probe = "import sys, benchmarks.peers; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
