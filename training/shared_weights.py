@@ -44,13 +44,13 @@ def _rename(model: onnx.ModelProto, old: str, new: str) -> None:
 def share_token_embedding(onnx_dir: Path, variant: str) -> bool:
     """Rewrite `variant`'s encoder and decoder in `onnx_dir` to share one embedding file.
 
-    Returns False (and changes nothing) when either graph has no such table or the two
-    differ (an untied model)."""
+    Returns False, leaving the graphs as they are (and no table file), when either graph has
+    no such table or the two differ (an untied model). Graphs already shared are shared again."""
     spec = artifacts.OnnxSpec.load(onnx_dir)
     paths = [onnx_dir / name for name in artifacts.variant_files(variant)]
     data_file = artifacts.shared_embedding_file(variant)
+    models = [onnx.load(str(path)) for path in paths]  # reads a shared table back in, if any
     (onnx_dir / data_file).unlink(missing_ok=True)  # a previous build's, if any
-    models = [onnx.load(str(path)) for path in paths]
     found = [_table(model, spec.vocab_size) for model in models]
     tables = [t for t in found if t is not None]
     if len(tables) != len(found):

@@ -72,6 +72,15 @@ def test_sessions_share_one_copy_and_compute_what_inline_graphs_compute(exported
         np.testing.assert_array_equal(got[name], want[name])
 
 
+def test_sharing_again_keeps_the_same_table(exported, tmp_path):
+    copy = tmp_path / "onnx"
+    shutil.copytree(exported, copy)
+    data = copy / artifacts.shared_embedding_file(artifacts.FP32)
+    before = np.load(data)
+    assert share_token_embedding(copy, artifacts.FP32) is True
+    np.testing.assert_array_equal(np.load(data), before)
+
+
 def test_tables_that_differ_are_not_shared(exported, tmp_path):
     copy = tmp_path / "onnx"
     shutil.copytree(exported, copy)

@@ -170,6 +170,7 @@ def test_an_int8_answer_does_not_depend_on_its_batch_mates(tiny_model_dir, tmp_p
         variant=artifacts.INT8,
         servable=artifacts.VARIANTS,
     )
+    assert explainer.backend.encode_per_request  # what makes the dynamic scales per request
     jobs = probe_jobs(USERS, 12, 8)
     alone = [explainer.explain_all([job])[0].token_ids for job in jobs]
     together = [a.token_ids for a in explainer.explain_all(jobs)]
