@@ -17,7 +17,7 @@ NAME = "prism-bart-base"
 FORCED_BOS, DECODER_START, EOS, PAD = 0, 2, 2, 1
 
 
-def build(work: Path, args: argparse.Namespace, recipe: str = "dynamic-encoder") -> dict[str, Any]:
+def build(work: Path, args: argparse.Namespace, recipe: str = "per-token") -> dict[str, Any]:
     """Publish the bart-base-shaped model to `work/store` with the int8 `recipe` (default: the
     first a trained model tries); write the HF and CTranslate2 copies."""
     import ctranslate2

@@ -43,10 +43,11 @@ import numpy as np
 
 from benchmarks.peer_engines import worker
 from benchmarks.peer_model import build, make_inputs
+from explain import artifacts
 
-# The int8 recipe names of `training.variants`, not imported from it: that module imports
-# torch, and every engine's worker process imports this one (its peak RSS would carry it).
-BLOCKS, DYNAMIC_ENCODER = "blocks", "dynamic-encoder"
+# The int8 recipe names come from `explain.artifacts`, not `training.variants`: that module
+# imports torch, and every engine's worker process imports this one (its peak RSS would carry it).
+BLOCKS, PER_TOKEN = artifacts.BLOCKS, artifacts.PER_TOKEN
 
 ENGINES = (
     "hf-eager",
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     engines = [e for e in args.engines.split(",") if e]
     gate = _agreement_of_default(Path(args.store), args.name)
     # Measure the int8 recipe the trained default model serves (its gate chose it).
-    recipe = gate[1] if gate is not None else DYNAMIC_ENCODER
+    recipe = gate[1] if gate is not None else PER_TOKEN
     with tempfile.TemporaryDirectory(prefix="prism-peers-") as tmp:
         work = Path(args.work or tmp)
         built_file = work / "built.json"

@@ -69,6 +69,10 @@ JOIN_INPUTS = ("decoder_position", "decoder_attention_mask")
 # Precision variants of the fp32 graphs. fp32 is the reference every variant is gated against.
 FP32, INT8, FP16 = "fp32", "int8", "fp16"
 VARIANTS = (FP32, INT8, FP16)
+# How an int8 variant is made (`training.variants`), fastest first: the gate keeps the first
+# recipe that passes. Named here, where loading them needs no torch (the benchmarks' workers).
+PER_TOKEN, DYNAMIC_ENCODER, BLOCKS = "per-token", "dynamic-encoder", "blocks"
+INT8_RECIPES = (PER_TOKEN, DYNAMIC_ENCODER, BLOCKS)
 
 
 def variant_files(variant: str) -> tuple[str, str]:

@@ -2,26 +2,32 @@
 
 Two variants are made from the fp32 graphs at publish time:
 
-- **int8** (for CPU), from the first of two recipes that passes the gate:
-  1. `dynamic-encoder`: the encoder's query/key/value projections and first feed-forward
+- **int8** (for CPU), from the first of three recipes that passes the gate:
+  1. `per-token` (`training.int8_tokens`): every MatMul with a constant weight, the LM head
+     included, becomes ONNX Runtime's integer GEMM with one activation scale per token and
+     7-bit per-output-channel weight scales; the embedding tables are int8 with one scale
+     per row (the token table is one shared, memory-mapped copy). Per-token scales
+     make a token's result independent of its batch-mates, like the blocks below, at the
+     integer GEMM's speed (2.5-3x `MatMulNBits` at 32 rows on AVX2).
+  2. `dynamic-encoder`: the encoder's query/key/value projections and first feed-forward
      layer (the MatMuls that read a LayerNorm output) become dynamic int8 (ONNX Runtime's
      integer GEMM, 7-bit per-output-channel weight scales, one activation scale per call,
      which is one request's because `explain.onnx_backend` encodes requests one at a time on
      CPU); the attention output projection, the second feed-forward layer, the cross
-     key/value projections and the whole decoder use recipe 2's `MatMulNBits`, whose
+     key/value projections and the whole decoder use recipe 3's `MatMulNBits`, whose
      activation scales are per row and per block, so batch-mates never change a row's tokens.
      On 1,600 of the default model's gate requests: every encoder layer dynamic kept 96.37 %
      of answers identical (97.44 % with 7-bit weights), the feed-forward layers only 97.75 %,
      all but the second feed-forward layer 98.06 % (97.65 % on all 1,960), this recipe
      98.44 % (98.16 % on all 1,960). Close to the bar, hence the fallback.
-  2. `blocks`: every MatMul with a constant weight becomes `MatMulNBits` with 8-bit weights
+  3. `blocks`: every MatMul with a constant weight becomes `MatMulNBits` with 8-bit weights
      in blocks of 16 along the reduction axis, one scale per block, computed with int8
      activations (`accuracy_level=4`). Per-block scales are what keep argmax agreement:
      plain dynamic quantisation (one scale per weight tensor) left about 96 % of answers
      identical, blocks of 32 97.96 %, blocks of 32 with an fp32 LM head 98.21 %, blocks of
      16 98.27 %; `accuracy_level=0` (fp32 compute) was several times slower.
-  Both make the embedding tables int8 with one scale per tensor, dequantised after the
-  lookup. The manifest records the recipe kept and why faster ones were refused.
+  Recipes 2 and 3 make the embedding tables int8 with one scale per tensor, dequantised
+  after the lookup. The manifest records the recipe kept and why faster ones were refused.
 - **fp16** (for CUDA): every float tensor, weights, activations and the KV cache, in half
   precision (`onnxruntime.transformers.float16`); inputs are cast by `explain.session`.
 
@@ -48,6 +54,7 @@ from explain import artifacts
 from explain.explainer import DecodeSettings, Explainer
 from explain.loading import load_onnx_explainer
 from explain.types import ExplainJob, Explanation
+from training.int8_tokens import quantise_per_token, quantise_tables
 from training.modeling import PrismMeta
 from training.shared_weights import share_token_embedding
 
@@ -56,9 +63,15 @@ logger = logging.getLogger(__name__)
 MIN_IDENTICAL = 0.98  # share of answers that must be token-for-token fp32's
 BLOCK_SIZE = 16
 # int8 recipes, fastest first: the gate keeps the first that passes.
-DYNAMIC_ENCODER, BLOCKS = "dynamic-encoder", "blocks"
-INT8_RECIPES = (DYNAMIC_ENCODER, BLOCKS)
+PER_TOKEN, DYNAMIC_ENCODER, BLOCKS = (
+    artifacts.PER_TOKEN,
+    artifacts.DYNAMIC_ENCODER,
+    artifacts.BLOCKS,
+)
+INT8_RECIPES = artifacts.INT8_RECIPES
 METHODS = {
+    PER_TOKEN: "every MatMul with a constant weight: int8 with one activation scale per token "
+    "and 7-bit per-channel weight scales (integer GEMM); fp32 embedding tables",
     DYNAMIC_ENCODER: "encoder q/k/v projections and first feed-forward layer: dynamic int8 "
     "(7-bit per-channel weight scales, per-request activation scale); the rest: MatMulNBits "
     f"int8 (blocks of {BLOCK_SIZE}, int8 compute); int8 embedding tables",
@@ -175,6 +188,11 @@ def _int8(source: Path, target: Path, recipe: str) -> None:
     )
 
     model = onnx.load(str(source))
+    if recipe == PER_TOKEN:
+        quantise_per_token(model)
+        quantise_tables(model)
+        onnx.save(model, str(target))
+        return
     dynamic: list[str] = []
     if recipe == DYNAMIC_ENCODER and source.name == artifacts.ENCODER_FILE:
         dynamic = _dynamic_layers(model)

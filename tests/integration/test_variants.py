@@ -14,6 +14,7 @@ from training.variants import (
     DYNAMIC_ENCODER,
     INT8_RECIPES,
     MIN_IDENTICAL,
+    PER_TOKEN,
     VariantCheck,
     build_variant,
     gate_variants,
@@ -102,7 +103,8 @@ def test_int8_records_the_recipe_its_gate_kept(variant_store):
     assert int8.recipe in INT8_RECIPES
     # The faster recipe is tried first: anything kept after it says why it was refused.
     assert len(int8.refused) == INT8_RECIPES.index(int8.recipe)
-    assert all(r.startswith(f"{DYNAMIC_ENCODER}: ") for r in int8.refused)
+    for refused, recipe in zip(int8.refused, INT8_RECIPES, strict=False):
+        assert refused.startswith(f"{recipe}: ")
     assert "int8" in version.manifest.variants["int8"].method
 
 
@@ -114,13 +116,31 @@ def test_a_refused_int8_recipe_falls_back_to_the_next_and_says_why(tiny_model_di
     def bars(answers):
         return {"fallback_rate": {"value": 0.0, "passed": next(verdicts)}}
 
-    records = gate_variants(model_dir, VariantCheck(jobs, bars), variants=("int8",))
+    check = VariantCheck(jobs, bars, int8_recipes=(PER_TOKEN, BLOCKS))
+    records = gate_variants(model_dir, check, variants=("int8",))
     int8 = records["int8"]
     assert int8["recipe"] == BLOCKS
     [refused] = int8["refused"]
-    assert refused.startswith(f"{DYNAMIC_ENCODER}: ")
+    assert refused.startswith(f"{PER_TOKEN}: ")
     assert refused.endswith("quality bars failed: fallback_rate")
     assert "MatMulNBits int8 weights" in int8["method"]
+
+
+def test_the_per_token_recipe_makes_every_weighted_matmul_an_integer_gemm(tiny_model_dir, tmp_path):
+    import onnx
+
+    from explain import artifacts
+
+    model_dir = _exported(tiny_model_dir, tmp_path)
+    for path in build_variant(artifacts.INT8, model_dir / "onnx", PER_TOKEN):
+        graph = onnx.load(str(path)).graph
+        constants = {i.name for i in graph.initializer}
+        ops = [n.op_type for n in graph.node]
+        assert ops.count("MatMulInteger") > 0 and "MatMulNBits" not in ops
+        assert not [n for n in graph.node if n.op_type == "MatMul" and n.input[1] in constants]
+        # int8 embedding rows, scaled back after the lookup (one scale per row)
+        tables = [t for t in graph.initializer if t.name == artifacts.SHARED_EMBEDDING]
+        assert [t.data_type for t in tables] == [onnx.TensorProto.INT8]
 
 
 def test_the_dynamic_encoder_recipe_quantises_only_the_encoders_own_layers(
@@ -152,14 +172,15 @@ def test_the_dynamic_encoder_recipe_quantises_only_the_encoders_own_layers(
     assert enc_float == dec_float == []  # no float weight left in a MatMul
 
 
-def test_an_int8_answer_does_not_depend_on_its_batch_mates(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("recipe", [PER_TOKEN, DYNAMIC_ENCODER])
+def test_an_int8_answer_does_not_depend_on_its_batch_mates(tiny_model_dir, tmp_path, recipe):
     from explain import artifacts
     from explain.input_format import check_format
     from explain.loading import load_onnx_explainer
     from training.modeling import PrismMeta
 
     model_dir = _exported(tiny_model_dir, tmp_path)
-    build_variant(artifacts.INT8, model_dir / "onnx", DYNAMIC_ENCODER)
+    build_variant(artifacts.INT8, model_dir / "onnx", recipe)
     meta = PrismMeta.load(model_dir)
     explainer = load_onnx_explainer(
         model_dir,
@@ -175,6 +196,9 @@ def test_an_int8_answer_does_not_depend_on_its_batch_mates(tiny_model_dir, tmp_p
     alone = [explainer.explain_all([job])[0].token_ids for job in jobs]
     together = [a.token_ids for a in explainer.explain_all(jobs)]
     assert alone == together
+    if recipe == PER_TOKEN:  # per-token scales: even a padded batch encoded at once agrees
+        explainer.backend.encode_per_request = False
+        assert [a.token_ids for a in explainer.explain_all(jobs)] == alone
 
 
 def test_the_service_serves_what_the_gate_allows(variant_store):

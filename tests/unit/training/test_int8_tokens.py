@@ -1,0 +1,138 @@
+"""Per-token int8 MatMuls: the rewrite, its accuracy, and that a row never sees its batch-mates."""
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+from training.int8_tokens import (
+    WEIGHT_LEVELS,
+    quantise_per_token,
+    quantise_tables,
+    quantise_weight,
+)
+
+K, N = 64, 48
+
+
+def _graph(rng):
+    """x -> MatMul(A) -> a, x -> MatMul(B) -> b, a -> MatMul(C) -> c (three constant weights)."""
+    weights = {
+        k: (rng.standard_normal((K, K if k == "A" else N)) * 0.1).astype(np.float32) for k in "ABC"
+    }
+    nodes = [
+        helper.make_node("MatMul", ["x", "A"], ["a"], name="mm_a"),
+        helper.make_node("MatMul", ["x", "B"], ["b"], name="mm_b"),
+        helper.make_node("MatMul", ["a", "C"], ["c"], name="mm_c"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "tokens", K])],
+        [
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, ["batch", "tokens", N]),
+            helper.make_tensor_value_info("c", TensorProto.FLOAT, ["batch", "tokens", N]),
+        ],
+        [numpy_helper.from_array(w, k) for k, w in weights.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    return model, weights
+
+
+def _run(model, x):
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(["b", "c"], {"x": x})
+
+
+def test_weights_are_seven_bit_per_output_channel():
+    rng = np.random.default_rng(0)
+    weight = rng.standard_normal((K, N)).astype(np.float32)
+    weight[:, 3] = 0.0  # a dead channel must not divide by zero
+    q, scale = quantise_weight(weight)
+    assert q.dtype == np.int8 and scale.shape == (N,)
+    assert np.abs(q).max() == WEIGHT_LEVELS
+    assert np.all(q[:, 3] == 0) and np.isfinite(scale).all()
+    # every weight is within half a step of its channel's grid
+    assert np.all(np.abs(q * scale - weight) <= scale / 2 + 1e-7)
+
+
+def test_rewrite_is_close_to_fp32_and_quantises_a_shared_input_once():
+    rng = np.random.default_rng(1)
+    model, _ = _graph(rng)
+    x = rng.standard_normal((3, 5, K)).astype(np.float32)
+    expected = _run(model, x)
+    assert quantise_per_token(model) == 3
+    ops = [n.op_type for n in model.graph.node]
+    assert "MatMul" not in ops and ops.count("MatMulInteger") == 3
+    assert ops.count("Abs") == 2  # x once (read by A and B), a once
+    assert not {"A", "B", "C"} & {t.name for t in model.graph.initializer}
+    for got, want in zip(_run(model, x), expected, strict=True):
+        assert np.abs(got - want).max() < 0.03 * np.abs(want).max()
+
+
+def test_a_token_gets_the_same_result_whoever_shares_its_batch():
+    rng = np.random.default_rng(2)
+    model, _ = _graph(rng)
+    quantise_per_token(model)
+    x = rng.standard_normal((4, 6, K)).astype(np.float32)
+    x[1] *= 1000.0  # an outlier batch-mate would coarsen a per-call scale for everyone
+    together = _run(model, x)
+    for row in (0, 2):
+        alone = _run(model, x[row : row + 1])
+        for t, a in zip(together, alone, strict=True):
+            assert np.array_equal(t[row], a[0])
+
+
+def test_excluded_matmuls_keep_their_float_weights():
+    rng = np.random.default_rng(3)
+    model, _ = _graph(rng)
+    assert quantise_per_token(model, exclude={"mm_c"}) == 2
+    kept = [n for n in model.graph.node if n.op_type == "MatMul"]
+    assert [n.name for n in kept] == ["mm_c"]
+    assert "C" in {t.name for t in model.graph.initializer}
+    onnx.checker.check_model(model)
+
+
+def test_tables_become_int8_rows_with_their_own_scales():
+    rng = np.random.default_rng(4)
+    table = (rng.standard_normal((50, K)) * 0.05).astype(np.float32)
+    table[7] *= 100.0  # one loud row does not coarsen the others
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["T", "ids"], ["rows"], name="lookup", axis=0)],
+        "g",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", "tokens"])],
+        [helper.make_tensor_value_info("rows", TensorProto.FLOAT, ["batch", "tokens", K])],
+        [numpy_helper.from_array(table, "T")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    assert quantise_tables(model) == 1
+    stored = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    assert stored["T"].dtype == np.int8 and stored["T.scale"].shape == (50, 1)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    ids = np.array([[0, 7, 49, 3]], dtype=np.int64)
+    [rows] = session.run(["rows"], {"ids": ids})
+    want = table[ids]
+    for got_row, want_row in zip(rows[0], want[0], strict=True):
+        assert np.abs(got_row - want_row).max() <= np.abs(want_row).max() / 254 + 1e-7
+
+
+def test_a_table_read_whole_elsewhere_stays_float():
+    table = np.ones((10, K), dtype=np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Gather", ["T", "ids"], ["rows"], axis=0),
+            helper.make_node("Transpose", ["T"], ["Tt"]),
+        ],
+        "g",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, [2])],
+        [
+            helper.make_tensor_value_info("rows", TensorProto.FLOAT, [2, K]),
+            helper.make_tensor_value_info("Tt", TensorProto.FLOAT, [K, 10]),
+        ],
+        [numpy_helper.from_array(table, "T")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    assert quantise_tables(model) == 0
+    assert model.graph.initializer[0].data_type == TensorProto.FLOAT

@@ -1,0 +1,216 @@
+"""Per-token int8 matrix products: the int8 recipe whose activation scales are each token's own.
+
+ONNX Runtime's dynamic quantisation gives an activation tensor one scale per call, so a
+row's result depends on whatever else is in the batch, and one outlier token coarsens every
+other token's grid. `MatMulNBits` with int8 compute scales per row and block, but on AVX2 its
+kernel is barely faster than fp32 once a batch has more than one row (measured on bart-base
+shapes, 2 threads: the LM head at 32 rows took 21.7 ms against fp32's 31.5 ms; ORT's integer
+GEMM took 12.5 ms).
+
+`quantise_per_token` rewrites every MatMul with a constant 2-D weight into
+
+    s = max(|x|, last axis) / 127            one scale per token (per row of every batch)
+    q = uint8(clip(round(x / s) + 128))      symmetric, zero point 128
+    y = float(MatMulInteger(q, W8, 128)) * (s * w_scale)
+
+with `W8` the weight in int8, one scale per output channel, 7 bits (|w| <= 63): on AVX2
+without VNNI the u8 x s8 kernel adds pairs of products in 16 bits, which full-range weights
+can saturate; with 7 bits the int32 sums are exact on every x86 kernel, so a token's result
+is the same whatever CPU runs it and whoever shares its batch. ONNX Runtime fuses the
+`MatMulInteger -> Cast -> Mul` tail into `MatMulIntegerToFloat`, which takes the per-token
+scale as it is. Tokens sharing an input (query, key and value read one LayerNorm output) are
+quantised once.
+
+`quantise_tables` stores each embedding table (a `Gather` over a constant [rows, width]) in
+int8 with one scale per row, dequantised after the lookup: a quarter of the memory, and a
+table that is memory-mapped (`explain.session.map_npy`) is a quarter of the pages to touch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+WEIGHT_LEVELS = 63  # 7-bit weights, see the module docstring
+ACTIVATION_LEVELS = 127
+ZERO_POINT = 128
+
+
+def constant_weight_matmuls(model: onnx.ModelProto) -> list[int]:
+    """The positions of the MatMul nodes whose second input is a 2-D float32 initializer."""
+    weights = {
+        t.name
+        for t in model.graph.initializer
+        if len(t.dims) == 2 and t.data_type == TensorProto.FLOAT
+    }
+    return [
+        i for i, n in enumerate(model.graph.node) if n.op_type == "MatMul" and n.input[1] in weights
+    ]
+
+
+def quantise_weight(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[K, N] float -> int8 [K, N] and float32 scales [N] (symmetric, per output channel)."""
+    peak = np.abs(weight).max(axis=0)
+    scale = np.where(peak > 0, peak / WEIGHT_LEVELS, 1.0).astype(np.float32)
+    quantised = np.clip(np.rint(weight / scale), -WEIGHT_LEVELS, WEIGHT_LEVELS)
+    return quantised.astype(np.int8), scale
+
+
+def quantise_per_token(model: onnx.ModelProto, exclude: Collection[str] = ()) -> int:
+    """Rewrite `model`'s constant-weight MatMuls (but those named in `exclude`) in place.
+
+    Returns how many were rewritten. The float weights are removed from the graph."""
+    initializers = {t.name: t for t in model.graph.initializer}
+    nodes = list(model.graph.node)
+    targets = [i for i in constant_weight_matmuls(model) if nodes[i].name not in exclude]
+    if not targets:
+        return 0
+    shared = [
+        numpy_helper.from_array(np.array(1e-12, dtype=np.float32), "prism.q.eps"),
+        numpy_helper.from_array(np.array(ACTIVATION_LEVELS, dtype=np.float32), "prism.q.levels"),
+        numpy_helper.from_array(np.array(ZERO_POINT, dtype=np.float32), "prism.q.zp_float"),
+        numpy_helper.from_array(np.array(0.0, dtype=np.float32), "prism.q.low"),
+        numpy_helper.from_array(np.array(255.0, dtype=np.float32), "prism.q.high"),
+        numpy_helper.from_array(np.array(ZERO_POINT, dtype=np.uint8), "prism.q.zp"),
+    ]
+    model.graph.initializer.extend(shared)
+    quantised_inputs: dict[str, tuple[str, str]] = {}  # activation -> (uint8 tokens, scales)
+    replacement: dict[int, list[onnx.NodeProto]] = {}
+    used_weights: dict[str, int] = {}
+    for node in nodes:
+        for name in node.input:
+            used_weights[name] = used_weights.get(name, 0) + 1
+    for index in targets:
+        node = nodes[index]
+        x, weight_name = node.input[0], node.input[1]
+        new: list[onnx.NodeProto] = []
+        if x not in quantised_inputs:
+            p = f"prism.q.{len(quantised_inputs)}"
+            new += [
+                helper.make_node("Abs", [x], [f"{p}.abs"], name=f"{p}.Abs"),
+                helper.make_node(
+                    "ReduceMax", [f"{p}.abs"], [f"{p}.peak"], axes=[-1], keepdims=1, name=f"{p}.Max"
+                ),
+                helper.make_node(
+                    "Div", [f"{p}.peak", "prism.q.levels"], [f"{p}.raw"], name=f"{p}.Div"
+                ),
+                helper.make_node(
+                    "Max", [f"{p}.raw", "prism.q.eps"], [f"{p}.scale"], name=f"{p}.Floor"
+                ),
+                helper.make_node("Div", [x, f"{p}.scale"], [f"{p}.scaled"], name=f"{p}.Scale"),
+                helper.make_node("Round", [f"{p}.scaled"], [f"{p}.round"], name=f"{p}.Round"),
+                helper.make_node(
+                    "Add", [f"{p}.round", "prism.q.zp_float"], [f"{p}.shift"], name=f"{p}.Shift"
+                ),
+                helper.make_node(
+                    "Clip",
+                    [f"{p}.shift", "prism.q.low", "prism.q.high"],
+                    [f"{p}.clip"],
+                    name=f"{p}.Clip",
+                ),
+                helper.make_node(
+                    "Cast", [f"{p}.clip"], [f"{p}.u8"], to=TensorProto.UINT8, name=f"{p}.Cast"
+                ),
+            ]
+            quantised_inputs[x] = (f"{p}.u8", f"{p}.scale")
+        tokens, scale = quantised_inputs[x]
+        weight = numpy_helper.to_array(initializers[weight_name])
+        w8, w_scale = quantise_weight(weight)
+        q = f"{node.name or weight_name}.int8"
+        model.graph.initializer.extend(
+            [numpy_helper.from_array(w8, f"{q}.w"), numpy_helper.from_array(w_scale, f"{q}.ws")]
+        )
+        new += [
+            helper.make_node(
+                "MatMulInteger", [tokens, f"{q}.w", "prism.q.zp"], [f"{q}.i32"], name=f"{q}.MM"
+            ),
+            helper.make_node(
+                "Cast", [f"{q}.i32"], [f"{q}.f32"], to=TensorProto.FLOAT, name=f"{q}.Cast"
+            ),
+            helper.make_node("Mul", [scale, f"{q}.ws"], [f"{q}.scale"], name=f"{q}.Scales"),
+            helper.make_node("Mul", [f"{q}.f32", f"{q}.scale"], [node.output[0]], name=f"{q}.Mul"),
+        ]
+        replacement[index] = new
+        used_weights[weight_name] -= 1
+    _replace_nodes(model, nodes, replacement)
+    unused = {name for name, uses in used_weights.items() if uses == 0}
+    kept = [t for t in model.graph.initializer if t.name not in unused]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    return len(targets)
+
+
+def quantise_table(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[rows, width] float -> int8 [rows, width] and float32 scales [rows, 1] (symmetric)."""
+    peak = np.abs(table).max(axis=1, keepdims=True)
+    scale = np.where(peak > 0, peak / ACTIVATION_LEVELS, 1.0).astype(np.float32)
+    quantised = np.clip(np.rint(table / scale), -ACTIVATION_LEVELS, ACTIVATION_LEVELS)
+    return quantised.astype(np.int8), scale
+
+
+def quantise_tables(model: onnx.ModelProto) -> int:
+    """Rewrite every `Gather` over a constant 2-D float table (axis 0) into a lookup of int8
+    rows and of their scales, multiplied back to float. Returns how many tables."""
+    initializers = {t.name: t for t in model.graph.initializer}
+    nodes = list(model.graph.node)
+    lookups: dict[str, list[int]] = {}
+    for index, node in enumerate(nodes):
+        table = initializers.get(node.input[0]) if node.op_type == "Gather" else None
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+        if (
+            table is not None
+            and len(table.dims) == 2
+            and axis == 0
+            and table.data_type == TensorProto.FLOAT
+        ):
+            lookups.setdefault(table.name, []).append(index)
+    if not lookups:
+        return 0
+    others = {
+        name
+        for node in model.graph.node
+        if node.op_type != "Gather"
+        for name in node.input
+        if name in lookups
+    }
+    replacement: dict[int, list[onnx.NodeProto]] = {}
+    for name, positions in lookups.items():
+        if name in others:
+            continue  # the table is also read as a whole (a tied LM head): leave it float
+        q, scale = quantise_table(numpy_helper.to_array(initializers[name]))
+        initializers[name].CopyFrom(numpy_helper.from_array(q, name))
+        model.graph.initializer.append(numpy_helper.from_array(scale, f"{name}.scale"))
+        for k, index in enumerate(positions):
+            node = nodes[index]
+            p = f"{name}.lookup{k}"
+            out, ids = node.output[0], node.input[1]
+            rows = helper.make_node("Gather", [name, ids], [f"{p}.rows"], name=f"{p}.Rows", axis=0)
+            replacement[index] = [
+                rows,
+                helper.make_node(
+                    "Gather", [f"{name}.scale", ids], [f"{p}.scale"], name=f"{p}.Scales", axis=0
+                ),
+                helper.make_node(
+                    "Cast", [f"{p}.rows"], [f"{p}.float"], to=TensorProto.FLOAT, name=f"{p}.Cast"
+                ),
+                helper.make_node("Mul", [f"{p}.float", f"{p}.scale"], [out], name=f"{p}.Mul"),
+            ]
+    _replace_nodes(model, nodes, replacement)
+    return len(lookups) - len(others & set(lookups))
+
+
+def _replace_nodes(
+    model: onnx.ModelProto,
+    nodes: list[onnx.NodeProto],
+    replacement: dict[int, list[onnx.NodeProto]],
+) -> None:
+    """The graph's nodes in order, the one at each position in `replacement` by its list."""
+    ordered = [new for i, node in enumerate(nodes) for new in replacement.get(i, [node])]
+    new_nodes = [onnx.NodeProto() for _ in ordered]
+    for target, source in zip(new_nodes, ordered, strict=True):
+        target.CopyFrom(source)
+    del model.graph.node[:]
+    model.graph.node.extend(new_nodes)
