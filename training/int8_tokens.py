@@ -11,19 +11,24 @@ GEMM took 12.5 ms).
 
     s = max(|x|, last axis) / 127            one scale per token (per row of every batch)
     q = uint8(clip(round(x / s) + 128))      symmetric, zero point 128
-    y = float(MatMulInteger(q, W8, 128)) * (s * w_scale)
+    y = MatMulIntegerToFloat(q, W8, s, w_scale, 128)   (ONNX Runtime's contrib op:
+                                                          float(q - 128) @ W8 * s * w_scale)
 
 with `W8` the weight in int8, one scale per output channel, 7 bits (|w| <= 63): on AVX2
 without VNNI the u8 x s8 kernel adds pairs of products in 16 bits, which full-range weights
 can saturate; with 7 bits the int32 sums are exact on every x86 kernel, so a token's result
-is the same whatever CPU runs it and whoever shares its batch. ONNX Runtime fuses the
-`MatMulInteger -> Cast -> Mul` tail into `MatMulIntegerToFloat`, which takes the per-token
-scale as it is. Tokens sharing an input (query, key and value read one LayerNorm output) are
-quantised once.
+is the same whatever CPU runs it and whoever shares its batch. The op is written out
+rather than left to ONNX Runtime's `MatMulInteger -> Cast -> Mul` fusion: that fusion also
+folds a following bias `Add` into the op, and ONNX Runtime 1.32 computes a fused bias wrong
+when the activation scale is per token (about 60 % error on a 128 x 128 test matrix; 84.03 %
+of the default model's gate answers identical to fp32 instead of 97.96 %); written out, the
+bias stays its own `Add`. Tokens sharing an input (query, key and value read one LayerNorm
+output) are quantised once.
 
 `quantise_tables` stores each embedding table (a `Gather` over a constant [rows, width]) in
 int8 with one scale per row, dequantised after the lookup: a quarter of the memory, and a
-table that is memory-mapped (`explain.session.map_npy`) is a quarter of the pages to touch.
+table that is memory-mapped (`explain.session.shared_initializers`) is a quarter of the pages
+to touch.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ from onnx import TensorProto, helper, numpy_helper
 WEIGHT_LEVELS = 63  # 7-bit weights, see the module docstring
 ACTIVATION_LEVELS = 127
 ZERO_POINT = 128
+TABLE_LEVELS = 127
+MS_DOMAIN = "com.microsoft"
 
 
 def constant_weight_matmuls(model: onnx.ModelProto) -> list[int]:
@@ -57,6 +64,28 @@ def quantise_weight(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     scale = np.where(peak > 0, peak / WEIGHT_LEVELS, 1.0).astype(np.float32)
     quantised = np.clip(np.rint(weight / scale), -WEIGHT_LEVELS, WEIGHT_LEVELS)
     return quantised.astype(np.int8), scale
+
+
+def matmuls_feeding(model: onnx.ModelProto, *outputs: str) -> set[str]:
+    """The constant-weight MatMuls whose results reach one of `outputs` without passing
+    through another one (in the decoder, `logits`: the LM head)."""
+    nodes = model.graph.node
+    weighted = {nodes[i].name for i in constant_weight_matmuls(model)}
+    producer = {out: node for node in nodes for out in node.output}
+    found: set[str] = set()
+    seen: set[str] = set()
+    todo = list(outputs)
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in producer:
+            continue
+        seen.add(name)
+        node = producer[name]
+        if node.name in weighted:
+            found.add(node.name)
+        else:
+            todo.extend(node.input)
+    return found
 
 
 def quantise_per_token(model: onnx.ModelProto, exclude: Collection[str] = ()) -> int:
@@ -89,8 +118,9 @@ def quantise_per_token(model: onnx.ModelProto, exclude: Collection[str] = ()) ->
         new: list[onnx.NodeProto] = []
         if x not in quantised_inputs:
             p = f"prism.q.{len(quantised_inputs)}"
+            source = x
             new += [
-                helper.make_node("Abs", [x], [f"{p}.abs"], name=f"{p}.Abs"),
+                helper.make_node("Abs", [source], [f"{p}.abs"], name=f"{p}.Abs"),
                 helper.make_node(
                     "ReduceMax", [f"{p}.abs"], [f"{p}.peak"], axes=[-1], keepdims=1, name=f"{p}.Max"
                 ),
@@ -100,7 +130,7 @@ def quantise_per_token(model: onnx.ModelProto, exclude: Collection[str] = ()) ->
                 helper.make_node(
                     "Max", [f"{p}.raw", "prism.q.eps"], [f"{p}.scale"], name=f"{p}.Floor"
                 ),
-                helper.make_node("Div", [x, f"{p}.scale"], [f"{p}.scaled"], name=f"{p}.Scale"),
+                helper.make_node("Div", [source, f"{p}.scale"], [f"{p}.scaled"], name=f"{p}.Scale"),
                 helper.make_node("Round", [f"{p}.scaled"], [f"{p}.round"], name=f"{p}.Round"),
                 helper.make_node(
                     "Add", [f"{p}.round", "prism.q.zp_float"], [f"{p}.shift"], name=f"{p}.Shift"
@@ -123,19 +153,20 @@ def quantise_per_token(model: onnx.ModelProto, exclude: Collection[str] = ()) ->
         model.graph.initializer.extend(
             [numpy_helper.from_array(w8, f"{q}.w"), numpy_helper.from_array(w_scale, f"{q}.ws")]
         )
-        new += [
+        new.append(
             helper.make_node(
-                "MatMulInteger", [tokens, f"{q}.w", "prism.q.zp"], [f"{q}.i32"], name=f"{q}.MM"
-            ),
-            helper.make_node(
-                "Cast", [f"{q}.i32"], [f"{q}.f32"], to=TensorProto.FLOAT, name=f"{q}.Cast"
-            ),
-            helper.make_node("Mul", [scale, f"{q}.ws"], [f"{q}.scale"], name=f"{q}.Scales"),
-            helper.make_node("Mul", [f"{q}.f32", f"{q}.scale"], [node.output[0]], name=f"{q}.Mul"),
-        ]
+                "MatMulIntegerToFloat",
+                [tokens, f"{q}.w", scale, f"{q}.ws", "prism.q.zp"],
+                [node.output[0]],
+                name=f"{q}.MM",
+                domain=MS_DOMAIN,
+            )
+        )
         replacement[index] = new
         used_weights[weight_name] -= 1
     _replace_nodes(model, nodes, replacement)
+    if not any(o.domain == MS_DOMAIN for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
     unused = {name for name, uses in used_weights.items() if uses == 0}
     kept = [t for t in model.graph.initializer if t.name not in unused]
     del model.graph.initializer[:]
@@ -146,8 +177,8 @@ def quantise_per_token(model: onnx.ModelProto, exclude: Collection[str] = ()) ->
 def quantise_table(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """[rows, width] float -> int8 [rows, width] and float32 scales [rows, 1] (symmetric)."""
     peak = np.abs(table).max(axis=1, keepdims=True)
-    scale = np.where(peak > 0, peak / ACTIVATION_LEVELS, 1.0).astype(np.float32)
-    quantised = np.clip(np.rint(table / scale), -ACTIVATION_LEVELS, ACTIVATION_LEVELS)
+    scale = np.where(peak > 0, peak / TABLE_LEVELS, 1.0).astype(np.float32)
+    quantised = np.clip(np.rint(table / scale), -TABLE_LEVELS, TABLE_LEVELS)
     return quantised.astype(np.int8), scale
 
 

@@ -126,50 +126,26 @@ def test_a_refused_int8_recipe_falls_back_to_the_next_and_says_why(tiny_model_di
     assert "MatMulNBits int8 weights" in int8["method"]
 
 
-def test_the_per_token_recipe_makes_every_weighted_matmul_an_integer_gemm(tiny_model_dir, tmp_path):
-    import onnx
-
-    from explain import artifacts
-
-    model_dir = _exported(tiny_model_dir, tmp_path)
-    for path in build_variant(artifacts.INT8, model_dir / "onnx", PER_TOKEN):
-        graph = onnx.load(str(path)).graph
-        constants = {i.name for i in graph.initializer}
-        ops = [n.op_type for n in graph.node]
-        assert ops.count("MatMulInteger") > 0 and "MatMulNBits" not in ops
-        assert not [n for n in graph.node if n.op_type == "MatMul" and n.input[1] in constants]
-        # int8 embedding rows, scaled back after the lookup (one scale per row)
-        tables = [t for t in graph.initializer if t.name == artifacts.SHARED_EMBEDDING]
-        assert [t.data_type for t in tables] == [onnx.TensorProto.INT8]
-
-
-def test_the_dynamic_encoder_recipe_quantises_only_the_encoders_own_layers(
+def test_the_per_token_recipe_makes_every_weighted_matmul_but_the_head_an_integer_gemm(
     tiny_model_dir, tmp_path
 ):
     import onnx
 
     from explain import artifacts
-    from explain.artifacts import OnnxSpec
 
     model_dir = _exported(tiny_model_dir, tmp_path)
-    onnx_dir = model_dir / "onnx"
-    layers = OnnxSpec.load(onnx_dir).decoder_layers
-    encoder, decoder = build_variant(artifacts.INT8, onnx_dir, DYNAMIC_ENCODER)
-
-    def ops(path):
+    encoder, decoder = build_variant(artifacts.INT8, model_dir / "onnx", PER_TOKEN)
+    for path in (encoder, decoder):
         graph = onnx.load(str(path)).graph
         constants = {i.name for i in graph.initializer}
-        weighted = [n.name for n in graph.node if n.op_type == "MatMul" and n.input[1] in constants]
-        return [n.op_type for n in graph.node], weighted
-
-    enc_ops, enc_float = ops(encoder)
-    dec_ops, dec_float = ops(decoder)
-    # q/k/v and fc1 as integer GEMMs (4 per layer); out_proj, fc2 and the cross key/value
-    # projections stay in blocks (the tiny model has as many encoder as decoder layers)
-    assert enc_ops.count("MatMulInteger") == 4 * layers and "DynamicQuantizeLinear" in enc_ops
-    assert enc_ops.count("MatMulNBits") == 2 * layers + 2 * layers
-    assert "MatMulInteger" not in dec_ops and dec_ops.count("MatMulNBits") > 0
-    assert enc_float == dec_float == []  # no float weight left in a MatMul
+        ops = [n.op_type for n in graph.node]
+        assert ops.count("MatMulIntegerToFloat") > 0
+        assert not [n for n in graph.node if n.op_type == "MatMul" and n.input[1] in constants]
+        # only the decoder's LM head keeps per-block weights
+        assert ops.count("MatMulNBits") == (1 if path == decoder else 0)
+        # int8 embedding rows, scaled back after the lookup (one scale per row)
+        tables = [t for t in graph.initializer if t.name == artifacts.SHARED_EMBEDDING]
+        assert [t.data_type for t in tables] == [onnx.TensorProto.INT8]
 
 
 @pytest.mark.parametrize("recipe", [PER_TOKEN, DYNAMIC_ENCODER])

@@ -7,6 +7,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from training.int8_tokens import (
     WEIGHT_LEVELS,
+    matmuls_feeding,
     quantise_per_token,
     quantise_tables,
     quantise_weight,
@@ -64,7 +65,7 @@ def test_rewrite_is_close_to_fp32_and_quantises_a_shared_input_once():
     expected = _run(model, x)
     assert quantise_per_token(model) == 3
     ops = [n.op_type for n in model.graph.node]
-    assert "MatMul" not in ops and ops.count("MatMulInteger") == 3
+    assert "MatMul" not in ops and ops.count("MatMulIntegerToFloat") == 3
     assert ops.count("Abs") == 2  # x once (read by A and B), a once
     assert not {"A", "B", "C"} & {t.name for t in model.graph.initializer}
     for got, want in zip(_run(model, x), expected, strict=True):
@@ -136,3 +137,42 @@ def test_a_table_read_whole_elsewhere_stays_float():
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     assert quantise_tables(model) == 0
     assert model.graph.initializer[0].data_type == TensorProto.FLOAT
+
+
+def test_a_bias_after_the_product_is_added_once_and_right():
+    """ONNX Runtime 1.32 folds a bias `Add` into a fused `MatMulIntegerToFloat` and gets it
+    wrong with per-token scales (about 60 % error): the rewrite must keep the bias its own."""
+    rng = np.random.default_rng(5)
+    weight = (rng.standard_normal((K, N)) * 0.05).astype(np.float32)
+    bias = rng.standard_normal(N).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "W"], ["h"], name="mm"),
+            helper.make_node("Add", ["h", "bias"], ["y"], name="add"),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "tokens", K])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "tokens", N])],
+        [numpy_helper.from_array(weight, "W"), numpy_helper.from_array(bias, "bias")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    quantise_per_token(model)
+    x = rng.standard_normal((2, 40, K)).astype(np.float32)
+    want = x @ weight + bias
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    [got] = session.run(["y"], {"x": x})
+    assert np.abs(got - want).max() < 0.03 * np.abs(want).max()
+
+
+def test_the_lm_head_is_the_matmul_feeding_the_logits():
+    rng = np.random.default_rng(6)
+    model, _ = _graph(rng)
+    # c = a @ C and a = x @ A: only C feeds c directly; b is fed by B alone
+    assert matmuls_feeding(model, "c") == {"mm_c"}
+    assert matmuls_feeding(model, "b") == {"mm_b"}
+    assert matmuls_feeding(model, "missing") == set()
