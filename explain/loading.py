@@ -119,8 +119,9 @@ def load_onnx_explainer(
         decoder,
         spec,
         GenerationIds.from_mapping(generation),
-        # The int8 encoder scales its activations per call: one request per call keeps a
-        # request's answer independent of its batch-mates on any device.
+        # An int8 encoder may scale its activations per call (the `dynamic-encoder` recipe;
+        # `per-token` scales per token): one request per call keeps a request's answer
+        # independent of its batch-mates on any device, whichever recipe the gate kept.
         encode_per_request=encoder.device == "cpu" or chosen == artifacts.INT8,
     )
     info = ModelInfo(

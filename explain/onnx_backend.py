@@ -5,7 +5,7 @@ projected once per request, not once per step. On CPU the encoder runs once per 
 that request's own tokens, and writes into the batch's preallocated cross keys and values:
 no padding is computed, the encoder's activations are one request's (a batch of 32
 bart-base requests encoded together held about 200 MB of them), and a graph that scales its
-activations per call (the int8 variant's dynamic quantisation) gives every request the same
+activations per call (the int8 `dynamic-encoder` recipe) gives every request the same
 answer whoever shares its batch. A GPU wants the whole batch in one call, and gets it. The
 decoder step takes the self-attention cache and reorders it in-graph by `beam_idx`. Which
 of those stay on the device between steps, and which element types the graphs want, is the

@@ -118,9 +118,8 @@ def quantise_per_token(model: onnx.ModelProto, exclude: Collection[str] = ()) ->
         new: list[onnx.NodeProto] = []
         if x not in quantised_inputs:
             p = f"prism.q.{len(quantised_inputs)}"
-            source = x
             new += [
-                helper.make_node("Abs", [source], [f"{p}.abs"], name=f"{p}.Abs"),
+                helper.make_node("Abs", [x], [f"{p}.abs"], name=f"{p}.Abs"),
                 helper.make_node(
                     "ReduceMax", [f"{p}.abs"], [f"{p}.peak"], axes=[-1], keepdims=1, name=f"{p}.Max"
                 ),
@@ -130,7 +129,7 @@ def quantise_per_token(model: onnx.ModelProto, exclude: Collection[str] = ()) ->
                 helper.make_node(
                     "Max", [f"{p}.raw", "prism.q.eps"], [f"{p}.scale"], name=f"{p}.Floor"
                 ),
-                helper.make_node("Div", [source, f"{p}.scale"], [f"{p}.scaled"], name=f"{p}.Scale"),
+                helper.make_node("Div", [x, f"{p}.scale"], [f"{p}.scaled"], name=f"{p}.Scale"),
                 helper.make_node("Round", [f"{p}.scaled"], [f"{p}.round"], name=f"{p}.Round"),
                 helper.make_node(
                     "Add", [f"{p}.round", "prism.q.zp_float"], [f"{p}.shift"], name=f"{p}.Shift"
