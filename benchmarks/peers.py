@@ -47,7 +47,6 @@ from explain import artifacts
 
 # The int8 recipe names come from `explain.artifacts`, not `training.variants`: that module
 # imports torch, and every engine's worker process imports this one (its peak RSS would carry it).
-BLOCKS, PER_TOKEN = artifacts.BLOCKS, artifacts.PER_TOKEN
 
 ENGINES = (
     "hf-eager",
@@ -120,7 +119,11 @@ def _agreement_of_default(store: Path, name: str) -> tuple[float, str] | None:
         variant = ModelStore(store).resolve(name, "production").manifest.variants.get("int8")
     except (StoreError, FileNotFoundError):
         return None
-    return None if variant is None else (variant.sequences_identical, variant.recipe or BLOCKS)
+    return (
+        None
+        if variant is None
+        else (variant.sequences_identical, variant.recipe or artifacts.BLOCKS)
+    )
 
 
 def render(
@@ -174,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     engines = [e for e in args.engines.split(",") if e]
     gate = _agreement_of_default(Path(args.store), args.name)
     # Measure the int8 recipe the trained default model serves (its gate chose it).
-    recipe = gate[1] if gate is not None else PER_TOKEN
+    recipe = gate[1] if gate is not None else artifacts.PER_TOKEN
     with tempfile.TemporaryDirectory(prefix="prism-peers-") as tmp:
         work = Path(args.work or tmp)
         built_file = work / "built.json"
@@ -214,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             results, "prism-http", "prism-direct", "b1"
         ),
     }
-    measured = built["variants"].get("int8", {}).get("recipe") or BLOCKS
+    measured = built["variants"].get("int8", {}).get("recipe") or artifacts.BLOCKS
     if gate is None:
         agreement = "n/a"
     elif gate[1] == measured:

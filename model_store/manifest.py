@@ -142,7 +142,7 @@ class Variant(BaseModel):
     failed_bars: list[str] = Field(default_factory=list)
     servable: bool
     reason: str = ""  # why it is not servable
-    recipe: str = ""  # int8: the recipe kept (`training.variants.INT8_RECIPES`)
+    recipe: str = ""  # int8: the recipe kept (`explain.artifacts.INT8_RECIPES`)
     refused: list[str] = Field(default_factory=list)  # int8: faster recipes that failed
 
 

@@ -155,7 +155,8 @@ class VariantCard(BaseModel):
     reason: str = Field(description="Why it is not servable (empty when it is).")
     method: str = Field(default="", description="How the variant was made.")
     recipe: str = Field(
-        default="", description="int8: the recipe its gate kept (`dynamic-encoder` or `blocks`)."
+        default="",
+        description="int8: the recipe its gate kept (`per-token`, `dynamic-encoder` or `blocks`).",
     )
     refused: list[str] = Field(
         default_factory=list, description="int8: faster recipes that failed the gate, and why."
