@@ -83,16 +83,21 @@ def _token_engine(engine: str, work: Path, args: argparse.Namespace) -> Any:
         return ct2
     from explain import artifacts
     from explain.decoding import DecodeRequest, GenerationIds
-    from explain.loading import open_variant
+    from explain.loading import open_variant, scales_per_call
     from explain.onnx_backend import EncodedBatch, OnnxSeq2Seq
     from model_store.store import ModelStore
 
     version = ModelStore(work / "store").resolve(NAME, "latest")
     onnx_dir = version.path / artifacts.ONNX_DIR
-    encoder, decoder = open_variant(onnx_dir, engine.removeprefix("prism-"), "cpu", args.threads)
+    variant = engine.removeprefix("prism-")
+    encoder, decoder = open_variant(onnx_dir, variant, "cpu", args.threads)
     spec = artifacts.OnnxSpec.load(onnx_dir)
     backend = OnnxSeq2Seq(
-        encoder, decoder, spec, GenerationIds(DECODER_START, EOS, PAD, FORCED_BOS)
+        encoder,
+        decoder,
+        spec,
+        GenerationIds(DECODER_START, EOS, PAD, FORCED_BOS),
+        scales_per_call=scales_per_call(encoder, variant),
     )
 
     def prism(ids: np.ndarray) -> list[list[int]]:

@@ -73,6 +73,12 @@ VARIANTS = (FP32, INT8, FP16)
 # recipe that passes. Named here, where loading them needs no torch (the benchmarks' workers).
 PER_TOKEN, DYNAMIC_ENCODER, BLOCKS = "per-token", "dynamic-encoder", "blocks"
 INT8_RECIPES = (PER_TOKEN, DYNAMIC_ENCODER, BLOCKS)
+# Graph metadata an int8 variant carries: how its activations are scaled. `per-call` (the
+# `dynamic-encoder` recipe's encoder: one scale per call, so a row's result depends on its
+# batch-mates) or `per-row` (every other recipe: a row's result is its own). Loading encodes
+# one request per call unless the graph says `per-row`.
+ACTIVATION_SCALES = "prism.activation_scales"
+PER_CALL, PER_ROW = "per-call", "per-row"
 
 
 def variant_files(variant: str) -> tuple[str, str]:

@@ -73,6 +73,14 @@ def open_variant(
     return encoder, decoder
 
 
+def scales_per_call(encoder: OnnxSession, variant: str) -> bool:
+    """Whether `variant`'s encoder scales its activations per call (the int8
+    `dynamic-encoder` recipe), as the graph says; int8 graphs from before graphs said so are
+    taken to."""
+    scales = encoder.metadata.get(artifacts.ACTIVATION_SCALES)
+    return variant == artifacts.INT8 and scales != artifacts.PER_ROW
+
+
 def load_onnx_explainer(
     version_dir: Path,
     *,
@@ -119,10 +127,7 @@ def load_onnx_explainer(
         decoder,
         spec,
         GenerationIds.from_mapping(generation),
-        # An int8 encoder may scale its activations per call (the `dynamic-encoder` recipe;
-        # `per-token` scales per token): one request per call keeps a request's answer
-        # independent of its batch-mates on any device, whichever recipe the gate kept.
-        encode_per_request=encoder.device == "cpu" or chosen == artifacts.INT8,
+        scales_per_call=scales_per_call(encoder, chosen),
     )
     info = ModelInfo(
         name=name,

@@ -1,20 +1,24 @@
 """The ONNX Runtime backend of `Explainer.generate`: the encoder once, the decoder per token.
 
 The encoder returns the cross-attention keys and values of every decoder layer, so they are
-projected once per request, not once per step. On CPU the encoder runs once per request, on
-that request's own tokens, and writes into the batch's preallocated cross keys and values:
-no padding is computed, the encoder's activations are one request's (a batch of 32
-bart-base requests encoded together held about 200 MB of them), and a graph that scales its
-activations per call (the int8 `dynamic-encoder` recipe) gives every request the same
-answer whoever shares its batch. A GPU wants the whole batch in one call, and gets it. The
-decoder step takes the self-attention cache and reorders it in-graph by `beam_idx`. Which
-of those stay on the device between steps, and which element types the graphs want, is the
-session's business (`explain.session.OnnxSession`); this module only names the tensors.
+projected once per request, not once per step. On CPU the encoder takes a few requests per
+call (`ENCODE_TOKENS` padded tokens at most, requests of similar length together) and
+writes into the batch's preallocated cross keys and values: little padding is computed, and
+the encoder's activations are a few requests' (a batch of 32 bart-base requests encoded in
+one call held about 200 MB of them). A graph whose activation scales depend on the whole
+call (the int8 `dynamic-encoder` recipe; `explain.artifacts.ACTIVATION_SCALES`) is run one
+request per call, so every request gets the same answer whoever shares its batch; the other
+graphs give a row the same bits alone, padded, or in a batch (tested). A GPU wants the whole
+batch in one call, and gets it. The decoder step takes the self-attention cache and reorders
+it in-graph by `beam_idx`. Which of those stay on the device between steps, and which
+element types the graphs want, is the session's business (`explain.session.OnnxSession`);
+this module only names the tensors.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +30,12 @@ from explain.decoding import Decoded, DecodeRequest, GenerationIds, IntArray, Lo
 from explain.session import OnnxSession, Value, to_host
 
 ENCODER_INPUTS = ("input_ids", "attention_mask", "user_embeds")
+# Padded tokens per encoder call on CPU: four 120-token requests. At the bart-base shape (int8
+# `per-token`, 2 threads, three runs of three batches of 32 such requests, in separate
+# processes): encoding took 0.77-1.11 s this way against 0.93-1.37 s one request per call,
+# for a peak RSS of 571-576 MB against 544-549. Eight per call was no faster and held about
+# 110 MB more; a whole batch in one call is slower (its activations leave the caches).
+ENCODE_TOKENS = 512
 
 
 @dataclass(frozen=True)
@@ -97,6 +107,20 @@ def _unpadded_length(mask: IntArray) -> int:
     return length if length and bool(mask[:length].all()) else int(mask.shape[0])
 
 
+def encoder_calls(lengths: Sequence[int], budget: int) -> list[list[int]]:
+    """Rows grouped into encoder calls: shortest first, a group growing while its padded
+    size (rows x its longest row) stays within `budget` tokens; every row in one group.
+    `budget` 0 puts each row in a call of its own."""
+    order = sorted(range(len(lengths)), key=lambda row: lengths[row])
+    groups: list[list[int]] = []
+    for row in order:
+        if groups and (len(groups[-1]) + 1) * lengths[row] <= budget:
+            groups[-1].append(row)
+        else:
+            groups.append([row])
+    return groups
+
+
 def empty_cache_shape(decoder: OnnxSession, past_name: str, rows: int) -> list[int]:
     """[rows, heads, 0, head_dim]: an empty self-attention cache for `rows` rows."""
     spec = decoder.inputs[past_name]
@@ -116,15 +140,17 @@ class OnnxSeq2Seq:
         spec: artifacts.OnnxSpec,
         ids: GenerationIds,
         *,
-        encode_per_request: bool | None = None,
+        scales_per_call: bool = False,
     ) -> None:
+        """`scales_per_call`: the encoder's activation scales depend on the whole call (see
+        `encode_tokens`)."""
         encoder.require(ENCODER_INPUTS)
         self.encoder, self.decoder, self.spec, self.ids = encoder, decoder, spec, ids
         self.cross_names = [n for i in range(spec.decoder_layers) for n in artifacts.cross_names(i)]
-        # Per request wherever the host runs the encoder; on a GPU only when told (a graph
-        # whose activation scales must not depend on batch-mates, see `loading`).
-        self.encode_per_request = (
-            encoder.device == "cpu" if encode_per_request is None else encode_per_request
+        # The most padded tokens one encoder call takes: 0 is one request per call (what a
+        # graph with per-call scales needs, on any device), None the whole batch (a GPU).
+        self.encode_tokens: int | None = (
+            0 if scales_per_call else ENCODE_TOKENS if encoder.device == "cpu" else None
         )
 
     @property
@@ -138,7 +164,7 @@ class OnnxSeq2Seq:
 
     def encode(self, batch: EncodedBatch) -> dict[str, Value]:
         """The cross keys and values of every row, [rows, heads, src, head_dim] each."""
-        if not self.encode_per_request:
+        if self.encode_tokens is None:
             feeds = {
                 "input_ids": batch.input_ids,
                 "attention_mask": batch.attention_mask,
@@ -150,23 +176,27 @@ class OnnxSeq2Seq:
         shape = (rows, self.spec.num_heads, width, self.spec.head_dim)
         # Zeros past a row's length: those columns are masked out by the encoder mask.
         cross = {name: np.zeros(shape, dtype=spec.dtype) for name in self.cross_names}
-        for row in range(rows):
-            length = _unpadded_length(batch.attention_mask[row])
+        lengths = [_unpadded_length(batch.attention_mask[row]) for row in range(rows)]
+        for group in encoder_calls(lengths, self.encode_tokens):
+            longest = max(lengths[row] for row in group)
+            picked = np.asarray(group, dtype=np.int64)
             out = self.encoder.run(
                 {
-                    "input_ids": batch.input_ids[row : row + 1, :length],
-                    "attention_mask": batch.attention_mask[row : row + 1, :length],
-                    "user_embeds": batch.user_vectors[row : row + 1],
+                    "input_ids": batch.input_ids[picked, :longest],
+                    "attention_mask": batch.attention_mask[picked, :longest],
+                    "user_embeds": batch.user_vectors[picked],
                 }
             )
             for name in self.cross_names:
-                cross[name][row, :, :length] = out[name][0]
+                value = to_host(out[name])
+                for k, row in enumerate(group):
+                    cross[name][row, :, : lengths[row]] = value[k, :, : lengths[row]]
         return dict(cross)
 
     def generate(self, batch: EncodedBatch, request: DecodeRequest) -> Generated:
         start = time.perf_counter()
         beams = request.num_beams
-        if self.encode_per_request:  # each request once, then its rows repeated per beam
+        if self.encode_tokens is not None:  # each request once, then its rows repeated per beam
             cross = {
                 name: value if beams == 1 else np.repeat(to_host(value), beams, axis=0)
                 for name, value in self.encode(batch).items()

@@ -114,6 +114,8 @@ class OnnxSession:
         self.inputs = {a.name: _spec(a) for a in self._session.get_inputs()}
         self.outputs = {a.name: _spec(a) for a in self._session.get_outputs()}
         self.output_names = list(self.outputs)
+        # What the graph says about itself (`explain.artifacts.ACTIVATION_SCALES`, ...).
+        self.metadata: dict[str, str] = dict(self._session.get_modelmeta().custom_metadata_map)
         # IO binding pays off where outputs can stay on a device; on CPU plain runs are faster.
         self.io_binding = self.device == "cuda"
 

@@ -190,6 +190,7 @@ def _int8(source: Path, target: Path, recipe: str) -> None:
             quantiser = MatMulNBitsQuantizer(model, algo_config=config)
             quantiser.process()
             model = quantiser.model.model
+        _stamp(model, artifacts.PER_ROW)
         onnx.save(model, str(target))
         return
     dynamic: list[str] = []
@@ -225,9 +226,18 @@ def _int8(source: Path, target: Path, recipe: str) -> None:
             weight_type=QuantType.QInt8,
             op_types_to_quantize=["Gather"],
         )
+        stamped = onnx.load(str(target))
+        _stamp(stamped, artifacts.PER_CALL if dynamic else artifacts.PER_ROW)
+        onnx.save(stamped, str(target))
     finally:
         for path in staged:
             path.unlink(missing_ok=True)
+
+
+def _stamp(model: onnx.ModelProto, scales: str) -> None:
+    """Record how `model` scales its activations (`explain.artifacts.ACTIVATION_SCALES`)."""
+    props = {p.key: p.value for p in model.metadata_props}
+    onnx.helper.set_model_props(model, {**props, artifacts.ACTIVATION_SCALES: scales})
 
 
 def _fp16(source: Path, target: Path) -> None:

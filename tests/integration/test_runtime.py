@@ -86,32 +86,47 @@ def test_the_user_vector_reaches_the_encoder_graph(engine, tiny_store):
     assert not np.allclose(with_user, zero)  # the cross-attention keys move with v_u
 
 
-def test_on_cpu_each_request_is_encoded_alone_on_its_own_tokens(engine, tiny_store):
+def test_on_cpu_a_row_encodes_to_the_same_bits_alone_grouped_or_in_one_call(engine, tiny_store):
     import numpy as np
 
     from explain.explainer import pad_batch
-    from explain.onnx_backend import EncodedBatch
+    from explain.onnx_backend import ENCODE_TOKENS, EncodedBatch
 
     backend = engine.backend
-    assert backend.encode_per_request  # the CPU default
+    assert backend.encode_tokens == ENCODE_TOKENS  # the CPU default: a few requests per call
     long = engine.prepare(ExplainJob("u", HISTORY, ITEM, 4, 1)).student.input_ids
     short = engine.prepare(ExplainJob("u", HISTORY[:1], ITEM, 4, 1)).student.input_ids
-    ids, mask = pad_batch([long, short], engine.tokenizer.pad_id)
-    vectors, _ = engine.users.lookup([tiny_store.known_users[0], "never-seen"])
+    ids, mask = pad_batch([long, short, long], engine.tokenizer.pad_id)
+    vectors, _ = engine.users.lookup([tiny_store.known_users[0], "never-seen", "never-seen"])
     batch = EncodedBatch(ids, mask, vectors.astype(np.float32))
-    alone = backend.encode(batch)
+    encoded = {}
     try:
-        backend.encode_per_request = False
-        together = backend.encode(batch)
+        for budget in (0, ENCODE_TOKENS, None):  # one per call, grouped, the whole batch
+            backend.encode_tokens = budget
+            encoded[budget] = backend.encode(batch)
     finally:
-        backend.encode_per_request = True
+        backend.encode_tokens = ENCODE_TOKENS
     n = len(short)
     assert n < len(long)
+    alone, grouped, together = encoded[0], encoded[ENCODE_TOKENS], encoded[None]
     for name in backend.cross_names:
-        assert alone[name].shape == together[name].shape
-        np.testing.assert_allclose(alone[name][0], together[name][0], atol=1e-5)
-        np.testing.assert_allclose(alone[name][1, :, :n], together[name][1, :, :n], atol=1e-5)
-        assert not alone[name][1, :, n:].any()  # padding is never computed: masked zeros
+        assert alone[name].shape == grouped[name].shape == together[name].shape
+        np.testing.assert_array_equal(alone[name], grouped[name])
+        for row, length in enumerate((len(long), n, len(long))):
+            np.testing.assert_array_equal(
+                alone[name][row, :, :length], together[name][row, :, :length]
+            )
+        assert not alone[name][1, :, n:].any()  # padding is never kept: masked zeros
+
+
+def test_encoder_calls_group_similar_lengths_within_the_budget():
+    from explain.onnx_backend import encoder_calls
+
+    assert encoder_calls([120, 5, 100, 7], 0) == [[1], [3], [2], [0]]
+    assert encoder_calls([120, 5, 100, 7], 240) == [[1, 3], [2, 0]]
+    assert encoder_calls([120, 5, 100, 7], 10_000) == [[1, 3, 2, 0]]
+    assert encoder_calls([300], 240) == [[0]]  # longer than the budget: a call of its own
+    assert encoder_calls([], 240) == []
 
 
 def test_batching_does_not_change_results(engine, tiny_store):

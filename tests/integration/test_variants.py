@@ -167,13 +167,16 @@ def test_an_int8_answer_does_not_depend_on_its_batch_mates(tiny_model_dir, tmp_p
         variant=artifacts.INT8,
         servable=artifacts.VARIANTS,
     )
-    assert explainer.backend.encode_per_request  # what makes the dynamic scales per request
+    # The graph says how it scales; a per-call encoder runs one request per call.
+    per_call = explainer.backend.encoder.metadata[artifacts.ACTIVATION_SCALES] == artifacts.PER_CALL
+    assert per_call == (recipe == DYNAMIC_ENCODER)
+    assert (explainer.backend.encode_tokens == 0) == per_call
     jobs = probe_jobs(USERS, 12, 8)
     alone = [explainer.explain_all([job])[0].token_ids for job in jobs]
     together = [a.token_ids for a in explainer.explain_all(jobs)]
     assert alone == together
     if recipe == PER_TOKEN:  # per-token scales: even a padded batch encoded at once agrees
-        explainer.backend.encode_per_request = False
+        explainer.backend.encode_tokens = None
         assert [a.token_ids for a in explainer.explain_all(jobs)] == alone
 
 
