@@ -181,6 +181,88 @@ def _quantise_tokens(model: onnx.ModelProto, x: str, p: str, width: int) -> list
     ]
 
 
+def rescore_head(model: onnx.ModelProto, head: str, output: str, candidates: int) -> bool:
+    """Make the tied LM head's `candidates` best scores per row exact, in place.
+
+    The head (`head`, a MatMul over the tied embedding, maybe followed by a bias `Add`, giving
+    graph output `output`) is left to be quantised like any other MatMul, so its scores are
+    approximate. Appended after it: the `candidates` highest approximate scores per row
+    (`TopK`), their rows of the embedding table (a `Gather`, which `quantise_tables` then
+    reads from the int8 table with its per-row scales), their products with the head's own
+    input, plus their bias, written back over the approximate scores (`ScatterElements`).
+    The argmax then falls on the best of the rescored candidates, which is the head's
+    argmax unless it lay outside the approximate top `candidates`. Returns False, touching
+    nothing, when the head is not a tied table's transpose or `output` is not its (biased)
+    result."""
+    initializers = {t.name: t for t in model.graph.initializer}
+    nodes = list(model.graph.node)
+    matmul = next((n for n in nodes if n.name == head and n.op_type == "MatMul"), None)
+    producer = {out: n for n in nodes for out in n.output}
+    last = producer.get(output)
+    if matmul is None or last is None or matmul.input[1] not in initializers:
+        return False
+    bias: str | None = None
+    if last is not matmul:
+        others = [i for i in last.input if i != matmul.output[0]]
+        if last.op_type != "Add" or len(others) != 1 or others[0] not in initializers:
+            return False
+        bias = others[0]
+    weight = numpy_helper.to_array(initializers[matmul.input[1]])
+    table = next(
+        (
+            initializers[n.input[0]].name
+            for n in nodes
+            if n.op_type == "Gather"
+            and n.input[0] in initializers
+            and tuple(initializers[n.input[0]].dims) == weight.T.shape
+            and np.array_equal(numpy_helper.to_array(initializers[n.input[0]]), weight.T)
+        ),
+        None,
+    )
+    if table is None:
+        return False
+    p = f"{PREFIX}.head"
+    approx = f"{p}.approx"
+    last.output[0] = approx
+    constants = [
+        numpy_helper.from_array(np.array([candidates], dtype=np.int64), f"{p}.k"),
+        numpy_helper.from_array(np.array([-1], dtype=np.int64), f"{p}.last"),
+    ]
+    node = helper.make_node
+    hidden = matmul.input[0]
+    new = [
+        node("TopK", [approx, f"{p}.k"], [f"{p}.top", f"{p}.ids"], axis=-1, name=f"{p}.TopK"),
+        node("Gather", [table, f"{p}.ids"], [f"{p}.rows"], axis=0, name=f"{p}.Rows"),
+        node("Unsqueeze", [hidden, f"{p}.last"], [f"{p}.column"], name=f"{p}.Column"),
+        node("MatMul", [f"{p}.rows", f"{p}.column"], [f"{p}.dots"], name=f"{p}.Dots"),
+        node("Squeeze", [f"{p}.dots", f"{p}.last"], [f"{p}.exact"], name=f"{p}.Exact"),
+    ]
+    scores = f"{p}.exact"
+    if bias is not None:
+        constants.append(
+            numpy_helper.from_array(
+                numpy_helper.to_array(initializers[bias]).reshape(-1), f"{p}.bias"
+            )
+        )
+        new += [
+            node("Gather", [f"{p}.bias", f"{p}.ids"], [f"{p}.bias_k"], axis=0, name=f"{p}.BiasK"),
+            node("Add", [scores, f"{p}.bias_k"], [f"{p}.scores"], name=f"{p}.AddBias"),
+        ]
+        scores = f"{p}.scores"
+    new.append(
+        node(
+            "ScatterElements",
+            [approx, f"{p}.ids", scores],
+            [output],
+            axis=-1,
+            name=f"{p}.Rescored",
+        )
+    )
+    model.graph.initializer.extend(constants)
+    model.graph.node.extend(new)
+    return True
+
+
 def quantise_table(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """[rows, width] float -> int8 [rows, width] and float32 scales [rows, 1] (symmetric)."""
     peak = np.abs(table).max(axis=1, keepdims=True)

@@ -63,6 +63,7 @@ from training.int8_tokens import (
     matmuls_feeding,
     quantise_per_token,
     quantise_tables,
+    rescore_head,
 )
 from training.modeling import PrismMeta
 from training.shared_weights import share_token_embedding
@@ -71,11 +72,14 @@ logger = logging.getLogger(__name__)
 
 MIN_IDENTICAL = 0.98  # share of answers that must be token-for-token fp32's
 BLOCK_SIZE = 16
+# LM head candidates per row rescored by the `per-token` recipe (`int8_tokens.rescore_head`).
+RESCORED = 8
 # int8 recipes, fastest first: the gate keeps the first that passes.
 METHODS = {
-    PER_TOKEN: "every MatMul with a constant weight but the LM head: int8 with one activation "
-    "scale per token and 7-bit per-channel weight scales (integer GEMM); LM head: MatMulNBits "
-    f"int8 (blocks of {BLOCK_SIZE}); int8 embedding rows with one scale per row",
+    PER_TOKEN: "every MatMul with a constant weight: int8 with one activation scale per token "
+    "and 7-bit per-channel weight scales (integer GEMM); the LM head's best "
+    f"{RESCORED} candidates per row rescored against the int8 token table with float "
+    "activations; int8 embedding rows with one scale per row",
     DYNAMIC_ENCODER: "encoder q/k/v projections and first feed-forward layer: dynamic int8 "
     "(7-bit per-channel weight scales, per-request activation scale); the rest: MatMulNBits "
     f"int8 (blocks of {BLOCK_SIZE}, int8 compute); int8 embedding tables",
@@ -182,8 +186,12 @@ def _int8(source: Path, target: Path, recipe: str) -> None:
         op_types_to_quantize=("MatMul",),
     )
     if recipe == PER_TOKEN:
-        # The LM head picks the argmax: it keeps recipe 3's finer per-block scales.
+        # The LM head picks the argmax: its best candidates are rescored against the tied
+        # table (int8 rows, a scale each, float activations); an untied head keeps recipe
+        # 3's finer per-block scales instead.
         head = matmuls_feeding(model, "logits")
+        if len(head) == 1 and rescore_head(model, next(iter(head)), "logits", RESCORED):
+            head = set()
         quantise_per_token(model, exclude=head)
         quantise_tables(model)
         if head:

@@ -149,3 +149,22 @@ def test_the_peer_workers_do_not_carry_torch_in_their_memory():
     probe = "import sys, benchmarks.peers; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_gemm_peak_times_real_products_and_bounds_a_batch(tmp_path, capsys):
+    from benchmarks import gemm_peak
+
+    assert gemm_peak.main(["--repeats", "1", "--threads", "1", "--out", str(tmp_path)]) == 0
+    (table,) = tmp_path.glob("gemm-*.md")
+    text = table.read_text()
+    assert text.count("| int8 |") == text.count("| fp32 |") == len(gemm_peak.SHAPES)
+    # the bound's arithmetic: bart-base multiply-adds over the best measured rate
+    rows = [
+        {"kind": "int8", "m": m, "k": k, "n": n, "ms": 1.0, "gmacs": 100.0}
+        for m, k, n in gemm_peak.SHAPES
+    ]
+    bound = gemm_peak.bound(rows)
+    assert round(bound["encoder_gmac"]) == 190 and round(bound["decoder_gmac"]) == 90
+    assert bound["encode_s"] == pytest.approx(bound["encoder_gmac"] / 100.0)
+    assert bound["seq_per_s"] == pytest.approx(32 / (bound["encode_s"] + bound["decode_s"]))
+    assert "at most" in capsys.readouterr().out

@@ -176,3 +176,79 @@ def test_the_lm_head_is_the_matmul_feeding_the_logits():
     assert matmuls_feeding(model, "c") == {"mm_c"}
     assert matmuls_feeding(model, "b") == {"mm_b"}
     assert matmuls_feeding(model, "missing") == set()
+
+
+def _tied_head(rng, vocab=300, width=32):
+    """Gather(table, ids) + noise -> hidden [rows, width] -> MatMul(table^T) + bias -> logits."""
+    table = rng.standard_normal((vocab, width)).astype(np.float32)
+    bias = (rng.standard_normal((1, vocab)) * 0.1).astype(np.float32)
+    nodes = [
+        helper.make_node("Gather", ["table", "ids"], ["looked_up"], axis=0, name="lookup"),
+        helper.make_node("Add", ["looked_up", "noise"], ["hidden"], name="add_noise"),
+        helper.make_node("MatMul", ["hidden", "head_weight"], ["scores"], name="lm_head"),
+        helper.make_node("Add", ["scores", "bias"], ["logits"], name="add_bias"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [
+            helper.make_tensor_value_info("ids", TensorProto.INT64, ["rows"]),
+            helper.make_tensor_value_info("noise", TensorProto.FLOAT, ["rows", width]),
+        ],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["rows", vocab])],
+        [
+            numpy_helper.from_array(table, "table"),
+            numpy_helper.from_array(np.ascontiguousarray(table.T), "head_weight"),
+            numpy_helper.from_array(bias, "bias"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    return model, table, bias
+
+
+def _logits(model, ids, noise):
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(["logits"], {"ids": ids, "noise": noise})[0]
+
+
+def test_a_rescored_head_is_exact_on_its_candidates_and_keeps_the_argmax():
+    from training.int8_tokens import quantise_table, rescore_head
+
+    rng = np.random.default_rng(5)
+    model, table, bias = _tied_head(rng)
+    ids = rng.integers(0, table.shape[0], 64)
+    noise = (rng.standard_normal((64, table.shape[1])) * 3).astype(np.float32)
+    assert rescore_head(model, "lm_head", "logits", 8)
+    quantise_per_token(model)  # the head's own product becomes approximate
+    quantise_tables(model)  # the table (lookups and candidates) int8, a scale per row
+    got = _logits(model, ids, noise)
+    q, scale = quantise_table(table)
+    rows = q.astype(np.float32) * scale  # what the int8 table holds
+    hidden = rows[ids] + noise
+    reference = hidden @ rows.T + bias  # the head on the int8 table, float activations
+    top = np.argsort(-reference, axis=1)[:, :3]  # among the approximate top 8: rescored
+    np.testing.assert_allclose(
+        np.take_along_axis(got, top, axis=1),
+        np.take_along_axis(reference, top, axis=1),
+        rtol=1e-5,
+        atol=1e-4,
+    )
+    assert np.array_equal(got.argmax(axis=1), reference.argmax(axis=1))
+    # the approximate scores alone pick another token for some rows
+    plain, _, _ = _tied_head(np.random.default_rng(5))
+    quantise_per_token(plain)
+    quantise_tables(plain)
+    assert not np.array_equal(_logits(plain, ids, noise).argmax(axis=1), reference.argmax(axis=1))
+
+
+def test_an_untied_head_is_not_rescored():
+    from training.int8_tokens import rescore_head
+
+    model, _, _ = _tied_head(np.random.default_rng(6))
+    weight = next(t for t in model.graph.initializer if t.name == "head_weight")
+    untied = numpy_helper.to_array(weight) + 1.0
+    weight.CopyFrom(numpy_helper.from_array(untied, "head_weight"))
+    before = model.SerializeToString()
+    assert not rescore_head(model, "lm_head", "logits", 8)
+    assert model.SerializeToString() == before
