@@ -39,12 +39,15 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from explain.artifacts import ACTIVATION_SCALES
+
 WEIGHT_LEVELS = 63  # 7-bit weights, see the module docstring
 ACTIVATION_LEVELS = 127
 ZERO_POINT = 128
 TABLE_LEVELS = 127
 MS_DOMAIN = "com.microsoft"
 PREFIX = "prism.q"  # names of the nodes and constants the rewrite adds
+RESCORED = 8  # LM head candidates per row the `per-token` recipe rescores (`rescore_head`)
 
 
 def constant_weight_matmuls(model: onnx.ModelProto) -> list[int]:
@@ -334,3 +337,9 @@ def _replace_nodes(
         target.CopyFrom(source)
     del model.graph.node[:]
     model.graph.node.extend(new_nodes)
+
+
+def stamp_scales(model: onnx.ModelProto, scales: str) -> None:
+    """Record how `model` scales its activations (`explain.artifacts.ACTIVATION_SCALES`)."""
+    props = {p.key: p.value for p in model.metadata_props}
+    helper.set_model_props(model, {**props, ACTIVATION_SCALES: scales})

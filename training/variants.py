@@ -3,15 +3,14 @@
 Two variants are made from the fp32 graphs at publish time:
 
 - **int8** (for CPU), from the first of three recipes that passes the gate:
-  1. `per-token` (`training.int8_tokens`): every MatMul with a constant weight but the LM
-     head becomes ONNX Runtime's integer GEMM with one activation scale per token and 7-bit
-     per-output-channel weight scales; the LM head, which picks the argmax, keeps recipe 3's
-     blocks; the embedding tables are int8 with one scale per row (the token table is one
-     shared, memory-mapped copy). Per-token scales make a token's result independent of its
-     batch-mates, at the integer GEMM's speed (about 2-3x `MatMulNBits` at 32 rows on AVX2). On
-     the default model's 1,960 gate requests: 98.47 % of answers identical (the LM head in
-     per-token int8 too: 97.96 %, and 97.30 % with SmoothQuant-style per-channel smoothing
-     calibrated on 128 training requests; fp32 tables instead of int8: 98.42 %).
+  1. `per-token` (`training.int8_tokens`): every MatMul with a constant weight becomes ONNX
+     Runtime's integer GEMM with one activation scale per token and 7-bit per-channel
+     weight scales; the LM head's best 8 candidates per row are rescored against the int8
+     tied table with float activations; the embedding tables are int8, a scale per row (the
+     token table one shared, memory-mapped copy). A token's result is its own, whoever
+     shares its batch. On the default model's 1,960 gate requests: 98.37 % of answers
+     identical (head in `MatMulNBits` blocks instead 98.47 %; head per-token without the
+     rescoring 97.96 %, 97.30 % with SmoothQuant-style smoothing; fp32 tables 98.42 %).
   2. `dynamic-encoder`: the encoder's query/key/value projections and first feed-forward
      layer (the MatMuls that read a LayerNorm output) become dynamic int8 (ONNX Runtime's
      integer GEMM, 7-bit per-output-channel weight scales, one activation scale per call,
@@ -59,11 +58,13 @@ from explain.explainer import DecodeSettings, Explainer
 from explain.loading import load_onnx_explainer
 from explain.types import ExplainJob, Explanation
 from training.int8_tokens import (
+    RESCORED,
     constant_weight_matmuls,
     matmuls_feeding,
     quantise_per_token,
     quantise_tables,
     rescore_head,
+    stamp_scales,
 )
 from training.modeling import PrismMeta
 from training.shared_weights import share_token_embedding
@@ -72,8 +73,6 @@ logger = logging.getLogger(__name__)
 
 MIN_IDENTICAL = 0.98  # share of answers that must be token-for-token fp32's
 BLOCK_SIZE = 16
-# LM head candidates per row rescored by the `per-token` recipe (`int8_tokens.rescore_head`).
-RESCORED = 8
 # int8 recipes, fastest first: the gate keeps the first that passes.
 METHODS = {
     PER_TOKEN: "every MatMul with a constant weight: int8 with one activation scale per token "
@@ -187,8 +186,7 @@ def _int8(source: Path, target: Path, recipe: str) -> None:
     )
     if recipe == PER_TOKEN:
         # The LM head picks the argmax: its best candidates are rescored against the tied
-        # table (int8 rows, a scale each, float activations); an untied head keeps recipe
-        # 3's finer per-block scales instead.
+        # table; an untied head keeps recipe 3's finer per-block scales instead.
         head = matmuls_feeding(model, "logits")
         if len(head) == 1 and rescore_head(model, next(iter(head)), "logits", RESCORED):
             head = set()
@@ -198,7 +196,7 @@ def _int8(source: Path, target: Path, recipe: str) -> None:
             quantiser = MatMulNBitsQuantizer(model, algo_config=config)
             quantiser.process()
             model = quantiser.model.model
-        _stamp(model, artifacts.PER_ROW)
+        stamp_scales(model, artifacts.PER_ROW)
         onnx.save(model, str(target))
         return
     dynamic: list[str] = []
@@ -211,11 +209,9 @@ def _int8(source: Path, target: Path, recipe: str) -> None:
     try:
         gather_from = staged[0]
         if dynamic:
-            # Per output channel weight scales; one activation scale per call, which
-            # `explain.onnx_backend` makes one request's (it encodes requests one by one).
+            # One activation scale per call (so one request per call, see the stamp below);
             # 7-bit weights (`reduce_range`): on AVX2 without VNNI the u8 x s8 kernel sums
-            # pairs in 16 bits, which full-range weights can saturate (97.44 % of answers
-            # identical with it, 96.37 % without, same layers, on 1,600 gate requests).
+            # pairs in 16 bits, which full-range weights can saturate (97.44 % vs 96.37 %).
             quantize_dynamic(
                 str(staged[0]),
                 str(staged[1]),
@@ -235,17 +231,11 @@ def _int8(source: Path, target: Path, recipe: str) -> None:
             op_types_to_quantize=["Gather"],
         )
         stamped = onnx.load(str(target))
-        _stamp(stamped, artifacts.PER_CALL if dynamic else artifacts.PER_ROW)
+        stamp_scales(stamped, artifacts.PER_CALL if dynamic else artifacts.PER_ROW)
         onnx.save(stamped, str(target))
     finally:
         for path in staged:
             path.unlink(missing_ok=True)
-
-
-def _stamp(model: onnx.ModelProto, scales: str) -> None:
-    """Record how `model` scales its activations (`explain.artifacts.ACTIVATION_SCALES`)."""
-    props = {p.key: p.value for p in model.metadata_props}
-    onnx.helper.set_model_props(model, {**props, artifacts.ACTIVATION_SCALES: scales})
 
 
 def _fp16(source: Path, target: Path) -> None:
