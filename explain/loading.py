@@ -75,8 +75,8 @@ def open_variant(
 
 def scales_per_call(encoder: OnnxSession, variant: str) -> bool:
     """Whether `variant`'s encoder scales its activations per call (the int8
-    `dynamic-encoder` recipe), as the graph says; int8 graphs from before graphs said so are
-    taken to."""
+    `dynamic-encoder` recipe), as the graph's metadata says. An int8 graph without that
+    metadata (published before it existed) is assumed to."""
     scales = encoder.metadata.get(artifacts.ACTIVATION_SCALES)
     return variant == artifacts.INT8 and scales != artifacts.PER_ROW
 

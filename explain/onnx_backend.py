@@ -33,8 +33,8 @@ ENCODER_INPUTS = ("input_ids", "attention_mask", "user_embeds")
 # Padded tokens per encoder call on CPU: four 120-token requests. At the bart-base shape (int8
 # `per-token`, 2 threads, three runs of three batches of 32 such requests, in separate
 # processes): encoding took 0.77-1.11 s this way against 0.93-1.37 s one request per call,
-# for a peak RSS of 571-576 MB against 544-549. Eight per call was no faster and held about
-# 110 MB more; a whole batch in one call is slower (its activations leave the caches).
+# for a peak RSS of 571-576 MB against 544-549. Eight per call was barely faster and peaked
+# at 641-645 MB; a whole batch in one call is slower (its activations leave the caches).
 ENCODE_TOKENS = 512
 
 

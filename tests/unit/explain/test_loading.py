@@ -33,3 +33,21 @@ def test_a_named_variant_that_did_not_pass_is_refused() -> None:
 def test_an_unknown_variant_is_refused() -> None:
     with pytest.raises(ModelLoadError, match="unknown precision variant 'int4'"):
         choose_variant("int4", "cpu", {"int4"})
+
+
+def test_only_an_int8_encoder_that_says_per_row_is_batched():
+    from types import SimpleNamespace
+
+    from explain import artifacts
+    from explain.loading import scales_per_call
+
+    def encoder(**metadata):
+        return SimpleNamespace(metadata=metadata)
+
+    per_row = encoder(**{artifacts.ACTIVATION_SCALES: artifacts.PER_ROW})
+    per_call = encoder(**{artifacts.ACTIVATION_SCALES: artifacts.PER_CALL})
+    assert not scales_per_call(per_row, artifacts.INT8)
+    assert scales_per_call(per_call, artifacts.INT8)
+    assert scales_per_call(encoder(), artifacts.INT8)  # published before graphs said
+    assert not scales_per_call(encoder(), artifacts.FP32)
+    assert not scales_per_call(encoder(), artifacts.FP16)

@@ -252,3 +252,38 @@ def test_an_untied_head_is_not_rescored():
     before = model.SerializeToString()
     assert not rescore_head(model, "lm_head", "logits", 8)
     assert model.SerializeToString() == before
+
+
+def test_tokens_round_to_the_bit_as_div_round_add_clip_cast():
+    from training.int8_tokens import PREFIX, _quantise_tokens
+
+    width = 96
+    graph = helper.make_graph(
+        [],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "tokens", width])],
+        [
+            helper.make_tensor_value_info("t.u8", TensorProto.UINT8, None),
+            helper.make_tensor_value_info("t.scale", TensorProto.FLOAT, None),
+        ],
+        [
+            numpy_helper.from_array(np.array(1e-12, dtype=np.float32), f"{PREFIX}.eps"),
+            numpy_helper.from_array(np.array(127.0, dtype=np.float32), f"{PREFIX}.levels"),
+            numpy_helper.from_array(np.array([-1], dtype=np.int64), f"{PREFIX}.flat"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    model.graph.node.extend(_quantise_tokens(model, "x", "t", width))
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal((3, 40, width)) * 5).astype(np.float32)
+    x[0, 0] = 0.0  # an all-zero token: the scale floor, every value at the zero point
+    x[1, 2, :4] = [0.5, -0.5, 1.5, 2.5]  # ties, with the token's peak set below
+    x[1, 2, 4] = 127.0
+    q, scale = session.run(["t.u8", "t.scale"], {"x": x})
+    want_scale = np.maximum(np.abs(x).max(axis=-1, keepdims=True) / np.float32(127.0), 1e-12)
+    want = np.clip(np.rint(x / want_scale.astype(np.float32)) + 128, 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(scale, want_scale)
+    np.testing.assert_array_equal(q, want)
+    assert q.shape == x.shape and list(q[1, 2, :4]) == [128, 128, 130, 130]  # half to even
