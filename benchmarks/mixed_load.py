@@ -4,7 +4,8 @@
 
 The real server (uvicorn, as the run command starts it) is run twice per round, once with
 `PRISM_CONTINUOUS_BATCHING=off` (static batches: a batch runs until its longest row ends)
-and once with it on (rows join between steps and leave when they end), in rotated rounds.
+and once with it on (rows join between steps and leave when they end), in rotated rounds;
+`--modes static,continuous,lanes` adds a third server with two decode lanes.
 `--clients` closed-loop clients on 127.0.0.1 each send catalogue requests (about 120 input
 tokens) whose `max_new_tokens` is drawn uniformly from `--min-tokens`..`--max-tokens`.
 
@@ -42,12 +43,15 @@ import numpy as np
 from benchmarks.catalogue import catalogue_items, request_body
 from benchmarks.server import running_server
 
-MODES = ("static", "continuous")
+# `lanes`: iteration-level batching with PRISM_DECODE_LANES=2 (two parts of the running
+# decode side by side, each session with half the threads); run it with --modes.
+MODES = ("static", "continuous", "lanes")
 
 
 def server_env(args: argparse.Namespace, mode: str) -> dict[str, str]:
     env = {
-        "PRISM_CONTINUOUS_BATCHING": "on" if mode == "continuous" else "off",
+        "PRISM_CONTINUOUS_BATCHING": "off" if mode == "static" else "on",
+        "PRISM_DECODE_LANES": "2" if mode == "lanes" else "1",
         "PRISM_MAX_BATCH_SIZE": str(args.clients),
         "PRISM_INTRA_OP_THREADS": str(args.threads),
         "PRISM_MAX_NEW_TOKENS_LIMIT": str(max(96, args.max_tokens)),
@@ -117,7 +121,9 @@ async def drive(
 
 def batching_seen(base_url: str) -> dict[str, float]:
     """From the server's own metrics: decode steps of the running batch and rows per step
-    (iteration-level), static batches and requests per batch (warm-up included)."""
+    (iteration-level), static batches and requests per batch (warm-up included); and the
+    decode lanes the server says it runs (`/v1/models`)."""
+    models = httpx.get(f"{base_url}/v1/models", timeout=30).json()
     text = httpx.get(f"{base_url}/metrics", timeout=30).text
     values: dict[str, float] = {}
     for line in text.splitlines():
@@ -131,6 +137,7 @@ def batching_seen(base_url: str) -> dict[str, float]:
         "rows_per_step": values.get("prism_decode_step_rows_sum", 0.0) / steps if steps else 0.0,
         "batches": batches,
         "rows_per_batch": values.get("prism_batch_size_sum", 0.0) / batches if batches else 0.0,
+        "lanes": float(models["models"][0].get("lanes", 1)),
     }
 
 
@@ -194,7 +201,7 @@ def render(
             f"{ms(r['long_p50_ms'])} | {ms(r['all_p50_ms'])} | {ms(r['all_p99_ms'])} | "
             f"{r['rows_per_step']:.1f} | {r['rows_per_batch']:.1f} |"
         )
-    lines += ["", "| continuous / static (median over rounds) | ratio |", "|---|---:|"]
+    lines += ["", "| continuous / static unless named (median over rounds) | ratio |", "|---|---:|"]
     for key, value in ratios.items():
         lines.append(f"| {key} | {'n/a' if value is None else f'{value:.2f}x'} |")
     return "\n".join(lines)
@@ -219,7 +226,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", help="reuse a built model directory (default: a temp dir)")
     parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--modes", default="static,continuous", help=f"of {', '.join(MODES)}")
     args = parser.parse_args(argv)
+    modes = [m for m in args.modes.split(",") if m]
+    if not set(modes) <= set(MODES) or not {"static", "continuous"} <= set(modes):
+        parser.error(f"--modes: static and continuous, and optionally lanes (of {MODES})")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     bodies = requests_for(args, 512)
@@ -229,8 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         work.mkdir(parents=True, exist_ok=True)
         store, name = model_store(args, work)
         for r in range(args.rounds):
-            for k in range(len(MODES)):
-                mode = MODES[(r + k) % len(MODES)]
+            for k in range(len(modes)):
+                mode = modes[(r + k) % len(modes)]
                 print(f"round {r + 1}/{args.rounds}: {mode} ...", flush=True)
                 env = server_env(args, mode)
                 with running_server(store, name, env, log=work / f"server-{mode}.log") as server:
@@ -238,11 +249,11 @@ def main(argv: list[str] | None = None) -> int:
                     batching = batching_seen(server.base_url)
                 rows.append({"round": r + 1, "mode": mode, **summarise(run, args), **batching})
 
-    def ratio(key: str) -> float | None:
+    def ratio(key: str, mode: str = "continuous", base: str = "static") -> float | None:
         values = []
         for r in range(1, args.rounds + 1):
             by = {row["mode"]: row for row in rows if row["round"] == r}
-            a, b = by["continuous"].get(key), by["static"].get(key)
+            a, b = by[mode].get(key), by[base].get(key)
             if a is not None and b:
                 values.append(a / b)
         return float(np.median(values)) if values else None
@@ -254,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
         "long requests p50": ratio("long_p50_ms"),
         "all requests p99": ratio("all_p99_ms"),
     }
+    if "lanes" in modes:
+        for label, key in (("throughput (req/s)", "req_s"), ("short requests p50", "short_p50_ms")):
+            ratios[f"lanes / continuous: {label}"] = ratio(key, "lanes", "continuous")
     table = render(rows, ratios, args)
     print(table)
     out = Path(args.out)

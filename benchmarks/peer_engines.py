@@ -16,6 +16,8 @@ import numpy as np
 
 from benchmarks.peer_model import DECODER_START, EOS, FORCED_BOS, NAME, PAD
 
+LANES = 2
+
 
 def _peak_rss_mb() -> float:
     """This process's peak RSS since it started (Linux `VmHWM`). Not `ru_maxrss`: Linux keeps
@@ -56,6 +58,10 @@ def _token_engine(engine: str, work: Path, args: argparse.Namespace) -> Any:
             return [row[1:].tolist() for row in out]  # drop the decoder start token
 
         return hf
+    # `-lanes`: the threads as LANES parts of a batch run side by side, one thread each
+    # (CTranslate2's `inter_threads` with sub-batches; Prism's `explain.lanes`).
+    lanes = LANES if engine.endswith("-lanes") else 1
+    engine = engine.removesuffix("-lanes")
     if engine.startswith("ct2-"):
         import ctranslate2
 
@@ -63,8 +69,8 @@ def _token_engine(engine: str, work: Path, args: argparse.Namespace) -> Any:
             str(work / "ct2"),
             device="cpu",
             compute_type=engine.removeprefix("ct2-").replace("fp32", "float32"),
-            intra_threads=args.threads,
-            inter_threads=1,
+            intra_threads=max(1, args.threads // lanes),
+            inter_threads=lanes,
         )
         vocab = {f"t{i}": i for i in range(4, 60_000)} | {"<s>": 0, "<pad>": 1, "</s>": 2}
 
@@ -77,12 +83,14 @@ def _token_engine(engine: str, work: Path, args: argparse.Namespace) -> Any:
                 min_decoding_length=args.new_tokens,
                 max_decoding_length=args.new_tokens,
                 return_end_token=True,
+                max_batch_size=-(-len(tokens) // lanes),  # sub-batches run on the inter threads
             )
             return [[vocab.get(t, 3) for t in r.hypotheses[0]] for r in out]
 
         return ct2
     from explain import artifacts
     from explain.decoding import DecodeRequest, GenerationIds
+    from explain.lanes import threads_per_lane
     from explain.loading import open_variant, scales_per_call
     from explain.onnx_backend import EncodedBatch, OnnxSeq2Seq
     from model_store.store import ModelStore
@@ -90,7 +98,8 @@ def _token_engine(engine: str, work: Path, args: argparse.Namespace) -> Any:
     version = ModelStore(work / "store").resolve(NAME, "latest")
     onnx_dir = version.path / artifacts.ONNX_DIR
     variant = engine.removeprefix("prism-")
-    encoder, decoder = open_variant(onnx_dir, variant, "cpu", args.threads)
+    threads = threads_per_lane(args.threads, lanes)
+    encoder, decoder = open_variant(onnx_dir, variant, "cpu", threads)
     spec = artifacts.OnnxSpec.load(onnx_dir)
     backend = OnnxSeq2Seq(
         encoder,
@@ -98,6 +107,7 @@ def _token_engine(engine: str, work: Path, args: argparse.Namespace) -> Any:
         spec,
         GenerationIds(DECODER_START, EOS, PAD, FORCED_BOS),
         scales_per_call=scales_per_call(encoder, variant),
+        lanes=lanes,
     )
 
     def prism(ids: np.ndarray) -> list[list[int]]:

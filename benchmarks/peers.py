@@ -15,6 +15,9 @@ it. Engines, each in its own process (so each peak RSS is its own), on the same 
   precision variant of the graphs;
 - `ct2-fp32`, `ct2-int8`: CTranslate2 on the same weights (the user vector is zero, which
   makes the model plain BART, so CTranslate2's BART converter takes it);
+- `prism-int8-lanes`, `ct2-int8-lanes`: the same int8 engines with the threads spent the
+  other way: a batch run as 2 parts side by side, one thread each (`explain.lanes`;
+  CTranslate2's `inter_threads=2` with sub-batches of half the batch);
 - `prism-direct` and `prism-http`: the whole request path (input building, the Explainer, the
   verifier) on catalogue requests, called directly and through the real HTTP service
   (uvicorn, dynamic batching), fp32 graphs, to measure what HTTP and batching cost.
@@ -55,6 +58,8 @@ ENGINES = (
     "prism-fp16",
     "ct2-fp32",
     "ct2-int8",
+    "prism-int8-lanes",
+    "ct2-int8-lanes",
     "prism-direct",
     "prism-http",
 )
@@ -71,6 +76,13 @@ def _throughput(batch: dict[str, Any]) -> float:
     return float(batch["rows"]) / float(batch["latencies_s"][0])
 
 
+def _same_tokens(a: dict[str, Any], b: dict[str, Any]) -> float:
+    """The share of sequences (b1 and b32) on which two engines' first rounds agree."""
+    mine = a["batches"]["1"]["tokens"] + a["batches"]["32"]["tokens"]
+    ref = b["batches"]["1"]["tokens"] + b["batches"]["32"]["tokens"]
+    return float(sum(x == y for x, y in zip(mine, ref, strict=True)) / len(ref))
+
+
 def summarise(results: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     reference = results.get("hf-eager", [])
     rows = []
@@ -79,9 +91,8 @@ def summarise(results: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
         b32 = [_throughput(r["batches"]["32"]) for r in rounds]
         agree = None
         if reference and engine not in ("prism-direct", "prism-http", "hf-eager"):
-            mine = rounds[0]["batches"]["1"]["tokens"] + rounds[0]["batches"]["32"]["tokens"]
-            ref = reference[0]["batches"]["1"]["tokens"] + reference[0]["batches"]["32"]["tokens"]
-            agree = sum(a == b for a, b in zip(mine, ref, strict=True)) / len(ref)
+            agree = _same_tokens(rounds[0], reference[0])
+        one_lane = results.get(engine.removesuffix("-lanes"), []) if "-lanes" in engine else []
         rows.append(
             {
                 "engine": engine,
@@ -91,6 +102,8 @@ def summarise(results: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
                 "b32_range": [min(b32), max(b32)],
                 "peak_rss_mb": max(r["peak_rss_mb"] for r in rounds),
                 "tokens_equal_hf": agree,
+                # A batch split over lanes must give each row the tokens it gets in one.
+                "tokens_equal_one_lane": _same_tokens(rounds[0], one_lane[0]) if one_lane else None,
             }
         )
     return rows
@@ -139,6 +152,8 @@ def render(
     ]
     for r in rows:
         agree = "n/a" if r["tokens_equal_hf"] is None else f"{r['tokens_equal_hf']:.0%}"
+        if r.get("tokens_equal_one_lane") is not None:
+            agree += f" ({r['tokens_equal_one_lane']:.0%} = one lane)"
         out.append(
             f"| {r['engine']} | {r['b1_p50_ms']:.0f} | {r['b1_range_ms'][0]:.0f}-"
             f"{r['b1_range_ms'][1]:.0f} | {r['b32_seq_s']:.2f} | {r['b32_range'][0]:.2f}-"
@@ -213,6 +228,18 @@ def main(argv: list[str] | None = None) -> int:
         "b1 p50 prism-fp32 / ct2-fp32": ratio(results, "prism-fp32", "ct2-fp32", "b1"),
         "b32 throughput prism-int8 / ct2-int8": ratio(results, "prism-int8", "ct2-int8", "b32"),
         "b32 throughput prism-fp32 / ct2-fp32": ratio(results, "prism-fp32", "ct2-fp32", "b32"),
+        "b32 throughput prism-int8-lanes / ct2-int8-lanes": ratio(
+            results, "prism-int8-lanes", "ct2-int8-lanes", "b32"
+        ),
+        "b32 throughput prism-int8-lanes / ct2-int8": ratio(
+            results, "prism-int8-lanes", "ct2-int8", "b32"
+        ),
+        "b32 throughput prism-int8-lanes / prism-int8": ratio(
+            results, "prism-int8-lanes", "prism-int8", "b32"
+        ),
+        "b1 p50 prism-int8-lanes / prism-int8": ratio(
+            results, "prism-int8-lanes", "prism-int8", "b1"
+        ),
         "b1 p50 prism-http / prism-direct (HTTP + batching)": ratio(
             results, "prism-http", "prism-direct", "b1"
         ),

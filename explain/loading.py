@@ -18,6 +18,7 @@ from explain.decoding import GenerationIds
 from explain.errors import ModelLoadError
 from explain.explainer import DEFAULT_DECODE, DecodeSettings, Explainer
 from explain.input_format import FORMAT_NAME, FORMAT_VERSION, InputConfig
+from explain.lanes import threads_per_lane
 from explain.onnx_backend import OnnxSeq2Seq
 from explain.session import (
     Device,
@@ -94,10 +95,12 @@ def load_onnx_explainer(
     onnx_dir: Path | None = None,
     variant: str = artifacts.FP32,
     servable: Collection[str] = (),
+    lanes: int = 1,
 ) -> Explainer:
     """`onnx_dir` holds the graphs and their `export.json` (default: the version's `onnx/`).
     `variant` is a precision variant or `auto`; `servable` names the variants whose gate
-    passed (the manifest's word: fp32 needs none)."""
+    passed (the manifest's word: fp32 needs none). `lanes` > 1 splits batches on CPU
+    (`explain.lanes`): each session gets its share of `intra_op_threads`."""
     where = f"{name}@{version}"
     onnx_dir = onnx_dir or version_dir / artifacts.ONNX_DIR
     spec = artifacts.OnnxSpec.load(onnx_dir)
@@ -115,19 +118,22 @@ def load_onnx_explainer(
             f"{spec.max_positions} positions"
         )
     chosen = choose_variant(variant, resolve_provider(provider), servable)
-    encoder, decoder = open_variant(onnx_dir, chosen, provider, intra_op_threads)
+    cpu_threads = threads_per_lane(intra_op_threads, lanes)
+    threads = cpu_threads if resolve_provider(provider) == "cpu" else intra_op_threads
+    encoder, decoder = open_variant(onnx_dir, chosen, provider, threads)
     if variant == "auto" and encoder.device != resolve_provider(provider):
         # CUDA did not load and ORT fell back to CPU: serve what `auto` picks for CPU.
         fallback = choose_variant(variant, encoder.device, servable)
         if fallback != chosen:
             chosen = fallback
-            encoder, decoder = open_variant(onnx_dir, chosen, encoder.device, intra_op_threads)
+            encoder, decoder = open_variant(onnx_dir, chosen, encoder.device, cpu_threads)
     backend = OnnxSeq2Seq(
         encoder,
         decoder,
         spec,
         GenerationIds.from_mapping(generation),
         scales_per_call=scales_per_call(encoder, chosen),
+        lanes=lanes,
     )
     info = ModelInfo(
         name=name,
@@ -137,6 +143,7 @@ def load_onnx_explainer(
         num_users=users.num_users,
         d_model=spec.d_model,
         variant=chosen,
+        lanes=backend.lanes.count,
     )
     try:
         explainer = Explainer(
@@ -151,10 +158,11 @@ def load_onnx_explainer(
     except ValueError as exc:
         raise ModelLoadError(f"{where}: {exc}") from None
     logger.info(
-        "loaded %s on %s, %s graphs (%d users, d_model=%d, io_binding=%s)",
+        "loaded %s on %s, %s graphs, %d lane(s) (%d users, d_model=%d, io_binding=%s)",
         where,
         info.provider,
         chosen,
+        backend.lanes.count,
         info.num_users,
         info.d_model,
         decoder.io_binding,

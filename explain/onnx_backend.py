@@ -12,14 +12,17 @@ graphs give a row the same bits alone, padded, or in a batch (tested). A GPU wan
 batch in one call, and gets it. The decoder step takes the self-attention cache and reorders
 it in-graph by `beam_idx`. Which of those stay on the device between steps, and which
 element types the graphs want, is the session's business (`explain.session.OnnxSession`);
-this module only names the tensors.
+this module only names the tensors. With decode lanes (`explain.lanes`, CPU only) a batch runs
+as a few parts side by side, each encoded and decoded on a thread of its own.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -27,6 +30,7 @@ import numpy.typing as npt
 
 from explain import artifacts
 from explain.decoding import Decoded, DecodeRequest, GenerationIds, IntArray, Logits, beam, greedy
+from explain.lanes import Lanes
 from explain.session import OnnxSession, Value, to_host
 
 ENCODER_INPUTS = ("input_ids", "attention_mask", "user_embeds")
@@ -35,6 +39,8 @@ ENCODER_INPUTS = ("input_ids", "attention_mask", "user_embeds")
 # processes): encoding took 0.77-1.11 s this way against 0.93-1.37 s one request per call,
 # for a peak RSS of 571-576 MB against 544-549. Eight per call was barely faster and peaked
 # at 641-645 MB; a whole batch in one call is slower (its activations leave the caches).
+# With lanes each lane takes a quarter as many per call (2 lanes of 1 thread: 128 tokens
+# peaked at 535 MB, 256 at 585, 512 at 613, all encoding a batch of 32 in 0.66-0.67 s).
 ENCODE_TOKENS = 512
 
 
@@ -49,6 +55,11 @@ class EncodedBatch:
     @property
     def rows(self) -> int:
         return int(self.input_ids.shape[0])
+
+    def take(self, rows: IntArray) -> EncodedBatch:
+        return EncodedBatch(
+            self.input_ids[rows], self.attention_mask[rows], self.user_vectors[rows]
+        )
 
     def repeated(self, times: int) -> EncodedBatch:
         if times == 1:
@@ -141,17 +152,25 @@ class OnnxSeq2Seq:
         ids: GenerationIds,
         *,
         scales_per_call: bool = False,
+        lanes: int = 1,
     ) -> None:
         """`scales_per_call`: the encoder's activation scales depend on the whole call (see
-        `encode_tokens`)."""
+        `encode_tokens`). `lanes`: parts of a batch run side by side (`explain.lanes`; the
+        sessions should have that many times fewer intra-op threads); 1 on a GPU."""
         encoder.require(ENCODER_INPUTS)
         self.encoder, self.decoder, self.spec, self.ids = encoder, decoder, spec, ids
         self.cross_names = [n for i in range(spec.decoder_layers) for n in artifacts.cross_names(i)]
+        self.lanes = Lanes(lanes if encoder.device == "cpu" else 1)
         # The most padded tokens one encoder call takes: 0 is one request per call (what a
         # graph with per-call scales needs, on any device), None the whole batch (a GPU).
+        count = self.lanes.count
         self.encode_tokens: int | None = (
-            0 if scales_per_call else ENCODE_TOKENS if encoder.device == "cpu" else None
+            ENCODE_TOKENS // (2 * count) if count > 1 else ENCODE_TOKENS
         )
+        if encoder.device != "cpu":
+            self.encode_tokens = None
+        if scales_per_call:
+            self.encode_tokens = 0
 
     @property
     def device(self) -> str:
@@ -194,6 +213,28 @@ class OnnxSeq2Seq:
         return dict(cross)
 
     def generate(self, batch: EncodedBatch, request: DecodeRequest) -> Generated:
+        """Candidates for every row; with lanes, the rows in as many parts as there are lanes,
+        run at once (a part's failure fails the batch, as one call's would)."""
+        if self.lanes.count == 1 or batch.rows < 2:
+            return self._generate(batch, request)
+        start = time.perf_counter()
+        parts = np.array_split(np.arange(batch.rows), min(self.lanes.count, batch.rows))
+        outcomes = self.lanes.run(
+            [partial(self._generate, batch.take(rows), _rows_of(request, rows)) for rows in parts]
+        )
+        done: list[Generated] = []
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                raise outcome
+            done.append(outcome)
+        decoded = Decoded(
+            [row for part in done for row in part.decoded.candidates],
+            max(part.decoded.steps for part in done),
+        )
+        encode_s = max(part.encode_s for part in done)
+        return Generated(decoded, encode_s, time.perf_counter() - start - encode_s)
+
+    def _generate(self, batch: EncodedBatch, request: DecodeRequest) -> Generated:
         start = time.perf_counter()
         beams = request.num_beams
         if self.encode_tokens is not None:  # each request once, then its rows repeated per beam
@@ -210,3 +251,11 @@ class OnnxSeq2Seq:
         run = beam if request.num_beams > 1 else greedy
         decoded = run(stepper, self.ids, request)
         return Generated(decoded, encoded - start, time.perf_counter() - encoded)
+
+
+def _rows_of(request: DecodeRequest, rows: IntArray) -> DecodeRequest:
+    return dataclasses.replace(
+        request,
+        max_new_tokens=[request.max_new_tokens[i] for i in rows],
+        banned=[request.banned[i] for i in rows],
+    )

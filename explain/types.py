@@ -62,3 +62,4 @@ class ModelInfo:
     num_users: int
     d_model: int
     variant: str = "fp32"  # the precision variant served (`explain.loading.choose_variant`)
+    lanes: int = 1  # decode lanes (`explain.lanes`): 1 on a GPU whatever was asked

@@ -277,6 +277,7 @@ def model_card(info: ModelInfo, manifest: Any | None) -> ModelCard:
         provider=info.provider,
         variant=info.variant,
         variants=_variant_cards(manifest),
+        lanes=info.lanes,
         input_format=info.input_format,
         num_users=info.num_users,
         d_model=info.d_model,

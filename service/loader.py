@@ -75,6 +75,7 @@ def load_explainer(
     max_new_tokens_limit: int,
     decode: DecodeSettings,
     auto_export: bool,
+    lanes: int = 1,
 ) -> Explainer:
     """The explainer for a verified version. The service may tighten the model's own input
     limits, never loosen them; a token limit beyond the model's positions is refused."""
@@ -96,6 +97,7 @@ def load_explainer(
         decode=decode,
         variant=variant,
         servable=[k for k, v in version.manifest.variants.items() if v.servable],
+        lanes=lanes,
     )
     if max_new_tokens_limit > explainer.max_new_tokens_limit:
         raise ModelLoadError(
@@ -134,4 +136,5 @@ def load_served_explainer(
         max_new_tokens_limit=settings.max_new_tokens_limit,
         decode=settings.decode(),
         auto_export=settings.auto_export,
+        lanes=settings.decode_lanes,
     )

@@ -7,7 +7,10 @@ dropping rows whose caller gave up (never computing them further), failing only 
 of a step or join that raised, and feeding the service rate that admission reads.
 
 During a hot swap the old and the new explainer each have their own running batch; new
-requests only reach the new one, so the old one drains and is let go.
+requests only reach the new one, so the old one drains and is let go. With decode lanes
+(`explain.lanes`) an explainer's rows are split over one running batch per lane: new rows go
+to the lanes with fewest rows, and the lanes join and step at once, each on its own thread; a
+lane that raises fails only its own rows.
 """
 
 from __future__ import annotations
@@ -15,9 +18,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Hashable, Sequence
+from functools import partial
 
-from explain.continuous import RunningBatch, joinable
+from explain.continuous import Ended, RunningBatch, joinable
 from explain.explainer import Explainer
+from explain.lanes import Lanes, spread
+from explain.onnx_backend import OnnxSeq2Seq
 from service.collect import ServiceRate
 from service.errors import BatchFailedError, ServiceError
 from service.health import RuntimeHealth
@@ -47,7 +53,7 @@ class RunningLane:
         self._observer = observer
         self._health = health
         self._rate = rate
-        self._batches: dict[int, RunningBatch] = {}
+        self._batches: dict[int, list[RunningBatch]] = {}  # id(explainer) -> one per lane
         self._rows: dict[Hashable, tuple[Pending, float]] = {}  # id(pending) -> (it, joined)
         self._busy_s = 0.0  # decoder seconds since rows last ended
         self.step_s = 0.0  # a decode step's seconds, moving average
@@ -84,41 +90,57 @@ class RunningLane:
         return waited >= self.join_patience_steps * self.step_s
 
     def join(self, group: Sequence[Pending]) -> None:
-        """Encode `group` (one explainer's greedy requests) into its running batch. If the
-        encoder fails, only `group` fails."""
+        """Encode `group` (one explainer's greedy requests) into its running batches. If an
+        encoder call fails, only the requests it encoded fail."""
         engine = group[0].engine
         assert isinstance(engine, Explainer)
-        batch = self._batches.get(id(engine))
-        if batch is None:
-            batch = self._batches[id(engine)] = RunningBatch(engine, max_rows=self.max_rows)
+        batches = self._batches.get(id(engine))
+        if batches is None:
+            batches = self._batches[id(engine)] = [
+                RunningBatch(engine, max_rows=self.max_rows) for _ in range(_lanes(engine).count)
+            ]
+        parts: list[list[Pending]] = [[] for _ in batches]
+        for pending, lane in zip(group, spread([len(b) for b in batches], len(group)), strict=True):
+            parts[lane].append(pending)
+        joining = [(batch, part) for batch, part in zip(batches, parts, strict=True) if part]
         started = time.monotonic()
         for pending in group:
             notify(self._observer.queue_wait, started - pending.enqueued)
-        try:
-            with self._health.running():
-                encode_s = batch.join([(id(p), p.prepared) for p in group])
-        except Exception:
-            self._health.failed()
-            logger.exception("%d requests failed to join the running batch", len(group))
-            for pending in group:
-                resolve(pending, error=BatchFailedError("the batch this request ran in failed"))
-            return
-        self._busy_s += encode_s
+        with self._health.running():
+            outcomes = _lanes(engine).run(
+                [
+                    partial(batch.join, [(id(p), p.prepared) for p in part])
+                    for batch, part in joining
+                ]
+            )
         joined = time.monotonic()
-        for pending in group:
-            self._rows[id(pending)] = (pending, joined)
-        notify(self._observer.joined, len(group), encode_s)
+        encode_s = joined - started
+        ok = 0
+        for (_, part), outcome in zip(joining, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                self._health.failed()
+                logger.error(
+                    "%d requests failed to join the running batch", len(part), exc_info=outcome
+                )
+                for pending in part:
+                    resolve(pending, error=BatchFailedError("the batch this request ran in failed"))
+                continue
+            for pending in part:
+                self._rows[id(pending)] = (pending, joined)
+            ok += len(part)
+        self._busy_s += encode_s
+        if ok:
+            notify(self._observer.joined, ok, encode_s)
 
     def advance(self) -> None:
         """One decode step for every running batch; rows that ended are answered at once."""
-        for key, batch in list(self._batches.items()):
-            self._drop_abandoned(batch)
-            if not len(batch):
+        for key, batches in list(self._batches.items()):
+            for batch in batches:
+                self._drop_abandoned(batch)
+            if any(len(batch) for batch in batches):
+                self._step(_lanes(batches[0].explainer), [b for b in batches if len(b)])
+            if not any(len(batch) for batch in batches):
                 del self._batches[key]  # drained (a swapped-out explainer is let go here)
-                continue
-            self._step(batch)
-            if not len(batch):
-                del self._batches[key]
 
     def _drop_abandoned(self, batch: RunningBatch) -> None:
         """Rows whose caller gave up (deadline, disconnect) are not computed any further."""
@@ -129,24 +151,26 @@ class RunningLane:
                 del self._rows[key]
             notify(self._observer.rows_abandoned, len(gone))
 
-    def _step(self, batch: RunningBatch) -> None:
-        rows = len(batch)
+    def _step(self, lanes: Lanes, batches: Sequence[RunningBatch]) -> None:
+        rows = sum(len(batch) for batch in batches)
         started = time.perf_counter()
-        try:
-            with self._health.running():
-                ended = batch.step()
-        except Exception:
-            self._health.failed()
-            logger.exception("a decode step of %d rows failed", rows)
-            for key in batch.fail_all():
-                entry = self._rows.pop(key, None)
-                if entry is not None:
-                    resolve(
-                        entry[0], error=BatchFailedError("the batch this request ran in failed")
-                    )
-            return
+        with self._health.running():
+            outcomes = lanes.run([batch.step for batch in batches])
         seconds = time.perf_counter() - started
-        self._health.succeeded()
+        ended: list[Ended] = []
+        for batch, outcome in zip(batches, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                self._health.failed()
+                logger.error("a decode step of %d rows failed", len(batch), exc_info=outcome)
+                for key in batch.fail_all():
+                    entry = self._rows.pop(key, None)
+                    if entry is not None:
+                        failed = BatchFailedError("the batch this request ran in failed")
+                        resolve(entry[0], error=failed)
+                continue
+            ended += outcome
+        if not any(isinstance(outcome, Exception) for outcome in outcomes):
+            self._health.succeeded()
         self._busy_s += seconds
         self.step_s = seconds if not self.step_s else 0.9 * self.step_s + 0.1 * seconds
         notify(self._observer.step, rows, seconds)
@@ -170,9 +194,18 @@ class RunningLane:
 
     def fail_all(self, error: ServiceError) -> None:
         """Fail every running row (the service is stopping)."""
-        for batch in self._batches.values():
-            batch.fail_all()
+        for batches in self._batches.values():
+            for batch in batches:
+                batch.fail_all()
         for pending, _ in self._rows.values():
             resolve(pending, error=error)
         self._rows.clear()
         self._batches.clear()
+
+
+def _lanes(explainer: Explainer) -> Lanes:
+    backend = explainer.backend
+    return backend.lanes if isinstance(backend, OnnxSeq2Seq) else _ONE_LANE
+
+
+_ONE_LANE = Lanes(1)

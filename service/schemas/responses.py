@@ -173,6 +173,11 @@ class ModelCard(BaseModel):
     variants: dict[str, VariantCard] = Field(
         default_factory=dict, description="Every variant the version carries, and its gate."
     )
+    lanes: int = Field(
+        default=1,
+        description="Decode lanes: parts of a batch run side by side on CPU "
+        "(`PRISM_DECODE_LANES`; 1 on a GPU).",
+    )
     input_format: str = Field(description="`<format name>/<format version>`.")
     num_users: int
     d_model: int

@@ -118,6 +118,8 @@ def test_peer_benchmark_runs_every_engine_and_prints_the_peers_line(
     # write HF eager's tokens (the variants may differ: that is what their gate measures).
     assert rows["prism-fp32"]["tokens_equal_hf"] == 1.0
     assert rows["ct2-fp32"]["tokens_equal_hf"] == 1.0
+    # Two lanes split the batch; every row keeps the tokens it gets in one lane.
+    assert rows["prism-int8-lanes"]["tokens_equal_one_lane"] == 1.0
     assert all(r["peak_rss_mb"] > 0 and r["b32_seq_s"] > 0 for r in rows.values())
     assert result["built"]["parity"] is True
     assert set(result["built"]["variants"]) == {"int8", "fp16"}
@@ -129,6 +131,7 @@ def test_mixed_load_runs_both_batching_modes_on_one_model(tiny_peer_work, tmp_pa
     args = ["--shape", "tiny", "--work", str(tiny_peer_work), "--out", str(tmp_path / "out")]
     args += ["--seconds", "2", "--warmup-seconds", "0.5", "--clients", "4", "--threads", "1"]
     args += ["--min-tokens", "4", "--max-tokens", "24", "--short", "8", "--long", "20"]
+    args += ["--modes", "static,continuous,lanes"]
     assert mixed_load.main(args) == 0  # no request failed
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("mixed: throughput continuous/static ") and "(tiny, 4 clients)" in last
@@ -138,6 +141,8 @@ def test_mixed_load_runs_both_batching_modes_on_one_model(tiny_peer_work, tmp_pa
     # Each server really batched its own way (its metrics say so).
     assert rows["static"]["decode_steps"] == 0 and rows["static"]["batches"] > 0
     assert rows["continuous"]["decode_steps"] > 0 and rows["continuous"]["rows_per_step"] >= 1
+    assert rows["lanes"]["answered"] > 0 and rows["lanes"]["decode_steps"] > 0
+    assert (rows["continuous"]["lanes"], rows["lanes"]["lanes"]) == (1, 2)  # /v1/models says
 
 
 def test_the_peer_workers_do_not_carry_torch_in_their_memory():

@@ -206,3 +206,74 @@ async def test_a_row_whose_caller_gave_up_stops_being_computed(engine, tiny_stor
             await batcher.submit(short, time.monotonic() - 1, engine)
     finally:
         batcher.stop()
+
+
+@pytest.fixture(scope="module")
+def two_lanes(tiny_store):
+    return engine_for(tiny_store.store_dir, tiny_store.name, lanes=2)
+
+
+def test_a_static_batch_split_over_two_lanes_gets_the_same_tokens(engine, two_lanes, tiny_store):
+    work = jobs(tiny_store)
+    one = engine.generate([engine.prepare(job) for job in work]).generations
+    two = two_lanes.generate([two_lanes.prepare(job) for job in work]).generations
+    assert two_lanes.backend.lanes.count == two_lanes.info.lanes == 2
+    assert [g.candidates for g in two] == [g.candidates for g in one]
+    # The beam second pass splits the same way.
+    wide = [engine.widen(engine.prepare(job)) for job in work[:3]]
+    beams = two_lanes.generate([two_lanes.widen(two_lanes.prepare(job)) for job in work[:3]])
+    assert wide[0].num_beams > 1
+    assert [g.candidates for g in beams.generations] == [
+        g.candidates for g in engine.generate(wide).generations
+    ]
+
+
+@pytest.mark.anyio
+async def test_two_lanes_decode_side_by_side_and_a_failing_lane_fails_only_its_rows(
+    engine, two_lanes, tiny_store, monkeypatch
+):
+    import asyncio
+    import threading
+    import time
+
+    from service.batching import DynamicBatcher
+    from service.errors import BatchFailedError
+
+    work = jobs(tiny_store)
+    expected = [alone(engine, job) for job in work]
+    step = RunningBatch.step
+    threads: set[str] = set()
+    poisoned = 7  # a row with this token limit makes its lane's step raise
+
+    def watched(self):
+        threads.add(threading.current_thread().name)
+        if any(row.limit == poisoned for row in self.rows):
+            raise RuntimeError("this lane's step failed")
+        return step(self)
+
+    monkeypatch.setattr(RunningBatch, "step", watched)
+    log = StepLog()
+    batcher = DynamicBatcher(
+        max_batch_size=8, max_wait_ms=50.0, max_queue=64, observer=log, continuous="on"
+    )
+    batcher.start()
+    try:
+        deadline = time.monotonic() + 60
+        results = await asyncio.gather(
+            *(batcher.submit(two_lanes.prepare(job), deadline, two_lanes) for job in work)
+        )
+        assert [r.generation.candidates for r in results] == expected
+        assert any(name.startswith("prism-lane") for name in threads)
+        assert max(log.steps) > 1  # rows of both lanes counted in one step
+        # One request whose lane fails: it fails, the row in the other lane is answered.
+        bad = ExplainJob("u", LONG, ITEM, poisoned, 1)
+        good, failed = await asyncio.gather(
+            batcher.submit(two_lanes.prepare(work[1]), deadline, two_lanes),
+            batcher.submit(two_lanes.prepare(bad), deadline, two_lanes),
+            return_exceptions=True,
+        )
+        assert isinstance(failed, BatchFailedError)
+        assert good.generation.candidates == expected[1]
+    finally:
+        batcher.stop()
+    assert batcher.running_rows == 0

@@ -290,6 +290,7 @@ async def test_models_lists_the_served_model(serve_app: Any) -> None:
             "provider": "cpu",
             "variant": "fp32",
             "variants": {},
+            "lanes": 1,
             "input_format": "prism-input/1",
             "num_users": 2,
             "d_model": 16,
