@@ -6,10 +6,11 @@ quantisation), for which the pool's hand-offs cost about as much as the work. Wi
 `lanes` > 1 the sessions get `threads / lanes` intra-op threads each and a batch runs as
 `lanes` parts at once, one per core, each on a thread of its own calling the same sessions
 (an `InferenceSession` may be run from several threads; the weights stay one copy). On the
-2-core machine two lanes of one thread gave 1.16x the throughput of one lane of two threads
-at a batch of 32 (bart-base shape, int8 `per-token`), and a single request took 1.18x as
-long, because it runs on one core: see README *Benchmarks*. CPU only: a GPU session is not
-split.
+2-core machine two lanes of one thread gave 1.19x the throughput of one lane of two threads
+at a batch of 32 (bart-base shape, int8 `per-token`, `make bench-peers`), and a single
+request took 1.10x as long, because it runs on one core. Each lane reads every weight at
+every step: on fp32 graphs that traffic made lanes slower (0.77-0.80x). See README *Decode
+lanes*. CPU only: a GPU session is not split.
 """
 
 from __future__ import annotations

@@ -135,6 +135,16 @@ def load_onnx_explainer(
         scales_per_call=scales_per_call(encoder, chosen),
         lanes=lanes,
     )
+    if backend.lanes.count > 1 and chosen != artifacts.INT8:
+        # Each lane reads every weight at every step: with float weights that traffic costs
+        # more than the lanes save (fp32, bart-base, 16 rows: 0.80x the requests per second).
+        logger.warning(
+            "%s: %d decode lanes on %s graphs: measured slower than one lane on float "
+            "weights; lanes pay with the int8 variant",
+            where,
+            backend.lanes.count,
+            chosen,
+        )
     info = ModelInfo(
         name=name,
         version=version,
