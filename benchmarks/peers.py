@@ -92,7 +92,9 @@ def summarise(results: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
         agree = None
         if reference and engine not in ("prism-direct", "prism-http", "hf-eager"):
             agree = _same_tokens(rounds[0], reference[0])
-        one_lane = results.get(engine.removesuffix("-lanes"), []) if "-lanes" in engine else []
+        one_lane = (
+            results.get(engine.removesuffix("-lanes"), []) if engine.endswith("-lanes") else []
+        )
         rows.append(
             {
                 "engine": engine,

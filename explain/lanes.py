@@ -2,15 +2,17 @@
 
 ONNX Runtime's intra-op pool splits each node over its threads. At a batch of 32 on two
 cores most of a bart-base decode step is small nodes (adds, reshapes, normalisation,
-quantisation), for which the pool's hand-offs cost about as much as the work. With
+quantisation), for which the pool's hand-offs likely cost about as much as the work. With
 `lanes` > 1 the sessions get `threads / lanes` intra-op threads each and a batch runs as
 `lanes` parts at once, one per core, each on a thread of its own calling the same sessions
 (an `InferenceSession` may be run from several threads; the weights stay one copy). On the
 2-core machine two lanes of one thread gave 1.19x the throughput of one lane of two threads
 at a batch of 32 (bart-base shape, int8 `per-token`, `make bench-peers`), and a single
 request took 1.10x as long, because it runs on one core. Each lane reads every weight at
-every step: on fp32 graphs that traffic made lanes slower (0.77-0.80x). See README *Decode
-lanes*. CPU only: a GPU session is not split.
+every step; on fp32 graphs lanes were slower (0.77-0.80x), that traffic being the likely
+reason. See README *Decode lanes*. CPU only: a GPU session is not split. The lanes' threads
+end when their `Lanes` is garbage-collected (`ThreadPoolExecutor` does that itself), e.g.
+when a hot swap lets the old explainer go.
 """
 
 from __future__ import annotations
@@ -60,10 +62,6 @@ class Lanes:
             return [_outcome(call) for call in calls]
         futures = [self._pool.submit(_outcome, call) for call in calls]
         return [future.result() for future in futures]
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)
 
 
 def _outcome(call: Callable[[], T]) -> T | Exception:

@@ -136,8 +136,8 @@ def load_onnx_explainer(
         lanes=lanes,
     )
     if backend.lanes.count > 1 and chosen != artifacts.INT8:
-        # Each lane reads every weight at every step: with float weights that traffic costs
-        # more than the lanes save (fp32, bart-base, 16 rows: 0.80x the requests per second).
+        # Each lane reads every weight at every step, likely why float graphs ran slower with
+        # lanes (fp32, bart-base, 16 rows: 0.80x the requests per second).
         logger.warning(
             "%s: %d decode lanes on %s graphs: measured slower than one lane on float "
             "weights; lanes pay with the int8 variant",

@@ -39,7 +39,7 @@ ENCODER_INPUTS = ("input_ids", "attention_mask", "user_embeds")
 # processes): encoding took 0.77-1.11 s this way against 0.93-1.37 s one request per call,
 # for a peak RSS of 571-576 MB against 544-549. Eight per call was barely faster and peaked
 # at 641-645 MB; a whole batch in one call is slower (its activations leave the caches).
-# With lanes each lane takes a quarter as many per call (2 lanes of 1 thread: 128 tokens
+# With lanes each lane takes ENCODE_TOKENS / (2 x lanes) per call (2 lanes of 1 thread: 128 tokens
 # peaked at 535 MB, 256 at 585, 512 at 613, all encoding a batch of 32 in 0.66-0.67 s).
 ENCODE_TOKENS = 512
 

@@ -59,8 +59,9 @@ class Settings(RequestLimits, BaseSettings):
         "weights, each session with `intra_op_threads` / lanes threads (0 threads: every "
         "core). It pays with the int8 variant and full batches: on 2 cores (bart-base shape) 2 "
         "lanes gave 1.19x the throughput at a batch of 32 and 1.09x in the running decode with "
-        "16 clients, for a lone request 1.10x slower and about 200 MB more peak memory; on fp32 "
-        "graphs they were slower (0.77-0.80x). 1 puts latency first. See README *Decode lanes*.",
+        "16 clients; a lone request was 1.10x slower and the running decode peaked about 200 MB "
+        "higher; on fp32 graphs lanes were slower (0.77-0.80x). 1 puts latency first. See "
+        "README *Decode lanes*.",
     )
     auto_export: bool = Field(
         default=True,

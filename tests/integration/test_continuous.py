@@ -213,11 +213,28 @@ def two_lanes(tiny_store):
     return engine_for(tiny_store.store_dir, tiny_store.name, lanes=2)
 
 
-def test_a_static_batch_split_over_two_lanes_gets_the_same_tokens(engine, two_lanes, tiny_store):
+def test_a_static_batch_split_over_two_lanes_gets_the_same_tokens(
+    engine, two_lanes, tiny_store, monkeypatch
+):
+    import threading
+
     work = jobs(tiny_store)
     one = engine.generate([engine.prepare(job) for job in work]).generations
+    backend = two_lanes.backend
+    parts: list[tuple[int, str]] = []
+    whole = backend._generate
+
+    def part(batch, request):
+        parts.append((batch.rows, threading.current_thread().name))
+        return whole(batch, request)
+
+    monkeypatch.setattr(backend, "_generate", part)
     two = two_lanes.generate([two_lanes.prepare(job) for job in work]).generations
-    assert two_lanes.backend.lanes.count == two_lanes.info.lanes == 2
+    monkeypatch.undo()
+    assert backend.lanes.count == two_lanes.info.lanes == 2
+    # The batch really ran as two parts of 3 rows, on the lanes' threads.
+    assert sorted(rows for rows, _ in parts) == [3, 3]
+    assert all(name.startswith("prism-lane") for _, name in parts)
     assert [g.candidates for g in two] == [g.candidates for g in one]
     # The beam second pass splits the same way.
     wide = [engine.widen(engine.prepare(job)) for job in work[:3]]
@@ -277,3 +294,10 @@ async def test_two_lanes_decode_side_by_side_and_a_failing_lane_fails_only_its_r
     finally:
         batcher.stop()
     assert batcher.running_rows == 0
+
+
+def test_lanes_on_float_graphs_warn(tiny_store, caplog):
+    with caplog.at_level("WARNING", logger="explain.loading"):
+        fp32 = engine_for(tiny_store.store_dir, tiny_store.name, lanes=2, variant="fp32")
+    assert fp32.info.lanes == 2
+    assert any("decode lanes on fp32 graphs" in r.getMessage() for r in caplog.records)

@@ -35,7 +35,6 @@ def test_parts_run_at_once_and_a_failing_part_leaves_the_others():
     first, second = lanes.run([ok, bad])
     assert isinstance(first, str) and first.startswith("prism-lane")
     assert isinstance(second, RuntimeError)
-    lanes.close()
 
 
 def test_one_lane_runs_on_the_callers_thread():
