@@ -4,20 +4,24 @@ Static batching runs a batch until its longest row ends, and a request that arri
 waits for all of it. Here the decode is one long-lived batch of rows, stepped one token at a
 time by its owner (the service's batcher thread):
 
-- `join` encodes new requests (`OnnxSeq2Seq.encode`: on CPU one request at a time) and
-  appends their rows between two steps. Their cross-attention keys and values, and the
-  encoder mask, are padded to the batch's longest source; their self-attention cache starts
-  as zero columns that their `decoder_attention_mask` hides, and `decoder_position` counts
-  their own tokens, so a row decodes exactly as it would alone (the decoder graph's two join
-  inputs, `explain.artifacts.JOIN_INPUTS`).
+- `join` encodes new requests (`OnnxSeq2Seq.encode`: on CPU a few at a time) straight into
+  the batch's cross-attention store: one buffer per layer and kind, `max_rows` rows of the
+  batch's longest source, whose leading rows are the live ones. The encoder mask pads to that
+  width; the joining rows' self-attention cache is made by the next step's `beam_idx` (copies
+  of another row's, behind zero columns of their `decoder_attention_mask`) and
+  `decoder_position` counts their own tokens, so a row decodes exactly as it would alone (the
+  decoder graph's two join inputs, `explain.artifacts.JOIN_INPUTS`). A join allocates no
+  second copy of the cross keys and values and copies no cache on the host: before, the
+  concatenations of both left a freed copy on the heap at every join, which at bart-base
+  scale was most of the serving process's peak memory.
 - `step` runs the decoder once for every row, applies each row's own rules (min length and
   forced BOS by its own token count, its own banned slots: `explain.decoding.process_logits`,
   what greedy and beam search use; its own token limit), and returns the rows that ended.
-- Ended and dropped rows are answered at once and cut out of the arrays lazily: when a
-  quarter of the slots are ended rows, or at the next join (which copies the arrays anyway).
-  The cache is then reordered in the graph by `beam_idx` (no host copy); the cross keys and
-  values are taken on the host, trimmed to the longest source left, and cache columns no row
-  can see any more are cut.
+- Ended and dropped rows are answered at once and cut out lazily: when a quarter of the
+  slots are ended rows, or at the next join. The cache is then reordered in the graph by
+  `beam_idx` (no host copy); the store's rows move up in place, the store narrows (a copy)
+  when the longest source left is at most three quarters of its width, and cache columns no
+  row can see any more are cut.
 
 Greedy only: beam search (the second pass) keeps its own static path. Graphs exported before
 the join inputs existed cannot join (`joinable` is False) and are batched statically.
@@ -104,11 +108,20 @@ class RunningBatch:
     def _reset(self) -> None:
         self.slots = []
         self.past: dict[str, Value] = {}
-        self.cross: dict[str, Array] = {}
+        # The cross keys and values, [max_rows, heads, width, head_dim] each, allocated once
+        # per busy spell: the live rows are the leading ones (`cross`), a join's encoder
+        # writes its rows in place after them, and cutting rows out moves rows up in place.
+        self._store: dict[str, Array] = {}
         self.encoder_mask = np.zeros((0, 0), dtype=np.int64)
         self.self_mask = np.zeros((0, 0), dtype=np.int64)
         self.last = np.zeros(0, dtype=np.int64)
         self.reorder: npt.NDArray[np.int64] | None = None  # slots kept since the last step
+
+    @property
+    def cross(self) -> dict[str, Array]:
+        """The slots' cross keys and values: the store's leading rows (contiguous views)."""
+        slots = len(self.slots)
+        return {name: store[:slots] for name, store in self._store.items()}
 
     @property
     def rows(self) -> list[_Row]:
@@ -142,44 +155,58 @@ class RunningBatch:
             [p.student.input_ids for _, p in items], self.explainer.tokenizer.pad_id
         )
         vectors = np.stack([p.user_vector for _, p in items]).astype(np.float32)
-        cross = {
-            k: to_host(v) for k, v in self.backend.encode(EncodedBatch(ids, mask, vectors)).items()
-        }
-        encoded = time.perf_counter()
         self._compact()
-        self._settle_reorder()
-        n = len(items)
-        if not self.slots:
-            self.cross, self.encoder_mask = cross, mask
-            shape = empty_cache_shape(self.backend.decoder, self.past_names[0], n)
-            self.past = {
-                name: np.zeros(shape, dtype=cross[self.cross_names[0]].dtype)
-                for name in self.past_names
-            }
-            self.self_mask = np.zeros((n, 0), dtype=np.int64)
-            self.last = np.full(n, self.ids.decoder_start_token_id, dtype=np.int64)
+        n, joining = len(self.slots), len(items)
+        width = self._widen(max(self.encoder_mask.shape[1], mask.shape[1]))
+        self.backend.encode(
+            EncodedBatch(ids, mask, vectors),
+            into={name: store[n : n + joining] for name, store in self._store.items()},
+        )
+        encoded = time.perf_counter()
+        self.encoder_mask = np.concatenate([self.encoder_mask, _pad_axis(mask, 1, width)])
+        start_token = np.full(joining, self.ids.decoder_start_token_id, dtype=np.int64)
+        if not n:
+            shape = empty_cache_shape(self.backend.decoder, self.past_names[0], joining)
+            dtype = self._store[self.cross_names[0]].dtype
+            self.past = {name: np.zeros(shape, dtype=dtype) for name in self.past_names}
+            self.self_mask = np.zeros((joining, 0), dtype=np.int64)
+            self.last, self.reorder = start_token, None
         else:
-            width = max(self.encoder_mask.shape[1], mask.shape[1])
-            self.encoder_mask = np.concatenate(
-                [_pad_axis(self.encoder_mask, 1, width), _pad_axis(mask, 1, width)]
-            )
-            for name in self.cross_names:
-                self.cross[name] = np.concatenate(
-                    [_pad_axis(self.cross[name], 2, width), _pad_axis(cross[name], 2, width)]
-                )
-            for name in self.past_names:
-                old = to_host(self.past[name])
-                fresh = np.zeros((n, *old.shape[1:]), dtype=old.dtype)
-                self.past[name] = np.concatenate([old, fresh])
+            # The joining rows' cache is made in the graph by the next step's `beam_idx`, as
+            # copies of row 0's: their `decoder_attention_mask` is zero over those columns, so
+            # they never see them (a masked column's weight is exactly 0). No host copy.
+            kept = self.reorder if self.reorder is not None else np.arange(n, dtype=np.int64)
+            self.reorder = np.concatenate([kept, np.zeros(joining, dtype=np.int64)])
             columns = self.self_mask.shape[1]
             self.self_mask = np.concatenate(
-                [self.self_mask, np.zeros((n, columns), dtype=np.int64)]
+                [self.self_mask, np.zeros((joining, columns), dtype=np.int64)]
             )
-            start_token = np.full(n, self.ids.decoder_start_token_id, dtype=np.int64)
             self.last = np.concatenate([self.last, start_token])
         for key, prepared in items:
             self.slots.append(_Row(key, prepared.max_new_tokens, prepared.banned))
         return encoded - start
+
+    def _widen(self, width: int) -> int:
+        """Make the store, and the encoder mask with it, at least `width` source columns wide
+        (allocating the store if there is none; the live rows copied and zero-padded if it
+        grows). Returns its width."""
+        if self._store:
+            have = int(next(iter(self._store.values())).shape[2])
+            if have >= width:
+                return have
+        spec = self.backend.spec
+        shape = (self.max_rows, spec.num_heads, width, spec.head_dim)
+        dtype = self.backend.encoder.outputs[self.cross_names[0]].dtype
+        slots = len(self.slots)
+        for name in self.cross_names:
+            store = np.empty(shape, dtype=dtype)
+            if name in self._store and slots:
+                old = self._store[name]
+                store[:slots, :, : old.shape[2]] = old[:slots]
+                store[:slots, :, old.shape[2] :] = 0
+            self._store[name] = store  # the old one goes now, not after every name
+        self.encoder_mask = _pad_axis(self.encoder_mask, 1, width)
+        return width
 
     def _settle_reorder(self) -> None:
         """Apply a pending row removal to the cache on the host (a join needs it there)."""
@@ -274,10 +301,20 @@ class RunningBatch:
         # The cache is reordered inside the graph at the next step (its beam_idx input).
         self.reorder = index if self.reorder is None else self.reorder[index]
         mask = self.encoder_mask[index]
-        width = int(np.flatnonzero(mask.any(axis=0)).max()) + 1  # right-padded sources
+        for store in self._store.values():  # rows only move up: each copy reads a later row
+            for to, source in enumerate(keep):
+                if to != source:
+                    store[to] = store[source]
+        # Narrow the store (a copy) once the longest source left saves a quarter of it.
+        longest = int(np.flatnonzero(mask.any(axis=0)).max()) + 1  # right-padded sources
+        width = mask.shape[1]
+        if 4 * longest <= 3 * width:
+            width = longest
+            for name, store in self._store.items():
+                narrow = np.empty((*store.shape[:2], width, *store.shape[3:]), dtype=store.dtype)
+                narrow[: len(keep)] = store[: len(keep), :, :width]
+                self._store[name] = narrow
         self.encoder_mask = np.ascontiguousarray(mask[:, :width])
-        for name in self.cross_names:
-            self.cross[name] = np.ascontiguousarray(self.cross[name][index][:, :, :width])
         self.self_mask = self.self_mask[index]
         seen = np.flatnonzero(self.self_mask.any(axis=0))
         first = int(seen[0]) if seen.size else self.self_mask.shape[1]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -118,6 +118,17 @@ def _unpadded_length(mask: IntArray) -> int:
     return length if length and bool(mask[:length].all()) else int(mask.shape[0])
 
 
+def _fill_rows(
+    target: npt.NDArray[Any], value: npt.NDArray[Any], rows: Sequence[int], lengths: Sequence[int]
+) -> None:
+    """`value`'s k-th row (its first `lengths[row]` columns) into row `rows[k]` of `target`,
+    the rest of that row's columns zeroed."""
+    for k, row in enumerate(rows):
+        length = lengths[row]
+        target[row, :, :length] = value[k, :, :length]
+        target[row, :, length:] = 0
+
+
 def encoder_calls(lengths: Sequence[int], budget: int) -> list[list[int]]:
     """Rows grouped into encoder calls: shortest first, a group growing while its padded
     size (rows x its longest row) stays within `budget` tokens; every row in one group.
@@ -181,20 +192,35 @@ class OnnxSeq2Seq:
         """The decoder has learnt this many positions: BOS is forced, so one less is left."""
         return self.spec.max_positions - 1
 
-    def encode(self, batch: EncodedBatch) -> dict[str, Value]:
-        """The cross keys and values of every row, [rows, heads, src, head_dim] each."""
+    def encode(
+        self, batch: EncodedBatch, into: Mapping[str, npt.NDArray[Any]] | None = None
+    ) -> dict[str, Value]:
+        """The cross keys and values of every row, [rows, heads, src, head_dim] each.
+
+        `into`: host arrays [rows, heads, >= src, head_dim] to write them into (and return),
+        columns past a row's length zeroed; a running decode's own buffers, so a join
+        allocates no second copy of them."""
         if self.encode_tokens is None:
             feeds = {
                 "input_ids": batch.input_ids,
                 "attention_mask": batch.attention_mask,
                 "user_embeds": batch.user_vectors,
             }
-            return self.encoder.run(feeds, keep=self.cross_names)
+            out = self.encoder.run(feeds, keep=self.cross_names)
+            if into is None:
+                return out
+            lengths = [batch.input_ids.shape[1]] * batch.rows
+            for name in self.cross_names:
+                _fill_rows(into[name], to_host(out[name]), range(batch.rows), lengths)
+            return dict(into)
         rows, width = batch.input_ids.shape
         spec = self.encoder.outputs[self.cross_names[0]]
         shape = (rows, self.spec.num_heads, width, self.spec.head_dim)
-        # Zeros past a row's length: those columns are masked out by the encoder mask.
-        cross = {name: np.zeros(shape, dtype=spec.dtype) for name in self.cross_names}
+        # Every row is written below, with zeros past its length (masked out by the encoder
+        # mask anyway, but never left to whatever the memory held).
+        cross = dict(into) if into is not None else {}
+        for name in self.cross_names:
+            cross.setdefault(name, np.empty(shape, dtype=spec.dtype))
         lengths = [_unpadded_length(batch.attention_mask[row]) for row in range(rows)]
         for group in encoder_calls(lengths, self.encode_tokens):
             longest = max(lengths[row] for row in group)
@@ -207,10 +233,8 @@ class OnnxSeq2Seq:
                 }
             )
             for name in self.cross_names:
-                value = to_host(out[name])
-                for k, row in enumerate(group):
-                    cross[name][row, :, : lengths[row]] = value[k, :, : lengths[row]]
-        return dict(cross)
+                _fill_rows(cross[name], to_host(out[name]), group, lengths)
+        return cross
 
     def generate(self, batch: EncodedBatch, request: DecodeRequest) -> Generated:
         """Candidates for every row; with lanes, the rows in as many parts as there are lanes,

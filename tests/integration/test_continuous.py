@@ -1,6 +1,9 @@
 """Iteration-level batching on the tiny real model: rows that join and leave a running
 decode get exactly the tokens they get when decoded alone in a static batch."""
 
+import copy
+
+import numpy as np
 import pytest
 
 from explain.continuous import RunningBatch, joinable
@@ -42,10 +45,14 @@ def test_the_served_graphs_can_join(engine):
     assert joinable(engine)
 
 
-def test_rows_joining_and_leaving_decode_as_they_would_alone(engine, tiny_store):
+@pytest.mark.parametrize("per_call", ["a few requests", "the whole join (as on a GPU)"])
+def test_rows_joining_and_leaving_decode_as_they_would_alone(engine, tiny_store, per_call):
     work = jobs(tiny_store)
     expected = {k: alone(engine, job) for k, job in enumerate(work)}
     running = RunningBatch(engine, max_rows=4)
+    if per_call != "a few requests":  # the encoder's whole-batch path writes into the store
+        running.backend = copy.copy(running.backend)
+        running.backend.encode_tokens = None
     got, joined_at = {}, {}
     waiting = list(enumerate(work))
     step = 0
@@ -75,6 +82,36 @@ def test_a_dropped_row_leaves_and_the_rest_are_unchanged(engine, tiny_store):
     while len(running):
         got.update({e.key: e.generation.candidates for e in running.step()})
     assert got == {k: v for k, v in expected.items() if k != 1}
+
+
+def test_joins_write_the_cross_keys_in_place_and_the_store_narrows_when_long_rows_leave(
+    engine, tiny_store
+):
+    work = jobs(tiny_store)
+    long_job, short_job = work[1], work[0]
+    expected = alone(engine, short_job)
+    running = RunningBatch(engine, max_rows=4)
+    running.join([("long", engine.prepare(long_job))])
+    name = running.cross_names[0]
+    first = running.cross[name]
+    wide = first.shape[2]
+    running.step()
+    running.join([("short", engine.prepare(short_job))])
+    both = running.cross[name]
+    # The second join wrote its row after the first, in the same buffer: no second copy.
+    assert both.shape[0] == 2 and np.shares_memory(both[:1], first)
+    assert np.array_equal(both[0], first[0])
+    short_length = len(engine.prepare(short_job).student.input_ids)
+    assert short_length * 4 <= wide * 3  # the test needs a source a quarter shorter
+    assert not both[1, :, short_length:].any()  # zeros past the joining row's source
+    assert running.drop(["long"]) == 1
+    # The long row is cut out at once (half the slots); the store narrows to the short source.
+    assert running.cross[name].shape[:3] == (1, both.shape[1], short_length)
+    assert running.encoder_mask.shape == (1, short_length)
+    got = {}
+    while len(running):
+        got.update({e.key: e.generation.candidates for e in running.step()})
+    assert got == {"short": expected}
 
 
 def test_join_refuses_beams_and_overflow(engine, tiny_store):
