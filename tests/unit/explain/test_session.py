@@ -1,10 +1,12 @@
-"""The session helpers that need no graph: shared, memory-mapped `.npy` tables."""
+"""The session helpers: shared, memory-mapped `.npy` tables, and the process-wide CPU arena."""
 
 from pathlib import Path
 
 import numpy as np
+import onnx
+from onnx import TensorProto, helper
 
-from explain.session import shared_initializers
+from explain.session import OnnxSession, shared_initializers
 
 
 def _mapped_file(address: int) -> str | None:
@@ -24,3 +26,17 @@ def test_shared_initializers_are_the_files_own_pages(tmp_path):
     assert name == "shared.t" and np.array_equal(value.numpy(), table)
     # the value ORT gets points into the file's mapping, not into a private copy
     assert _mapped_file(value.data_ptr()) == str(tmp_path / "t.npy")
+
+
+def test_cpu_sessions_take_their_memory_from_the_process_wide_arena(tmp_path):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, tmp_path / "relu.onnx")
+    value = np.array([[-1.0, 2.0, -3.0, 4.0]], dtype=np.float32)
+    for _ in range(2):  # a second session registers nothing twice and shares the arena
+        session = OnnxSession(tmp_path / "relu.onnx", provider="cpu")
+        options = session._session.get_session_options()
+        assert options.get_session_config_entry("session.use_env_allocators") == "1"
+        assert np.array_equal(session.run({"x": value})["y"], np.maximum(value, 0))
