@@ -119,15 +119,22 @@ def _token_engine(engine: str, work: Path, args: argparse.Namespace) -> Any:
     return prism
 
 
+# The engines that are the HTTP service, with the variant each serves.
+HTTP_ENGINES = {"prism-http": "fp32", "prism-http-int8": "int8"}
+
+
 def _token(i: int) -> str:
     return {0: "<s>", 1: "<pad>", 2: "</s>", 3: "<unk>"}.get(i, f"t{i}")
 
 
-def _server_env(args: argparse.Namespace) -> dict[str, str]:
+def _server_env(args: argparse.Namespace, variant: str) -> dict[str, str]:
     return {
         "PRISM_MODEL_REF": "latest",
         "PRISM_PROVIDER": "cpu",
-        "PRISM_VARIANT": "fp32",  # random weights: no variant can pass its gate
+        # Random weights: no variant passes its gate, so fp32 is what the service serves;
+        # int8 runs with its gate waived by the benchmark's own app (`benchmarks.ungated_app`).
+        "PRISM_VARIANT": variant,
+        "PRISM_BENCH_WAIVED_VARIANT": variant,
         "PRISM_INTRA_OP_THREADS": str(args.threads),
         "PRISM_MIN_NEW_TOKENS": str(args.new_tokens),
         "PRISM_SECOND_PASS_CANDIDATES": "1",
@@ -200,8 +207,8 @@ def _run_timed(
 def worker(engine: str, work: Path, args: argparse.Namespace, result: Path) -> None:
     b1 = args.b1_requests
     out: dict[str, Any] = {"engine": engine}
-    if engine == "prism-http":
-        out.update(_http_worker(work, args))
+    if engine in HTTP_ENGINES:
+        out.update(_http_worker(work, args, HTTP_ENGINES[engine]))
     elif engine == "prism-direct":
         requests = json.loads((work / "requests.json").read_text())
         out["batches"] = _run_timed(
@@ -217,14 +224,16 @@ def worker(engine: str, work: Path, args: argparse.Namespace, result: Path) -> N
     result.write_text(json.dumps(out))
 
 
-def _http_worker(work: Path, args: argparse.Namespace) -> dict[str, Any]:
+def _http_worker(work: Path, args: argparse.Namespace, variant: str) -> dict[str, Any]:
     import httpx
 
     from benchmarks.server import running_server
 
     requests = json.loads((work / "requests.json").read_text())
     b1 = args.b1_requests
-    with running_server(work / "store", NAME, _server_env(args), log=work / "server.log") as server:
+    app = "service.main:create_app" if variant == "fp32" else "benchmarks.ungated_app:create_app"
+    log = work / f"server-{variant}.log"
+    with running_server(work / "store", NAME, _server_env(args, variant), log, app) as server:
         with httpx.Client(base_url=server.base_url, timeout=300) as client:
 
             def one(body: dict[str, Any]) -> list[int]:
@@ -232,6 +241,7 @@ def _http_worker(work: Path, args: argparse.Namespace) -> dict[str, Any]:
                 response.raise_for_status()
                 return [response.json()["usage"]["output_tokens"]]
 
+            served = client.get("/v1/models").json()["models"][0]["variant"]
             one(requests[0])
             latencies, tokens = [], []
             for body in requests[:b1]:
@@ -258,4 +268,5 @@ def _http_worker(work: Path, args: argparse.Namespace) -> dict[str, Any]:
             "32": {"latencies_s": [elapsed], "tokens": batch_tokens, "rows": 32},
         },
         "peak_rss_mb": peak,
+        "served_variant": served,
     }

@@ -20,7 +20,10 @@ it. Engines, each in its own process (so each peak RSS is its own), on the same 
   CTranslate2's `inter_threads=2` with sub-batches of half the batch);
 - `prism-direct` and `prism-http`: the whole request path (input building, the Explainer, the
   verifier) on catalogue requests, called directly and through the real HTTP service
-  (uvicorn, dynamic batching), fp32 graphs, to measure what HTTP and batching cost.
+  (uvicorn, dynamic batching), fp32 graphs, to measure what HTTP and batching cost;
+- `prism-http-int8`: the same service on the int8 graphs, their gate waived by the benchmark's
+  own app (`benchmarks.ungated_app`; random weights cannot pass it): the serving process's
+  speed and peak memory with int8, which is what the `peers:` line's peak RSS reports.
 
 Inputs are `--src-tokens` token ids (default 120); every engine generates exactly
 `--new-tokens` tokens (EOS banned until then), greedily, with `--threads` threads. Batch 1
@@ -62,6 +65,7 @@ ENGINES = (
     "ct2-int8-lanes",
     "prism-direct",
     "prism-http",
+    "prism-http-int8",
 )
 
 
@@ -90,7 +94,12 @@ def summarise(results: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
         b1 = [_p50_ms(r["batches"]["1"]) for r in rounds]
         b32 = [_throughput(r["batches"]["32"]) for r in rounds]
         agree = None
-        if reference and engine not in ("prism-direct", "prism-http", "hf-eager"):
+        if reference and engine not in (
+            "prism-direct",
+            "prism-http",
+            "prism-http-int8",
+            "hf-eager",
+        ):
             agree = _same_tokens(rounds[0], reference[0])
         one_lane = (
             results.get(engine.removesuffix("-lanes"), []) if engine.endswith("-lanes") else []
@@ -106,6 +115,7 @@ def summarise(results: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
                 "tokens_equal_hf": agree,
                 # A batch split over lanes must give each row the tokens it gets in one.
                 "tokens_equal_one_lane": _same_tokens(rounds[0], one_lane[0]) if one_lane else None,
+                "served_variant": rounds[0].get("served_variant"),  # HTTP: what /v1/models said
             }
         )
     return rows
@@ -245,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
         "b1 p50 prism-http / prism-direct (HTTP + batching)": ratio(
             results, "prism-http", "prism-direct", "b1"
         ),
+        "b32 throughput prism-http-int8 / ct2-int8": ratio(
+            results, "prism-http-int8", "ct2-int8", "b32"
+        ),
     }
     measured = built["variants"].get("int8", {}).get("recipe") or artifacts.BLOCKS
     if gate is None:
@@ -257,13 +270,16 @@ def main(argv: list[str] | None = None) -> int:
     def shown(value: tuple[float, float, float] | None) -> str:
         return "n/a" if value is None else f"{value[0]:.1f}x"
 
+    # The target is the serving process's: the int8 service's when it ran, else the runtime's.
+    serving = by_engine.get("prism-http-int8") or by_engine.get("prism-int8", {})
+    serving_rss = serving.get("peak_rss_mb", float("nan"))
     line = (
         f"peers: b1 speed-up vs HF eager {shown(ratios['b1 speed-up of prism-int8 vs HF eager'])}; "
         f"b32 throughput vs CTranslate2 int8 "
         f"{shown(ratios['b32 throughput prism-int8 / ct2-int8'])}; "
         f"b1 p50 vs CTranslate2 int8 "
         f"{shown(ratios['b1 p50 prism-int8 / ct2-int8 (below 1: faster)'])}; "
-        f"peak RSS {by_engine.get('prism-int8', {}).get('peak_rss_mb', float('nan')):.0f} MB; "
+        f"peak RSS {serving_rss:.0f} MB; "
         f"int8 agreement {agreement}"
     )
     setup = {

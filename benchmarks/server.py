@@ -22,8 +22,10 @@ def start_server(
     flags: Sequence[str] = (),
     log: Path | None = None,
     extra_env: Mapping[str, str] | None = None,
+    app: str = "service.main:create_app",
 ) -> subprocess.Popen[bytes]:
-    """`uvicorn --factory service.main:create_app` on 127.0.0.1:`port`, on the CPU."""
+    """`uvicorn --factory {app}` on 127.0.0.1:`port`, on the CPU (`app`: the service's own
+    factory, or `benchmarks.ungated_app:create_app` where a benchmark waives a gate)."""
     env = {
         **os.environ,
         "PRISM_STORE_DIR": str(store_dir),
@@ -32,7 +34,7 @@ def start_server(
         **(extra_env or {}),
     }
     command = [
-        sys.executable, "-m", "uvicorn", "--factory", "service.main:create_app",
+        sys.executable, "-m", "uvicorn", "--factory", app,
         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", *flags,
     ]  # fmt: skip
     if log is None:
@@ -70,13 +72,17 @@ class RunningServer:
 
 @contextmanager
 def running_server(
-    store_dir: Path, name: str, extra_env: Mapping[str, str], log: Path | None = None
+    store_dir: Path,
+    name: str,
+    extra_env: Mapping[str, str],
+    log: Path | None = None,
+    app: str = "service.main:create_app",
 ) -> Iterator[RunningServer]:
     """A server on a free loopback port, ready, stopped (SIGTERM) on exit."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
-    process = start_server(store_dir, name, port, log=log, extra_env=extra_env)
+    process = start_server(store_dir, name, port, log=log, extra_env=extra_env, app=app)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, process)

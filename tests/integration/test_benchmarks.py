@@ -120,6 +120,9 @@ def test_peer_benchmark_runs_every_engine_and_prints_the_peers_line(
     assert rows["ct2-fp32"]["tokens_equal_hf"] == 1.0
     # Two lanes split the batch; every row keeps the tokens it gets in one lane.
     assert rows["prism-int8-lanes"]["tokens_equal_one_lane"] == 1.0
+    # The service serves fp32 on random weights; the int8 row really is the int8 service.
+    assert rows["prism-http"]["served_variant"] == "fp32"
+    assert rows["prism-http-int8"]["served_variant"] == "int8"
     assert all(r["peak_rss_mb"] > 0 and r["b32_seq_s"] > 0 for r in rows.values())
     assert result["built"]["parity"] is True
     assert set(result["built"]["variants"]) == {"int8", "fp16"}

@@ -1,0 +1,34 @@
+"""The service's app with one precision variant's gate waived, for benchmarks only.
+
+`make bench-peers` builds a random-weight model, on which no precision variant can pass its
+agreement gate, so the real service refuses to serve int8 there. To measure what the serving
+process costs with int8 graphs (speed, and the peak memory the issue's target is about), this
+factory loads the service as `service.main:create_app` does, with the variant named in
+`PRISM_BENCH_WAIVED_VARIANT` counted as servable. Nothing in the service reads that variable:
+it takes this module, started by name (`benchmarks.server.start_server(app=...)`), to waive a
+gate; a deployment never does.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from fastapi import FastAPI
+
+from service import loader
+from service.main import create_app as service_app
+
+WAIVED = "PRISM_BENCH_WAIVED_VARIANT"
+
+
+def create_app() -> FastAPI:
+    waived = os.environ[WAIVED]
+    namespace = vars(loader)  # the name `service.loader` calls the loader by
+    load = namespace["load_onnx_explainer"]
+
+    def load_waived(*args: Any, servable: Any = (), **kwargs: Any) -> Any:
+        return load(*args, servable=[*servable, waived], **kwargs)
+
+    namespace["load_onnx_explainer"] = load_waived
+    return service_app()
