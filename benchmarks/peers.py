@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.peer_engines import worker
+from benchmarks.peer_engines import HTTP_ENGINES, worker
 from benchmarks.peer_model import build, make_inputs
 from explain import artifacts
 
@@ -94,12 +94,7 @@ def summarise(results: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
         b1 = [_p50_ms(r["batches"]["1"]) for r in rounds]
         b32 = [_throughput(r["batches"]["32"]) for r in rounds]
         agree = None
-        if reference and engine not in (
-            "prism-direct",
-            "prism-http",
-            "prism-http-int8",
-            "hf-eager",
-        ):
+        if reference and engine not in ("prism-direct", "hf-eager", *HTTP_ENGINES):
             agree = _same_tokens(rounds[0], reference[0])
         one_lane = (
             results.get(engine.removesuffix("-lanes"), []) if engine.endswith("-lanes") else []

@@ -12,8 +12,9 @@ time by its owner (the service's batcher thread):
   `decoder_position` counts their own tokens, so a row decodes exactly as it would alone (the
   decoder graph's two join inputs, `explain.artifacts.JOIN_INPUTS`). A join allocates no
   second copy of the cross keys and values and copies no cache on the host: before, the
-  concatenations of both left a freed copy on the heap at every join, which at bart-base
-  scale was most of the serving process's peak memory.
+  concatenations of both raised the process's RSS by up to 218 MB at a join (bart-base,
+  int8, 16 rows), and writing in place lowered the running decode's peak from 795-812 to
+  688-707 MB (README *Known limitations*).
 - `step` runs the decoder once for every row, applies each row's own rules (min length and
   forced BOS by its own token count, its own banned slots: `explain.decoding.process_logits`,
   what greedy and beam search use; its own token limit), and returns the rows that ended.
@@ -209,7 +210,7 @@ class RunningBatch:
         return width
 
     def _settle_reorder(self) -> None:
-        """Apply a pending row removal to the cache on the host (a join needs it there)."""
+        """Apply a pending row removal to the cache on the host (before cutting columns)."""
         if self.reorder is None:
             return
         for name in self.past_names:

@@ -6,9 +6,10 @@ quantisation), for which the pool's hand-offs likely cost about as much as the w
 `lanes` > 1 the sessions get `threads / lanes` intra-op threads each and a batch runs as
 `lanes` parts at once, one per core, each on a thread of its own calling the same sessions
 (an `InferenceSession` may be run from several threads; the weights stay one copy). On the
-2-core machine two lanes of one thread gave 1.19x the throughput of one lane of two threads
-at a batch of 32 (bart-base shape, int8 `per-token`, `make bench-peers`), and a single
-request took 1.10x as long, because it runs on one core. Each lane reads every weight at
+2-core machine two lanes of one thread gave 1.19-1.32x the throughput of one lane of two
+threads at a static batch of 32 (bart-base shape, int8 `per-token`, two `make bench-peers`
+runs), and a single request took 1.10-1.15x as long, because it runs on one core; in the
+running decode with 16 clients they were 0.91-0.93x. Each lane reads every weight at
 every step; on fp32 graphs lanes were slower (0.77-0.80x), that traffic being the likely
 reason. See README *Decode lanes*. CPU only: a GPU session is not split. The lanes' threads
 end when their `Lanes` is garbage-collected (`ThreadPoolExecutor` does that itself), e.g.

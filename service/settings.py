@@ -60,7 +60,7 @@ class Settings(RequestLimits, BaseSettings):
         "core). It pays with the int8 variant and full batches: on 2 cores (bart-base shape) 2 "
         "lanes gave 1.19-1.32x the throughput at a static batch of 32 (two runs); a lone "
         "request was 1.10-1.15x slower, the running decode with 16 clients 0.91-0.93x (one "
-        "earlier run: 1.09x) and about 150-200 MB higher at its peak; on fp32 graphs lanes were "
+        "earlier run: 1.09x) and 141-222 MB higher at its peak; on fp32 graphs lanes were "
         "slower (0.77-0.80x). "
         "1 puts latency first. See README *Decode lanes*.",
     )

@@ -1,12 +1,15 @@
 """The session helpers: shared, memory-mapped `.npy` tables, and the process-wide CPU arena."""
 
+import threading
 from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 from onnx import TensorProto, helper
 
-from explain.session import OnnxSession, shared_initializers
+from explain import session as session_module
+from explain.session import ARENA_MAX_DEAD_BYTES, OnnxSession, shared_initializers
 
 
 def _mapped_file(address: int) -> str | None:
@@ -28,15 +31,29 @@ def test_shared_initializers_are_the_files_own_pages(tmp_path):
     assert _mapped_file(value.data_ptr()) == str(tmp_path / "t.npy")
 
 
-def test_cpu_sessions_take_their_memory_from_the_process_wide_arena(tmp_path):
+def test_cpu_sessions_take_their_memory_from_the_process_wide_arena(tmp_path, monkeypatch):
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4])
     graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu", [x], [y])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.save(model, tmp_path / "relu.onnx")
+    # As in a fresh process: nothing registered yet. The real registration still runs.
+    monkeypatch.setattr(session_module, "_shared_arena", threading.Event())
+    registered = []
+    register = ort.create_and_register_allocator
+
+    def spy(memory, config):
+        registered.append(config)
+        return register(memory, config)
+
+    monkeypatch.setattr(ort, "create_and_register_allocator", spy)
     value = np.array([[-1.0, 2.0, -3.0, 4.0]], dtype=np.float32)
-    for _ in range(2):  # a second session registers nothing twice and shares the arena
+    for _ in range(2):
         session = OnnxSession(tmp_path / "relu.onnx", provider="cpu")
         options = session._session.get_session_options()
         assert options.get_session_config_entry("session.use_env_allocators") == "1"
         assert np.array_equal(session.run({"x": value})["y"], np.maximum(value, 0))
+    # One arena for both sessions, registered once, splitting blocks rather than waste 1 MiB.
+    assert len(registered) == 1
+    assert registered[0].max_dead_bytes_per_chunk == ARENA_MAX_DEAD_BYTES == 1 << 20
+    assert registered[0].arena_extend_strategy == 0  # powers of two
