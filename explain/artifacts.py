@@ -71,8 +71,9 @@ FP32, INT8, FP16 = "fp32", "int8", "fp16"
 VARIANTS = (FP32, INT8, FP16)
 # How an int8 variant is made (`training.variants`), fastest first: the gate keeps the first
 # recipe that passes. Named here, where loading them needs no torch (the benchmarks' workers).
-PER_TOKEN, DYNAMIC_ENCODER, BLOCKS = "per-token", "dynamic-encoder", "blocks"
-INT8_RECIPES = (PER_TOKEN, DYNAMIC_ENCODER, BLOCKS)
+PER_TOKEN, PER_TOKEN_SPLIT = "per-token", "per-token-split"
+DYNAMIC_ENCODER, BLOCKS = "dynamic-encoder", "blocks"
+INT8_RECIPES = (PER_TOKEN, PER_TOKEN_SPLIT, DYNAMIC_ENCODER, BLOCKS)
 # Graph metadata an int8 variant carries: how its activations are scaled. `per-call` (the
 # `dynamic-encoder` recipe's encoder: one scale per call, so a row's result depends on its
 # batch-mates) or `per-row` (every other recipe: a row's result is its own). Loading encodes

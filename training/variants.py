@@ -2,33 +2,29 @@
 
 Two variants are made from the fp32 graphs at publish time:
 
-- **int8** (for CPU), from the first of three recipes that passes the gate:
+- **int8** (for CPU), from the first of four recipes that passes the gate:
   1. `per-token` (`training.int8_tokens`): every MatMul with a constant weight becomes ONNX
-     Runtime's integer GEMM with one activation scale per token and 7-bit per-channel
-     weight scales; the LM head's best 8 candidates per row are rescored against the int8
-     tied table with float activations; the embedding tables are int8, a scale per row (the
-     token table one shared, memory-mapped copy). A token's result is its own, whoever
-     shares its batch. On the default model's 1,960 gate requests: 98.37 % of answers
-     identical (head in `MatMulNBits` blocks instead 98.47 %; head per-token without the
-     rescoring 97.96 %, 97.30 % with SmoothQuant-style smoothing; fp32 tables 98.42 %).
-  2. `dynamic-encoder`: the encoder's query/key/value projections and first feed-forward
-     layer (the MatMuls that read a LayerNorm output) become dynamic int8 (ONNX Runtime's
-     integer GEMM, 7-bit per-output-channel weight scales, one activation scale per call,
-     which is one request's because `explain.onnx_backend` encodes requests one at a time on
-     CPU); the attention output projection, the second feed-forward layer, the cross
-     key/value projections and the whole decoder use recipe 3's `MatMulNBits`, whose
-     activation scales are per row and per block, so batch-mates never change a row's tokens.
-     On 1,600 of the default model's gate requests: every encoder layer dynamic kept 96.37 %
-     of answers identical (97.44 % with 7-bit weights), the feed-forward layers only 97.75 %,
-     all but the second feed-forward layer 98.06 % (97.65 % on all 1,960), this recipe
-     98.44 % (98.16 % on all 1,960). Close to the bar, hence the fallback.
-  3. `blocks`: every MatMul with a constant weight becomes `MatMulNBits` with 8-bit weights
-     in blocks of 16 along the reduction axis, one scale per block, computed with int8
-     activations (`accuracy_level=4`). Per-block scales are what keep argmax agreement:
-     plain dynamic quantisation (one scale per weight tensor) left about 96 % of answers
-     identical, blocks of 32 97.96 %, blocks of 32 with an fp32 LM head 98.21 %, blocks of
-     16 98.27 %; `accuracy_level=0` (fp32 compute) was several times slower.
-  Recipes 2 and 3 make the embedding tables int8 with one scale per tensor, dequantised
+     Runtime's integer GEMM, one activation scale per token, 7-bit per-channel weight
+     scales; the LM head's best 8 candidates per row rescored against the int8 tied table;
+     int8 embedding rows, a scale each. A token's result is its own, whoever shares its batch.
+     Of the default model's 1,960 gate answers, 98.37 % identical in a build on an AVX-512
+     machine, 97.91 % in the 2026-12-03 build on an AVX2 one (training differs across CPUs);
+     on the first, head in blocks 98.47 %, head not rescored 97.96 %, SmoothQuant-style
+     smoothing 97.30 %, fp32 tables 98.42 %.
+  2. `per-token-split` (`training.int8_split`): recipe 1 with each second feed-forward layer
+     (the GELU output, with its outliers) in 8 slices of its reduction axis, each with its
+     own scale per token: 98.32 % on the 2026-12-03 build, at about recipe 1's speed.
+  3. `dynamic-encoder`: the encoder's query/key/value projections and first feed-forward
+     layer (which read a LayerNorm output) in dynamic int8 with one activation scale per
+     call (so `explain.onnx_backend` encodes one request per call on CPU), the rest in
+     recipe 4's `MatMulNBits`. On the AVX-512 build: every encoder layer dynamic 96.37 %
+     (1,600 requests), this recipe 98.16 %; 98.16 % on the 2026-12-03 build too, where it
+     ran a bart-base batch of 32 at under half recipe 1's speed.
+  4. `blocks`: every MatMul with a constant weight becomes `MatMulNBits`, 8-bit weights in
+     blocks of 16 along the reduction axis, computed with int8 activations (`accuracy_level`
+     4). Per-tensor dynamic quantisation left about 96 % of answers identical, blocks of 32
+     97.96 % (98.21 % with an fp32 head), blocks of 16 98.27 %; fp32 compute was far slower.
+  Recipes 3 and 4 make the embedding tables int8 with one scale per tensor, dequantised
   after the lookup. The manifest records the recipe kept and why faster ones were refused.
 - **fp16** (for CUDA): every float tensor, weights, activations and the KV cache, in half
   precision (`onnxruntime.transformers.float16`); inputs are cast by `explain.session`.
@@ -53,10 +49,11 @@ from typing import Any
 import onnx
 
 from explain import artifacts
-from explain.artifacts import BLOCKS, DYNAMIC_ENCODER, INT8_RECIPES, PER_TOKEN
+from explain.artifacts import BLOCKS, DYNAMIC_ENCODER, INT8_RECIPES, PER_TOKEN, PER_TOKEN_SPLIT
 from explain.explainer import DecodeSettings, Explainer
 from explain.loading import load_onnx_explainer
 from explain.types import ExplainJob, Explanation
+from training.int8_split import GROUPS, second_feed_forward, split_reduction
 from training.int8_tokens import (
     RESCORED,
     constant_weight_matmuls,
@@ -79,6 +76,8 @@ METHODS = {
     "and 7-bit per-channel weight scales (integer GEMM); the LM head's best "
     f"{RESCORED} candidates per row rescored against the int8 token table with float "
     "activations; int8 embedding rows with one scale per row",
+    PER_TOKEN_SPLIT: "as per-token, with each second feed-forward layer's reduction axis in "
+    f"{GROUPS} slices, each with its own activation scale per token",
     DYNAMIC_ENCODER: "encoder q/k/v projections and first feed-forward layer: dynamic int8 "
     "(7-bit per-channel weight scales, per-request activation scale); the rest: MatMulNBits "
     f"int8 (blocks of {BLOCK_SIZE}, int8 compute); int8 embedding tables",
@@ -124,9 +123,7 @@ def agreement(reference: Sequence[Explanation], candidate: Sequence[Explanation]
 
 @contextmanager
 def _quiet_quantisers() -> Iterator[None]:
-    """The quantisers log a pre-processing hint per graph and, for dynamic activations, a line
-    per tensor (on the root logger), and a line per node: silence them while they run, and
-    only them."""
+    """Silence, while they run, the quantisers' hints and lines per tensor and per node."""
     nbits = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
     hint = _DropHint()
     saved = nbits.level
@@ -184,9 +181,11 @@ def _int8(source: Path, target: Path, recipe: str) -> None:
         bits=8,
         op_types_to_quantize=("MatMul",),
     )
-    if recipe == PER_TOKEN:
+    if recipe in (PER_TOKEN, PER_TOKEN_SPLIT):
+        if recipe == PER_TOKEN_SPLIT:
+            split_reduction(model, second_feed_forward(model))
         # The LM head picks the argmax: its best candidates are rescored against the tied
-        # table; an untied head keeps recipe 3's finer per-block scales instead.
+        # table; an untied head keeps `blocks`' finer per-block scales instead.
         head = matmuls_feeding(model, "logits")
         if len(head) == 1 and rescore_head(model, next(iter(head)), "logits", RESCORED):
             head = set()

@@ -15,6 +15,7 @@ from training.variants import (
     INT8_RECIPES,
     MIN_IDENTICAL,
     PER_TOKEN,
+    PER_TOKEN_SPLIT,
     VariantCheck,
     build_variant,
     gate_variants,
@@ -126,18 +127,33 @@ def test_a_refused_int8_recipe_falls_back_to_the_next_and_says_why(tiny_model_di
     assert "MatMulNBits int8 weights" in int8["method"]
 
 
-def test_the_per_token_recipe_makes_every_weighted_matmul_an_integer_gemm(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("recipe", [PER_TOKEN, PER_TOKEN_SPLIT])
+def test_the_per_token_recipes_make_every_weighted_matmul_an_integer_gemm(
+    tiny_model_dir, tmp_path, recipe
+):
     import onnx
 
     from explain import artifacts
+    from training.int8_split import GROUPS
+    from training.modeling import UserAwareBart
 
+    config = UserAwareBart.load(tiny_model_dir).config
     model_dir = _exported(tiny_model_dir, tmp_path)
-    encoder, decoder = build_variant(artifacts.INT8, model_dir / "onnx", PER_TOKEN)
-    for path in (encoder, decoder):
+    encoder, decoder = build_variant(artifacts.INT8, model_dir / "onnx", recipe)
+    for path, layers in ((encoder, config.encoder_layers), (decoder, config.decoder_layers)):
         graph = onnx.load(str(path)).graph
         constants = {i.name for i in graph.initializer}
         ops = [n.op_type for n in graph.node]
-        assert ops.count("MatMulIntegerToFloat") > 0
+        # split: every layer's second feed-forward product in GROUPS slices, summed
+        split = recipe == PER_TOKEN_SPLIT
+        assert ops.count("Split") == ops.count("Sum") == (layers if split else 0)
+        products = 4 * layers + 2 * layers  # attention and feed-forward
+        if path == decoder:
+            products += 2 * layers + 1  # cross query/output, and the LM head
+        else:
+            products += 2 * config.decoder_layers  # the cross key/value projections
+        products += (GROUPS - 1) * layers if split else 0
+        assert ops.count("MatMulIntegerToFloat") == products
         assert not [n for n in graph.node if n.op_type == "MatMul" and n.input[1] in constants]
         assert "MatMulNBits" not in ops
         # the decoder's LM head rescores its best candidates against the int8 table
@@ -147,7 +163,7 @@ def test_the_per_token_recipe_makes_every_weighted_matmul_an_integer_gemm(tiny_m
         assert [t.data_type for t in tables] == [onnx.TensorProto.INT8]
 
 
-@pytest.mark.parametrize("recipe", [PER_TOKEN, DYNAMIC_ENCODER])
+@pytest.mark.parametrize("recipe", [PER_TOKEN, PER_TOKEN_SPLIT, DYNAMIC_ENCODER])
 def test_an_int8_answer_does_not_depend_on_its_batch_mates(tiny_model_dir, tmp_path, recipe):
     from explain import artifacts
     from explain.input_format import check_format
@@ -174,7 +190,7 @@ def test_an_int8_answer_does_not_depend_on_its_batch_mates(tiny_model_dir, tmp_p
     alone = [explainer.explain_all([job])[0].token_ids for job in jobs]
     together = [a.token_ids for a in explainer.explain_all(jobs)]
     assert alone == together
-    if recipe == PER_TOKEN:  # per-token scales: even a padded batch encoded at once agrees
+    if recipe != DYNAMIC_ENCODER:  # per-token scales: even a padded batch encoded at once agrees
         explainer.backend.encode_tokens = None
         assert [a.token_ids for a in explainer.explain_all(jobs)] == alone
 
