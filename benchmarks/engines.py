@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import random
 import resource
 import subprocess
@@ -34,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from benchmarks import cpu_label
 
 ENGINES = ("torch", "ort", "ort-iobinding", "ort-int8", "ort-fp16")
 VARIANT_ENGINES = ("ort-int8", "ort-fp16")
@@ -286,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_new_tokens": args.max_new_tokens,
         "greedy": "yes",
         "threads": args.threads,
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_label(),
     }
     rss = {e: max(r["peak_rss_mb"] for r in results[e]) for e in engines}
     table = render(rows, rss, setup)

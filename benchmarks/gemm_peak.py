@@ -27,6 +27,8 @@ import numpy as np
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
+from benchmarks import cpu_label
+
 D, FFN, VOCAB, LAYERS = 768, 3072, 50_330, 6  # bart-base
 BATCH, SRC, NEW = 32, 120, 32
 SHAPES = [  # (rows, reduction, columns)
@@ -119,7 +121,8 @@ def report(rows: list[dict[str, float | int | str]], threads: int) -> str:
     out = [
         f"# ONNX Runtime GEMM peak ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)",
         "",
-        f"onnxruntime {ort.__version__}, {threads} intra-op threads, best of the repeats",
+        f"onnxruntime {ort.__version__}, {threads} intra-op threads, best of the repeats, "
+        f"cpu {cpu_label()}",
         "",
         "| kind | rows | reduction | columns | ms | GMAC/s |",
         "|---|---:|---:|---:|---:|---:|",

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import tempfile
 import time
@@ -35,6 +34,7 @@ import onnxruntime as ort
 import torch
 from transformers import BartConfig, BartForConditionalGeneration
 
+from benchmarks import cpu_label
 from benchmarks.gpu_report import findings, render
 from explain import artifacts as spec
 from training.export import export_onnx
@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         if torch.cuda.is_available()
         else "none (GPU rows skipped)",
         "onnxruntime": f"{ort.__version__} {ort.get_available_providers()}",
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_label(),
         "input_tokens": args.input_tokens,
         "new_tokens": args.new_tokens,
         "repeats": args.repeats,

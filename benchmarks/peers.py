@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -47,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks import cpu_label
 from benchmarks.peer_engines import HTTP_ENGINES, worker
 from benchmarks.peer_model import build, make_inputs
 from explain import artifacts
@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         "batches": f"b1 x {args.b1_requests} sequential; b32 x 1 (32 concurrent over HTTP)",
         "threads": args.threads,
         "rounds": f"{args.rounds}, order rotated",
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_label(),
         "int8": f"recipe {measured}",
         "int8 agreement": "trained default model's publish-time gate"
         + (f" (recipe {gate[1]})" if gate is not None else " (no default model in the store)"),
