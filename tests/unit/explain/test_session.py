@@ -57,3 +57,26 @@ def test_cpu_sessions_take_their_memory_from_the_process_wide_arena(tmp_path, mo
     assert len(registered) == 1
     assert registered[0].max_dead_bytes_per_chunk == ARENA_MAX_DEAD_BYTES == 1 << 20
     assert registered[0].arena_extend_strategy == 0  # powers of two
+
+
+def _resident_kb(path: Path) -> int:
+    """This process's resident KB of the mappings of `path` (Linux /proc/self/smaps)."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        first = line.split(maxsplit=1)[0]
+        if "-" in first and not first.endswith(":"):  # a mapping's header line
+            inside = line.rstrip().endswith(str(path))
+        elif inside and first == "Rss:":
+            total += int(line.split()[1])
+    return total
+
+
+def test_a_shared_table_is_resident_at_load_not_at_the_first_lookups(tmp_path):
+    table = np.zeros((4096, 256), dtype=np.int8)  # 1 MiB: 256 pages nobody has read
+    np.save(tmp_path / "big.npy", table)
+    cold = np.load(tmp_path / "big.npy", mmap_mode="r")
+    assert _resident_kb(tmp_path / "big.npy") < 64  # mapping alone brings nothing in
+    del cold
+    shared = shared_initializers({"shared.big": tmp_path / "big.npy"})
+    assert _resident_kb(tmp_path / "big.npy") >= 1024  # every page, before any lookup
+    assert shared["shared.big"].shape() == [4096, 256]
