@@ -17,9 +17,9 @@ Two variants are made from the fp32 graphs at publish time:
   3. `dynamic-encoder`: the encoder's query/key/value projections and first feed-forward
      layer (which read a LayerNorm output) in dynamic int8 with one activation scale per
      call (so `explain.onnx_backend` encodes one request per call on CPU), the rest in
-     recipe 4's `MatMulNBits`. On the AVX-512 build: every encoder layer dynamic 96.37 %
-     (1,600 requests), this recipe 98.16 %; 98.16 % on the 2026-12-03 build too, where it
-     ran a bart-base batch of 32 at under half recipe 1's speed.
+     recipe 4's `MatMulNBits`. Earlier builds: every encoder layer dynamic 96.37 % (1,600
+     requests), this recipe 98.16-98.44 %; the 2026-12-03 build 98.16 %, where it ran a
+     bart-base batch of 32 at under half recipe 1's speed.
   4. `blocks`: every MatMul with a constant weight becomes `MatMulNBits`, 8-bit weights in
      blocks of 16 along the reduction axis, computed with int8 activations (`accuracy_level`
      4). Per-tensor dynamic quantisation left about 96 % of answers identical, blocks of 32
