@@ -8,7 +8,7 @@ from pathlib import Path
 
 # The vector extensions ONNX Runtime's and CTranslate2's int8 and fp32 kernels pick between:
 # the same build ran the integer GEMM about 3x faster on a host showing AVX-512 VNNI than on
-# one showing AVX2 only (README, *Performance*), so every result names them.
+# one showing AVX2 only (README, *How far from the hardware*), so every result names them.
 KERNEL_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
 
 

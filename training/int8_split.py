@@ -34,14 +34,14 @@ GROUPS = 8
 
 
 def second_feed_forward(model: onnx.ModelProto, groups: int = GROUPS) -> list[str]:
-    """The constant-weight MatMuls that narrow their input (weight [K, N] with K > N and K a
-    multiple of `groups`): in BART, every layer's second feed-forward layer."""
+    """The named constant-weight MatMuls that narrow their input (weight [K, N] with K > N and
+    K a multiple of `groups`): in BART, every layer's second feed-forward layer."""
     weights = {t.name: t for t in model.graph.initializer}
     names = []
     for index in constant_weight_matmuls(model):
         node = model.graph.node[index]
         rows, columns = weights[node.input[1]].dims
-        if rows > columns and rows % groups == 0:
+        if node.name and rows > columns and rows % groups == 0:
             names.append(node.name)
     return names
 

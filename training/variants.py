@@ -8,9 +8,9 @@ Two variants are made from the fp32 graphs at publish time:
      scales; the LM head's best 8 candidates per row rescored against the int8 tied table;
      int8 embedding rows, a scale each. A token's result is its own, whoever shares its batch.
      Of the default model's 1,960 gate answers, 98.37 % identical in a build on an AVX-512
-     machine, 97.91 % in the 2026-12-03 build on an AVX2 one (training differs across CPUs);
-     on the first, head in blocks 98.47 %, head not rescored 97.96 %, SmoothQuant-style
-     smoothing 97.30 %, fp32 tables 98.42 %.
+     host, 97.91 % in the 2026-12-03 build on an AVX2 one (weights and fp32 kernels both
+     differ; which moved it is not known); on the first, head in blocks 98.47 %, head not
+     rescored 97.96 %, SmoothQuant-style smoothing 97.30 %, fp32 tables 98.42 %.
   2. `per-token-split` (`training.int8_split`): recipe 1 with each second feed-forward layer
      (the GELU output, with its outliers) in 8 slices of its reduction axis, each with its
      own scale per token: 98.32 % on the 2026-12-03 build, at about recipe 1's speed.
