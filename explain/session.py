@@ -249,7 +249,11 @@ def shared_initializers(files: Mapping[str, Path]) -> dict[str, ort.OrtValue]:
     latency: at bart-base (int8, 2 threads, AVX2 host, 10 sequential requests of new random
     ids, two processes each) the encoder took 89-162 ms per request on a cold mapping
     against 68-110 ms on a populated one, and touching the int8 table took 25-28 ms at load,
-    for 5 MB more RSS after the ten requests."""
+    for 5 MB more RSS after the ten requests. The price: the whole table is resident from
+    the start. In two `bench-peers` runs before and after, the fp32 request-path processes
+    (catalogue requests use few of the 154 MB table's rows) peaked 122-125 MB higher and the
+    int8 service 19 MB higher; the fp32 runtime fed random ids, which touch nearly every
+    page anyway, peaked at 1,024 and 1,023 MB."""
     tables = {name: np.load(path, mmap_mode="r") for name, path in files.items()}
     for table in tables.values():
         populate(table)
