@@ -53,7 +53,7 @@ from explain.artifacts import BLOCKS, DYNAMIC_ENCODER, INT8_RECIPES, PER_TOKEN, 
 from explain.explainer import DecodeSettings, Explainer
 from explain.loading import load_onnx_explainer
 from explain.types import ExplainJob, Explanation
-from training.int8_split import GROUPS, second_feed_forward, split_reduction
+from training.int8_split import GROUPS, quantise_split, second_feed_forward
 from training.int8_tokens import (
     RESCORED,
     constant_weight_matmuls,
@@ -183,7 +183,7 @@ def _int8(source: Path, target: Path, recipe: str) -> None:
     )
     if recipe in (PER_TOKEN, PER_TOKEN_SPLIT):
         if recipe == PER_TOKEN_SPLIT:
-            split_reduction(model, second_feed_forward(model))
+            quantise_split(model, second_feed_forward(model))
         # The LM head picks the argmax: its best candidates are rescored against the tied
         # table; an untied head keeps `blocks`' finer per-block scales instead.
         head = matmuls_feeding(model, "logits")

@@ -144,9 +144,15 @@ def test_the_per_token_recipes_make_every_weighted_matmul_an_integer_gemm(
         graph = onnx.load(str(path)).graph
         constants = {i.name for i in graph.initializer}
         ops = [n.op_type for n in graph.node]
-        # split: every layer's second feed-forward product in GROUPS slices, summed
+        # split: every layer's second feed-forward product in GROUPS slices, summed; the
+        # slices are quantised together, then split with their scales
         split = recipe == PER_TOKEN_SPLIT
-        assert ops.count("Split") == ops.count("Sum") == (layers if split else 0)
+        assert ops.count("Sum") == (layers if split else 0)
+        assert ops.count("Split") == (2 * layers if split else 0)
+        # one quantising pass per distinct activation: a layer's query, key and value share
+        # theirs, and so do the cross key/value projections of the encoder's output
+        passes = 6 * layers + 1 if path == decoder else 4 * layers + 1
+        assert ops.count("QuantizeLinear") == ops.count("ReduceMax") == passes
         products = 4 * layers + 2 * layers  # attention and feed-forward
         if path == decoder:
             products += 2 * layers + 1  # cross query/output, and the LM head

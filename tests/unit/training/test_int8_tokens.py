@@ -269,12 +269,13 @@ def test_tokens_round_to_the_bit_as_div_round_add_clip_cast():
         [
             numpy_helper.from_array(np.array(1e-12, dtype=np.float32), f"{PREFIX}.eps"),
             numpy_helper.from_array(np.array(127.0, dtype=np.float32), f"{PREFIX}.levels"),
-            numpy_helper.from_array(np.array([-1], dtype=np.int64), f"{PREFIX}.flat"),
+            numpy_helper.from_array(np.array(1.0, dtype=np.float32), f"{PREFIX}.one"),
+            numpy_helper.from_array(np.array(128, dtype=np.uint8), f"{PREFIX}.zp"),
         ],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 9
-    model.graph.node.extend(_quantise_tokens(model, "x", "t", width))
+    model.graph.node.extend(_quantise_tokens("x", "t"))
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(7)
     x = (rng.standard_normal((3, 40, width)) * 5).astype(np.float32)
