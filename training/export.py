@@ -14,10 +14,12 @@ import logging
 import warnings
 from pathlib import Path
 
+import onnx
 import torch
 from torch import nn
 
 from explain import artifacts as spec
+from training.graph_shapes import constant_reshapes
 from training.modeling import UserAwareBart
 from training.shared_weights import share_token_embedding
 
@@ -137,6 +139,15 @@ class DecoderGraph(nn.Module):
         return (logits, *presents)
 
 
+def _constant_shapes(path: Path) -> None:
+    """Rewrite the exported reshapes' run-time shape arithmetic as constants
+    (`training.graph_shapes`)."""
+    graph = onnx.load(str(path))
+    rewritten = constant_reshapes(graph)
+    onnx.save(graph, str(path))
+    logger.info("%s: %d reshapes with constant shapes", path.name, rewritten)
+
+
 def export_onnx(model: UserAwareBart, out_dir: Path, *, opset: int = OPSET) -> spec.OnnxSpec:
     """Write encoder.onnx, decoder.onnx and export.json into `out_dir`."""
     model = model.eval().to("cpu")
@@ -204,6 +215,8 @@ def export_onnx(model: UserAwareBart, out_dir: Path, *, opset: int = OPSET) -> s
             opset_version=opset,
             dynamo=False,
         )
+    for graph in (spec.ENCODER_FILE, spec.DECODER_FILE):
+        _constant_shapes(out_dir / graph)
     result = spec.OnnxSpec(
         decoder_layers=n,
         num_heads=heads,

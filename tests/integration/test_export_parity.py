@@ -53,6 +53,19 @@ def test_greedy_parity_on_known_and_unknown_users(exported):
     assert report.informative and report.mean_generated > 8
 
 
+def test_every_reshape_has_a_constant_target(exported):
+    # `training.graph_shapes`: no shape arithmetic at run time around the attention heads
+    onnx_dir, _ = exported
+    for name in (spec.ENCODER_FILE, spec.DECODER_FILE):
+        graph = onnx.load(str(onnx_dir / name)).graph
+        constants = {t.name for t in graph.initializer}
+        reshapes = [n for n in graph.node if n.op_type == "Reshape"]
+        assert reshapes and all(n.input[1] in constants for n in reshapes)
+        # the encoder reads its length once, for the positions; the decoder never
+        shapes = [n for n in graph.node if n.op_type == "Shape"]
+        assert len(shapes) == (1 if name == spec.ENCODER_FILE else 0)
+
+
 def test_unknown_user_is_exactly_stock_bart(tiny_model_dir):
     model = UserAwareBart.load(tiny_model_dir)
     ids = torch.tensor([[0, 10, 11, 12, 2]])
