@@ -37,6 +37,8 @@ def constant_reshapes(model: onnx.ModelProto) -> int:
     for node in graph.node:
         if node.op_type != "Reshape" or node.input[1] in values:
             continue
+        if any(a.name == "allowzero" and a.i for a in node.attribute):
+            continue  # there 0 is a literal size, not "copy the input's dimension"
         shape = _target(node.input[0], producer.get(node.input[1]), producer, values)
         if shape is None:
             continue
@@ -61,7 +63,8 @@ def _target(
     transpose = producer.get(data)
     perm = None
     if transpose is not None and transpose.op_type == "Transpose":
-        perm = [int(p) for p in next(a.ints for a in transpose.attribute if a.name == "perm")]
+        # without `perm` a transpose reverses the axes, which needs the rank: not followed
+        perm = next((list(a.ints) for a in transpose.attribute if a.name == "perm"), None)
     entries: list[int | None] = []
     for part in concat.input:
         if part in values:
@@ -74,7 +77,7 @@ def _target(
         position = len(entries)
         if source == data and index == position:
             entries.append(0)
-        elif perm is not None and transpose is not None and source == transpose.input[0]:
+        elif perm and transpose is not None and source == transpose.input[0]:
             entries.append(0 if position < len(perm) and perm[position] == index else _UNKNOWN)
         else:
             entries.append(_UNKNOWN)

@@ -73,9 +73,12 @@ def quantise_split(model: onnx.ModelProto, names: list[str], groups: int = GROUP
     rewritten: list[onnx.NodeProto] = []
     count = 0
     for node in model.graph.node:
-        if node.op_type != "MatMul" or node.name not in wanted:
+        weight_dims = weights[node.input[1]].dims if node.input[1] in weights else []
+        if node.op_type != "MatMul" or node.name not in wanted or len(weight_dims) != 2:
             rewritten.append(node)
             continue
+        if weight_dims[0] % groups:
+            raise ValueError(f"{node.name}: {weight_dims[0]} rows do not split into {groups}")
         if count == 0:
             model.graph.initializer.extend(_shared_constants())
         weight = numpy_helper.to_array(weights[node.input[1]])

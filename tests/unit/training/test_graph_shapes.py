@@ -129,6 +129,14 @@ def test_a_target_with_a_literal_zero_or_a_second_unknown_is_left_alone(constant
     assert len(model.graph.node) == len(nodes)
 
 
+def test_reshapes_that_read_zero_literally_are_left_alone():
+    model = _heads_graph()
+    for node in model.graph.node:
+        if node.op_type == "Reshape":
+            node.attribute.append(helper.make_attribute("allowzero", 1))
+    assert constant_reshapes(model) == 0
+
+
 def test_dead_nodes_go_and_graph_outputs_stay():
     graph = helper.make_graph(
         [

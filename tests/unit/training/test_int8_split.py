@@ -5,6 +5,7 @@ own, and finer than one scale per token when one feature is an outlier."""
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from training.int8_split import quantise_split, second_feed_forward
@@ -93,10 +94,12 @@ def test_only_the_narrowing_product_is_split_into_integer_products():
     onnx.checker.check_model(model)
 
 
-def test_nothing_is_split_into_one_group():
+def test_nothing_is_split_into_one_group_or_into_uneven_slices():
     model = _ffn(np.random.default_rng(1))
     assert quantise_split(model, ["fc2"], 1) == 0
     assert [n.op_type for n in model.graph.node] == ["MatMul", "MatMul"]
+    with pytest.raises(ValueError, match="128 rows do not split into 3"):
+        quantise_split(model, ["fc2"], 3)
 
 
 def test_the_same_bits_as_quantising_each_slice_on_its_own():
