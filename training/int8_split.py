@@ -73,10 +73,10 @@ def quantise_split(model: onnx.ModelProto, names: list[str], groups: int = GROUP
     rewritten: list[onnx.NodeProto] = []
     count = 0
     for node in model.graph.node:
-        weight_dims = weights[node.input[1]].dims if node.input[1] in weights else []
-        if node.op_type != "MatMul" or node.name not in wanted or len(weight_dims) != 2:
+        if node.op_type != "MatMul" or node.name not in wanted or node.input[1] not in weights:
             rewritten.append(node)
             continue
+        weight_dims = weights[node.input[1]].dims
         if weight_dims[0] % groups:
             raise ValueError(f"{node.name}: {weight_dims[0]} rows do not split into {groups}")
         if count == 0:

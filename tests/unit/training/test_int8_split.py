@@ -15,14 +15,15 @@ D, FFN = 32, 128
 
 
 def _ffn(rng, outlier: float = 1.0):
-    """x [.., D] -> MatMul(up) -> h [.., FFN] -> MatMul(down) -> y [.., D]; hidden feature 7
+    """x [.., D] -> MatMul(up) -> Relu -> h [.., FFN] -> MatMul(down) -> y [.., D]; feature 7
     scaled by `outlier` (a GELU output has a few features far larger than the rest)."""
     up = (rng.standard_normal((D, FFN)) * 0.1).astype(np.float32)
     up[:, 7] *= outlier
     down = (rng.standard_normal((FFN, D)) * 0.1).astype(np.float32)
     graph = helper.make_graph(
         [
-            helper.make_node("MatMul", ["x", "up"], ["h"], name="fc1"),
+            helper.make_node("MatMul", ["x", "up"], ["pre"], name="fc1"),
+            helper.make_node("Relu", ["pre"], ["h"], name="act"),
             helper.make_node("MatMul", ["h", "down"], ["y"], name="fc2"),
         ],
         "ffn",
@@ -82,7 +83,7 @@ def test_only_the_narrowing_product_is_split_into_integer_products():
     assert second_feed_forward(model, 3) == []  # 128 rows do not split in 3
     assert quantise_split(model, ["fc2"], 4) == 1
     ops = [n.op_type for n in model.graph.node]
-    assert ops[0] == "MatMul" and ops.count("MatMul") == 1  # fc1 is left as it was
+    assert ops[:2] == ["MatMul", "Relu"] and ops.count("MatMul") == 1  # fc1 is left as it was
     assert ops.count("MatMulIntegerToFloat") == 4 and ops[-1] == "Sum"
     # one quantising pass over the whole activation, then its slices and their scales
     assert ops.count("QuantizeLinear") == ops.count("ReduceMax") == 1
@@ -97,7 +98,7 @@ def test_only_the_narrowing_product_is_split_into_integer_products():
 def test_nothing_is_split_into_one_group_or_into_uneven_slices():
     model = _ffn(np.random.default_rng(1))
     assert quantise_split(model, ["fc2"], 1) == 0
-    assert [n.op_type for n in model.graph.node] == ["MatMul", "MatMul"]
+    assert [n.op_type for n in model.graph.node] == ["MatMul", "Relu", "MatMul"]
     with pytest.raises(ValueError, match="128 rows do not split into 3"):
         quantise_split(model, ["fc2"], 3)
 
@@ -127,4 +128,4 @@ def test_slices_keep_an_outlier_from_coarsening_the_other_features():
     quantise_split(split, ["fc2"], 8)
     plain_error = np.abs(_run(plain, x) - expected).mean()
     split_error = np.abs(_run(split, x) - expected).mean()
-    assert split_error < 0.6 * plain_error  # 0.44 here; 1.0 without the slices
+    assert split_error < 0.6 * plain_error  # 0.51 here; 1.0 without the slices
