@@ -33,11 +33,11 @@ import onnx
 from onnx import helper, numpy_helper
 
 from training.int8_tokens import (
-    ACTIVATION_LEVELS,
     MS_DOMAIN,
     PREFIX,
-    ZERO_POINT,
+    add_token_constants,
     constant_weight_matmuls,
+    quantise_tokens,
     quantise_weight,
 )
 
@@ -80,6 +80,7 @@ def quantise_split(model: onnx.ModelProto, names: list[str], groups: int = GROUP
         if weight_dims[0] % groups:
             raise ValueError(f"{node.name}: {weight_dims[0]} rows do not split into {groups}")
         if count == 0:
+            add_token_constants(model)
             model.graph.initializer.extend(_shared_constants())
         weight = numpy_helper.to_array(weights[node.input[1]])
         width = weight.shape[0] // groups
@@ -98,7 +99,7 @@ def quantise_split(model: onnx.ModelProto, names: list[str], groups: int = GROUP
             rewritten.append(
                 helper.make_node(
                     "MatMulIntegerToFloat",
-                    [f"{p}.u8_{i}", f"{p}.w{i}", f"{p}.s{i}", f"{p}.ws{i}", f"{SPLIT}.zp"],
+                    [f"{p}.u8_{i}", f"{p}.w{i}", f"{p}.s{i}", f"{p}.ws{i}", f"{PREFIX}.zp"],
                     [products[i]],
                     name=f"{p}.MM{i}",
                     domain=MS_DOMAIN,
@@ -120,10 +121,6 @@ def quantise_split(model: onnx.ModelProto, names: list[str], groups: int = GROUP
 
 def _shared_constants() -> list[onnx.TensorProto]:
     return [
-        numpy_helper.from_array(np.array(1e-12, dtype=np.float32), f"{SPLIT}.eps"),
-        numpy_helper.from_array(np.array(ACTIVATION_LEVELS, dtype=np.float32), f"{SPLIT}.levels"),
-        numpy_helper.from_array(np.array(1.0, dtype=np.float32), f"{SPLIT}.one"),
-        numpy_helper.from_array(np.array(ZERO_POINT, dtype=np.uint8), f"{SPLIT}.zp"),
         numpy_helper.from_array(np.array([0], dtype=np.int64), f"{SPLIT}.first"),
         numpy_helper.from_array(np.array([-1], dtype=np.int64), f"{SPLIT}.last"),
     ]
@@ -141,7 +138,8 @@ def _layer_constants(p: str, width: int, groups: int) -> list[onnx.TensorProto]:
 def _quantise_slices(x: str, p: str, groups: int) -> list[onnx.NodeProto]:
     """Nodes quantising `x` [..., K] per token and slice: `{p}.u8_i` (uint8 [..., K / groups])
     and `{p}.s{i}` (float [..., 1]) for each slice i, rounded as `training.int8_tokens`
-    rounds a whole token, over `x` seen as [tokens x groups, K / groups] rows."""
+    rounds a whole token (`quantise_tokens`), over `x` seen as [tokens x groups, K / groups]
+    rows."""
     node = helper.make_node
 
     def split(source: str, sizes: str, parts: list[str], what: str) -> onnx.NodeProto:
@@ -149,19 +147,9 @@ def _quantise_slices(x: str, p: str, groups: int) -> list[onnx.NodeProto]:
 
     return [
         node("Reshape", [x, f"{p}.rows"], [f"{p}.t"], name=f"{p}.Slices"),
-        node("Abs", [f"{p}.t"], [f"{p}.abs"], name=f"{p}.Abs"),
-        node("ReduceMax", [f"{p}.abs"], [f"{p}.peak"], axes=[-1], keepdims=1, name=f"{p}.Max"),
-        node("Div", [f"{p}.peak", f"{SPLIT}.levels"], [f"{p}.raw"], name=f"{p}.Div"),
-        node("Max", [f"{p}.raw", f"{SPLIT}.eps"], [f"{p}.scale"], name=f"{p}.Floor"),
-        node("Div", [f"{p}.t", f"{p}.scale"], [f"{p}.units"], name=f"{p}.Units"),
-        node(
-            "QuantizeLinear",
-            [f"{p}.units", f"{SPLIT}.one", f"{SPLIT}.zp"],
-            [f"{p}.flat_u8"],
-            name=f"{p}.Quantise",
-        ),
+        *quantise_tokens(f"{p}.t", f"{p}.q"),  # -> {p}.q.u8, {p}.q.scale
         node("Shape", [x], [f"{p}.shape"], name=f"{p}.Shape"),
-        node("Reshape", [f"{p}.flat_u8", f"{p}.shape"], [f"{p}.u8"], name=f"{p}.Unflatten"),
+        node("Reshape", [f"{p}.q.u8", f"{p}.shape"], [f"{p}.u8"], name=f"{p}.Unflatten"),
         split(f"{p}.u8", f"{p}.widths", [f"{p}.u8_{i}" for i in range(groups)], "Tokens"),
         node(
             "Slice",
@@ -170,6 +158,6 @@ def _quantise_slices(x: str, p: str, groups: int) -> list[onnx.NodeProto]:
             name=f"{p}.Lead",
         ),
         node("Concat", [f"{p}.lead", f"{p}.groups"], [f"{p}.grid"], axis=0, name=f"{p}.Grid"),
-        node("Reshape", [f"{p}.scale", f"{p}.grid"], [f"{p}.scale_grid"], name=f"{p}.ScaleGrid"),
+        node("Reshape", [f"{p}.q.scale", f"{p}.grid"], [f"{p}.scale_grid"], name=f"{p}.ScaleGrid"),
         split(f"{p}.scale_grid", f"{p}.ones", [f"{p}.s{i}" for i in range(groups)], "Scales"),
     ]

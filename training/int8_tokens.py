@@ -101,13 +101,7 @@ def quantise_per_token(model: onnx.ModelProto, exclude: Collection[str] = ()) ->
     targets = [i for i in constant_weight_matmuls(model) if nodes[i].name not in exclude]
     if not targets:
         return 0
-    shared = [
-        numpy_helper.from_array(np.array(1e-12, dtype=np.float32), f"{PREFIX}.eps"),
-        numpy_helper.from_array(np.array(ACTIVATION_LEVELS, dtype=np.float32), f"{PREFIX}.levels"),
-        numpy_helper.from_array(np.array(1.0, dtype=np.float32), f"{PREFIX}.one"),
-        numpy_helper.from_array(np.array(ZERO_POINT, dtype=np.uint8), f"{PREFIX}.zp"),
-    ]
-    model.graph.initializer.extend(shared)
+    add_token_constants(model)
     quantised_inputs: dict[str, tuple[str, str]] = {}  # activation -> (uint8 tokens, scales)
     replacement: dict[int, list[onnx.NodeProto]] = {}
     used_weights: dict[str, int] = {}
@@ -120,7 +114,7 @@ def quantise_per_token(model: onnx.ModelProto, exclude: Collection[str] = ()) ->
         new: list[onnx.NodeProto] = []
         if x not in quantised_inputs:
             p = f"{PREFIX}.{len(quantised_inputs)}"
-            new += _quantise_tokens(x, p)
+            new += quantise_tokens(x, p)
             quantised_inputs[x] = (f"{p}.u8", f"{p}.scale")
         tokens, scale = quantised_inputs[x]
         weight = numpy_helper.to_array(initializers[weight_name])
@@ -150,7 +144,23 @@ def quantise_per_token(model: onnx.ModelProto, exclude: Collection[str] = ()) ->
     return len(targets)
 
 
-def _quantise_tokens(x: str, p: str) -> list[onnx.NodeProto]:
+def add_token_constants(model: onnx.ModelProto) -> None:
+    """Add the constants `quantise_tokens` reads, unless an earlier rewrite added them."""
+    if any(t.name == f"{PREFIX}.zp" for t in model.graph.initializer):
+        return
+    model.graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.array(1e-12, dtype=np.float32), f"{PREFIX}.eps"),
+            numpy_helper.from_array(
+                np.array(ACTIVATION_LEVELS, dtype=np.float32), f"{PREFIX}.levels"
+            ),
+            numpy_helper.from_array(np.array(1.0, dtype=np.float32), f"{PREFIX}.one"),
+            numpy_helper.from_array(np.array(ZERO_POINT, dtype=np.uint8), f"{PREFIX}.zp"),
+        ]
+    )
+
+
+def quantise_tokens(x: str, p: str) -> list[onnx.NodeProto]:
     """The nodes that quantise activation `x` [..., width] per token: `{p}.u8` (uint8, the
     shape of `x`) and `{p}.scale` ([..., 1]).
 

@@ -255,7 +255,7 @@ def test_an_untied_head_is_not_rescored():
 
 
 def test_tokens_round_to_the_bit_as_div_round_add_clip_cast():
-    from training.int8_tokens import PREFIX, _quantise_tokens
+    from training.int8_tokens import PREFIX, quantise_tokens
 
     width = 96
     graph = helper.make_graph(
@@ -275,7 +275,7 @@ def test_tokens_round_to_the_bit_as_div_round_add_clip_cast():
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 9
-    model.graph.node.extend(_quantise_tokens("x", "t"))
+    model.graph.node.extend(quantise_tokens("x", "t"))
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(7)
     x = (rng.standard_normal((3, 40, width)) * 5).astype(np.float32)
