@@ -17,12 +17,14 @@ on file names. A version directory:
 encoder.onnx
     inputs   input_ids int64[b, s], attention_mask int64[b, s], user_embeds float32[b, d_model]
     outputs  cross_key_{i}, cross_value_{i} float32[b, heads, s, head_dim] for each decoder layer
+             (int8 graphs of the `per-token-split-v8` recipe: cross_value_{i} int8, with
+             cross_value_scale_{i} float32[b, heads, s, 1], value = int8 x scale)
 decoder.onnx (one step, with KV cache)
     inputs   input_ids int64[b, 1], encoder_attention_mask int64[b, s], beam_idx int64[b],
              decoder_position int64[b] (the row's position: tokens it has before this one),
              decoder_attention_mask int64[b, t + 1] (1 where the row's cache is its own),
              past_key_{i}, past_value_{i} float32[b, heads, t, head_dim] (t may be 0),
-             cross_key_{i}, cross_value_{i}
+             cross_key_{i}, cross_value_{i} (and cross_value_scale_{i}), as the encoder's
     outputs  logits float32[b, vocab],
              present_key_{i}, present_value_{i} float32[b, heads, t + 1, head_dim]
 
@@ -72,8 +74,9 @@ VARIANTS = (FP32, INT8, FP16)
 # How an int8 variant is made (`training.variants`), fastest first: the gate keeps the first
 # recipe that passes. Named here, where loading them needs no torch (the benchmarks' workers).
 PER_TOKEN, PER_TOKEN_SPLIT = "per-token", "per-token-split"
+PER_TOKEN_SPLIT_V8 = "per-token-split-v8"
 DYNAMIC_ENCODER, BLOCKS = "dynamic-encoder", "blocks"
-INT8_RECIPES = (PER_TOKEN, PER_TOKEN_SPLIT, DYNAMIC_ENCODER, BLOCKS)
+INT8_RECIPES = (PER_TOKEN, PER_TOKEN_SPLIT_V8, PER_TOKEN_SPLIT, DYNAMIC_ENCODER, BLOCKS)
 # Graph metadata an int8 variant carries: how its activations are scaled. `per-call` (the
 # `dynamic-encoder` recipe's encoder: one scale per call, so a row's result depends on its
 # batch-mates) or `per-row` (every other recipe: a row's result is its own). Loading encodes
@@ -110,6 +113,17 @@ def present_names(layer: int) -> tuple[str, str]:
 
 def cross_names(layer: int) -> tuple[str, str]:
     return f"cross_key_{layer}", f"cross_value_{layer}"
+
+
+def cross_value_scale_name(layer: int) -> str:
+    """The per-token scales of an int8 graph's cross values ([batch, heads, src, 1]), where
+    the encoder hands them over in int8 (`per-token-split-v8`)."""
+    return f"cross_value_scale_{layer}"
+
+
+def cross_inputs(layer: int) -> tuple[str, ...]:
+    """Every name a decoder layer's cross keys and values may travel under, scales included."""
+    return (*cross_names(layer), cross_value_scale_name(layer))
 
 
 @dataclass(frozen=True)

@@ -168,7 +168,7 @@ class RunningBatch:
         start_token = np.full(joining, self.ids.decoder_start_token_id, dtype=np.int64)
         if not n:
             shape = empty_cache_shape(self.backend.decoder, self.past_names[0], joining)
-            dtype = self._store[self.cross_names[0]].dtype
+            dtype = self.backend.decoder.inputs[self.past_names[0]].dtype
             self.past = {name: np.zeros(shape, dtype=dtype) for name in self.past_names}
             self.self_mask = np.zeros((joining, 0), dtype=np.int64)
             self.last, self.reorder = start_token, None
@@ -195,12 +195,10 @@ class RunningBatch:
             have = int(next(iter(self._store.values())).shape[2])
             if have >= width:
                 return have
-        spec = self.backend.spec
-        shape = (self.max_rows, spec.num_heads, width, spec.head_dim)
-        dtype = self.backend.encoder.outputs[self.cross_names[0]].dtype
         slots = len(self.slots)
         for name in self.cross_names:
-            store = np.empty(shape, dtype=dtype)
+            shape = self.backend.cross_shape(name, self.max_rows, width)
+            store = np.empty(shape, dtype=self.backend.cross_type(name))
             if name in self._store and slots:
                 old = self._store[name]
                 store[:slots, :, : old.shape[2]] = old[:slots]

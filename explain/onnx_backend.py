@@ -170,7 +170,14 @@ class OnnxSeq2Seq:
         sessions should have that many times fewer intra-op threads); 1 on a GPU."""
         encoder.require(ENCODER_INPUTS)
         self.encoder, self.decoder, self.spec, self.ids = encoder, decoder, spec, ids
-        self.cross_names = [n for i in range(spec.decoder_layers) for n in artifacts.cross_names(i)]
+        # The cross keys and values, and the int8 values' scales where the graphs have them
+        # (`per-token-split-v8`): every one [rows, heads, src, head_dim or 1].
+        self.cross_names = [
+            n
+            for i in range(spec.decoder_layers)
+            for n in artifacts.cross_inputs(i)
+            if n in encoder.outputs
+        ]
         self.lanes = Lanes(lanes if encoder.device == "cpu" else 1)
         # The most padded tokens one encoder call takes: 0 is one request per call (what a
         # graph with per-call scales needs, on any device), None the whole batch (a GPU).
@@ -191,6 +198,14 @@ class OnnxSeq2Seq:
     def max_new_tokens_limit(self) -> int:
         """The decoder has learnt this many positions: BOS is forced, so one less is left."""
         return self.spec.max_positions - 1
+
+    def cross_shape(self, name: str, rows: int, width: int) -> tuple[int, int, int, int]:
+        """The shape of cross input `name` for `rows` rows of `width` source tokens."""
+        scales = name.startswith(artifacts.cross_value_scale_name(0).removesuffix("0"))
+        return rows, self.spec.num_heads, width, 1 if scales else self.spec.head_dim
+
+    def cross_type(self, name: str) -> np.dtype[Any]:
+        return self.encoder.outputs[name].dtype
 
     def encode(
         self, batch: EncodedBatch, into: Mapping[str, npt.NDArray[Any]] | None = None
@@ -214,13 +229,12 @@ class OnnxSeq2Seq:
                 _fill_rows(into[name], to_host(out[name]), range(batch.rows), lengths)
             return dict(into)
         rows, width = batch.input_ids.shape
-        spec = self.encoder.outputs[self.cross_names[0]]
-        shape = (rows, self.spec.num_heads, width, self.spec.head_dim)
         # Every row is written below, with zeros past its length (masked out by the encoder
         # mask anyway, but never left to whatever the memory held).
         cross = dict(into) if into is not None else {}
         for name in self.cross_names:
-            cross.setdefault(name, np.empty(shape, dtype=spec.dtype))
+            if name not in cross:
+                cross[name] = np.empty(self.cross_shape(name, rows, width), self.cross_type(name))
         lengths = [_unpadded_length(batch.attention_mask[row]) for row in range(rows)]
         for group in encoder_calls(lengths, self.encode_tokens):
             longest = max(lengths[row] for row in group)

@@ -134,7 +134,7 @@ def quantise_per_token(model: onnx.ModelProto, exclude: Collection[str] = ()) ->
         )
         replacement[index] = new
         used_weights[weight_name] -= 1
-    _replace_nodes(model, nodes, replacement)
+    replace_nodes(model, nodes, replacement)
     if not any(o.domain == MS_DOMAIN for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
     unused = {name for name, uses in used_weights.items() if uses == 0}
@@ -160,9 +160,12 @@ def add_token_constants(model: onnx.ModelProto) -> None:
     )
 
 
-def quantise_tokens(x: str, p: str) -> list[onnx.NodeProto]:
-    """The nodes that quantise activation `x` [..., width] per token: `{p}.u8` (uint8, the
-    shape of `x`) and `{p}.scale` ([..., 1]).
+def quantise_tokens(
+    x: str, p: str, *, levels: str = f"{PREFIX}.levels", zero_point: str = f"{PREFIX}.zp"
+) -> list[onnx.NodeProto]:
+    """The nodes that quantise activation `x` [..., width] per token: `{p}.u8` (the type of
+    `zero_point`, the shape of `x`) and `{p}.scale` ([..., 1]), a token's peak magnitude over
+    `levels`.
 
     Each token is divided by its scale, then rounded by one `QuantizeLinear` with scale 1 and
     zero point 128 (round half to even, saturate to 0..255: what `Div, Round, Add, Clip,
@@ -174,12 +177,12 @@ def quantise_tokens(x: str, p: str) -> list[onnx.NodeProto]:
     return [
         node("Abs", [x], [f"{p}.abs"], name=f"{p}.Abs"),
         node("ReduceMax", [f"{p}.abs"], [f"{p}.peak"], axes=[-1], keepdims=1, name=f"{p}.Max"),
-        node("Div", [f"{p}.peak", f"{PREFIX}.levels"], [f"{p}.raw"], name=f"{p}.Div"),
+        node("Div", [f"{p}.peak", levels], [f"{p}.raw"], name=f"{p}.Div"),
         node("Max", [f"{p}.raw", f"{PREFIX}.eps"], [f"{p}.scale"], name=f"{p}.Floor"),
         node("Div", [x, f"{p}.scale"], [f"{p}.units"], name=f"{p}.Units"),
         node(
             "QuantizeLinear",
-            [f"{p}.units", f"{PREFIX}.one", f"{PREFIX}.zp"],
+            [f"{p}.units", f"{PREFIX}.one", zero_point],
             [f"{p}.u8"],
             name=f"{p}.Quantise",
         ),
@@ -323,11 +326,11 @@ def quantise_tables(model: onnx.ModelProto) -> int:
                 ),
                 helper.make_node("Mul", [f"{p}.float", f"{p}.scale"], [out], name=f"{p}.Mul"),
             ]
-    _replace_nodes(model, nodes, replacement)
+    replace_nodes(model, nodes, replacement)
     return len(lookups) - len(others & set(lookups))
 
 
-def _replace_nodes(
+def replace_nodes(
     model: onnx.ModelProto,
     nodes: list[onnx.NodeProto],
     replacement: dict[int, list[onnx.NodeProto]],

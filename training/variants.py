@@ -2,29 +2,28 @@
 
 Two variants are made from the fp32 graphs at publish time:
 
-- **int8** (for CPU), from the first of four recipes that passes the gate:
-  1. `per-token` (`training.int8_tokens`): every MatMul with a constant weight becomes ONNX
-     Runtime's integer GEMM, one activation scale per token, 7-bit per-channel weight
-     scales; the LM head's best 8 candidates per row rescored against the int8 tied table;
-     int8 embedding rows, a scale each. A token's result is its own, whoever shares its batch.
-     Of the default model's 1,960 gate answers, 98.37 % identical in a build on an AVX-512
-     host, 97.91 % in the 2026-12-03 build on an AVX2 one (weights and fp32 kernels both
-     differ; which moved it is not known); on the first, head in blocks 98.47 %, head not
-     rescored 97.96 %, SmoothQuant-style smoothing 97.30 %, fp32 tables 98.42 %.
-  2. `per-token-split` (`training.int8_split`): recipe 1 with each second feed-forward layer
+- **int8** (for CPU), from the first of five recipes that passes the gate (figures: share of
+  the default model's 1,960 gate answers identical to fp32, 2026-12-03 build, AVX2 host):
+  1. `per-token` (`training.int8_tokens`): every MatMul with a constant weight on ONNX
+     Runtime's integer GEMM, one activation scale per token, 7-bit per-channel weights; the
+     LM head's best 8 candidates per row rescored against the int8 tied table; int8
+     embedding rows, a scale each. A token's result is its own, whoever shares its batch.
+     97.91 % (98.37 % in a build on an AVX-512 host).
+  2. `per-token-split-v8` (`training.int8_values`): recipe 3 with the cross-attention values
+     handed from the encoder to the decoder in 8 bits (a scale per token and head) and the
+     attention output on the integer GEMM, so a running decode holds them in a quarter of
+     the memory: 98.16 %; the int8 service at bart-base shape peaked at 594-596 MB against
+     695-697 with recipe 3 (32 concurrent requests).
+  3. `per-token-split` (`training.int8_split`): recipe 1 with each second feed-forward layer
      (the GELU output, with its outliers) in 8 slices of its reduction axis, each with its
-     own scale per token: 98.32 % on the 2026-12-03 build, at about recipe 1's speed.
-  3. `dynamic-encoder`: the encoder's query/key/value projections and first feed-forward
-     layer (which read a LayerNorm output) in dynamic int8 with one activation scale per
-     call (so `explain.onnx_backend` encodes one request per call on CPU), the rest in
-     recipe 4's `MatMulNBits`. Earlier builds: every encoder layer dynamic 96.37 % (1,600
-     requests), this recipe 98.16-98.44 %; the 2026-12-03 build 98.16 %, where it ran a
-     bart-base batch of 32 at under half recipe 1's speed.
-  4. `blocks`: every MatMul with a constant weight becomes `MatMulNBits`, 8-bit weights in
-     blocks of 16 along the reduction axis, computed with int8 activations (`accuracy_level`
-     4). Per-tensor dynamic quantisation left about 96 % of answers identical, blocks of 32
-     97.96 % (98.21 % with an fp32 head), blocks of 16 98.27 %; fp32 compute was far slower.
-  Recipes 3 and 4 make the embedding tables int8 with one scale per tensor, dequantised
+     own scale per token: 98.32 %, at about recipe 1's speed.
+  4. `dynamic-encoder`: the encoder's query/key/value projections and first feed-forward
+     layer in dynamic int8, one activation scale per call (so one request per encoder call
+     on CPU), the rest as recipe 5: 98.16 %, at under half recipe 1's speed at bart-base.
+  5. `blocks`: every MatMul with a constant weight as `MatMulNBits`, 8-bit weights in blocks
+     of 16 along the reduction axis, int8 activations (`accuracy_level` 4); about 98.3 % in
+     earlier builds (per-tensor dynamic quantisation about 96 %).
+  Recipes 4 and 5 make the embedding tables int8 with one scale per tensor, dequantised
   after the lookup. The manifest records the recipe kept and why faster ones were refused.
 - **fp16** (for CUDA): every float tensor, weights, activations and the KV cache, in half
   precision (`onnxruntime.transformers.float16`); inputs are cast by `explain.session`.
@@ -46,30 +45,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import onnx
-
 from explain import artifacts
-from explain.artifacts import BLOCKS, DYNAMIC_ENCODER, INT8_RECIPES, PER_TOKEN, PER_TOKEN_SPLIT
+from explain.artifacts import (
+    BLOCKS,
+    DYNAMIC_ENCODER,
+    INT8_RECIPES,
+    PER_TOKEN,
+    PER_TOKEN_SPLIT,
+    PER_TOKEN_SPLIT_V8,
+)
 from explain.explainer import DecodeSettings, Explainer
 from explain.loading import load_onnx_explainer
 from explain.types import ExplainJob, Explanation
-from training.int8_split import GROUPS, quantise_split, second_feed_forward
-from training.int8_tokens import (
-    RESCORED,
-    constant_weight_matmuls,
-    matmuls_feeding,
-    quantise_per_token,
-    quantise_tables,
-    rescore_head,
-    stamp_scales,
-)
+from training.int8_split import GROUPS
+from training.int8_tokens import RESCORED
 from training.modeling import PrismMeta
 from training.shared_weights import share_token_embedding
+from training.variant_graphs import BLOCK_SIZE, fp16_graph, int8_graph
 
 logger = logging.getLogger(__name__)
 
 MIN_IDENTICAL = 0.98  # share of answers that must be token-for-token fp32's
-BLOCK_SIZE = 16
 # int8 recipes, fastest first: the gate keeps the first that passes.
 METHODS = {
     PER_TOKEN: "every MatMul with a constant weight: int8 with one activation scale per token "
@@ -78,6 +74,9 @@ METHODS = {
     "activations; int8 embedding rows with one scale per row",
     PER_TOKEN_SPLIT: "as per-token, with each second feed-forward layer's reduction axis in "
     f"{GROUPS} slices, each with its own activation scale per token",
+    PER_TOKEN_SPLIT_V8: "as per-token-split, with the cross-attention values handed from the "
+    "encoder to the decoder in int8 (one scale per token and head) and the attention output "
+    "computed on the integer GEMM (attention weights in uint8 per query row)",
     DYNAMIC_ENCODER: "encoder q/k/v projections and first feed-forward layer: dynamic int8 "
     "(7-bit per-channel weight scales, per-request activation scale); the rest: MatMulNBits "
     f"int8 (blocks of {BLOCK_SIZE}, int8 compute); int8 embedding tables",
@@ -144,105 +143,6 @@ class _DropHint(logging.Filter):
         return not any(noise in message for noise in self.NOISE)
 
 
-def _cross_projections(model: onnx.ModelProto) -> set[str]:
-    """The MatMuls whose results reach a graph output without passing another constant-weight
-    MatMul: in the encoder graph, the decoder layers' cross key/value projections."""
-    return matmuls_feeding(model, *(o.name for o in model.graph.output))
-
-
-def _dynamic_layers(model: onnx.ModelProto) -> list[str]:
-    """The encoder's own constant-weight MatMuls that read a LayerNormalization output (the
-    query/key/value projections and the first feed-forward layer). A normalised input is
-    what one activation scale per call covers well; the attention output projection (which
-    reads the attention context) and the second feed-forward layer (the GELU output, with its
-    outliers) stay in blocks with the cross key/value projections."""
-    producer = {out: node.op_type for node in model.graph.node for out in node.output}
-    cross = _cross_projections(model)
-    weighted = [model.graph.node[i] for i in constant_weight_matmuls(model)]
-    return [
-        n.name
-        for n in weighted
-        if n.name not in cross and producer.get(n.input[0]) == "LayerNormalization"
-    ]
-
-
-def _int8(source: Path, target: Path, recipe: str) -> None:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.quantization.matmul_nbits_quantizer import (
-        DefaultWeightOnlyQuantConfig,
-        MatMulNBitsQuantizer,
-    )
-
-    model = onnx.load(str(source))
-    config = DefaultWeightOnlyQuantConfig(
-        block_size=BLOCK_SIZE,
-        is_symmetric=True,
-        accuracy_level=4,
-        bits=8,
-        op_types_to_quantize=("MatMul",),
-    )
-    if recipe in (PER_TOKEN, PER_TOKEN_SPLIT):
-        if recipe == PER_TOKEN_SPLIT:
-            quantise_split(model, second_feed_forward(model))
-        # The LM head picks the argmax: its best candidates are rescored against the tied
-        # table; an untied head keeps `blocks`' finer per-block scales instead.
-        head = matmuls_feeding(model, "logits")
-        if len(head) == 1 and rescore_head(model, next(iter(head)), "logits", RESCORED):
-            head = set()
-        quantise_per_token(model, exclude=head)
-        quantise_tables(model)
-        if head:
-            quantiser = MatMulNBitsQuantizer(model, algo_config=config)
-            quantiser.process()
-            model = quantiser.model.model
-        stamp_scales(model, artifacts.PER_ROW)
-        onnx.save(model, str(target))
-        return
-    dynamic: list[str] = []
-    if recipe == DYNAMIC_ENCODER and source.name == artifacts.ENCODER_FILE:
-        dynamic = _dynamic_layers(model)
-    quantiser = MatMulNBitsQuantizer(model, algo_config=config, nodes_to_exclude=dynamic)
-    quantiser.process()
-    staged = [target.with_suffix(".blocks.onnx"), target.with_suffix(".dynamic.onnx")]
-    quantiser.model.save_model_to_file(str(staged[0]), False)
-    try:
-        gather_from = staged[0]
-        if dynamic:
-            # One activation scale per call (so one request per call, see the stamp below);
-            # 7-bit weights (`reduce_range`): on AVX2 without VNNI the u8 x s8 kernel sums
-            # pairs in 16 bits, which full-range weights can saturate (97.44 % vs 96.37 %).
-            quantize_dynamic(
-                str(staged[0]),
-                str(staged[1]),
-                weight_type=QuantType.QInt8,
-                per_channel=True,
-                reduce_range=True,
-                op_types_to_quantize=["MatMul"],
-                nodes_to_quantize=dynamic,
-            )
-            gather_from = staged[1]
-        # MatMulNBits only quantises Gather to 4 bits; 8-bit tables go through the
-        # QOperator Gather path (int8 data, DequantizeLinear after the lookup).
-        quantize_dynamic(
-            str(gather_from),
-            str(target),
-            weight_type=QuantType.QInt8,
-            op_types_to_quantize=["Gather"],
-        )
-        stamped = onnx.load(str(target))
-        stamp_scales(stamped, artifacts.PER_CALL if dynamic else artifacts.PER_ROW)
-        onnx.save(stamped, str(target))
-    finally:
-        for path in staged:
-            path.unlink(missing_ok=True)
-
-
-def _fp16(source: Path, target: Path) -> None:
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    onnx.save(convert_float_to_float16(onnx.load(str(source)), keep_io_types=False), str(target))
-
-
 def build_variant(variant: str, onnx_dir: Path, recipe: str = BLOCKS) -> tuple[Path, Path]:
     """Write `variant`'s encoder and decoder next to the fp32 graphs in `onnx_dir` (`recipe`:
     which int8 recipe, one of `INT8_RECIPES`)."""
@@ -254,9 +154,9 @@ def build_variant(variant: str, onnx_dir: Path, recipe: str = BLOCKS) -> tuple[P
             artifacts.variant_files(artifacts.FP32), artifacts.variant_files(variant), strict=True
         ):
             if variant == artifacts.INT8:
-                _int8(onnx_dir / fp32_name, onnx_dir / name, recipe)
+                int8_graph(onnx_dir / fp32_name, onnx_dir / name, recipe)
             else:
-                _fp16(onnx_dir / fp32_name, onnx_dir / name)
+                fp16_graph(onnx_dir / fp32_name, onnx_dir / name)
             paths.append(onnx_dir / name)
     share_token_embedding(onnx_dir, variant)
     return paths[0], paths[1]

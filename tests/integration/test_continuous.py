@@ -71,6 +71,50 @@ def test_rows_joining_and_leaving_decode_as_they_would_alone(engine, tiny_store,
     assert running.steps == step
 
 
+@pytest.fixture(scope="module")
+def values_in_int8(tiny_model_dir, tmp_path_factory):
+    """The tiny model's int8 graphs of the `per-token-split-v8` recipe, loaded to serve."""
+    from explain import artifacts
+    from explain.input_format import check_format
+    from explain.loading import load_onnx_explainer
+    from tests.integration.test_variants import _exported
+    from training.modeling import PrismMeta
+    from training.variants import build_variant
+
+    model_dir = _exported(tiny_model_dir, tmp_path_factory.mktemp("v8"))
+    build_variant(artifacts.INT8, model_dir / "onnx", artifacts.PER_TOKEN_SPLIT_V8)
+    meta = PrismMeta.load(model_dir)
+    return load_onnx_explainer(
+        model_dir,
+        name="prism-tiny",
+        version="v8",
+        input_config=check_format(meta.input_format),
+        generation=meta.generation,
+        variant=artifacts.INT8,
+        servable=artifacts.VARIANTS,
+    )
+
+
+def test_int8_values_and_their_scales_join_and_leave_with_their_rows(values_in_int8, tiny_store):
+    engine = values_in_int8
+    work = jobs(tiny_store)
+    expected = {k: alone(engine, job) for k, job in enumerate(work)}
+    running = RunningBatch(engine, max_rows=3)
+    got = {}
+    for k, job in enumerate(work):  # one joins every other step
+        while not running.free:
+            got.update({e.key: e.generation.candidates for e in running.step()})
+        running.join([(k, engine.prepare(job))])
+        got.update({e.key: e.generation.candidates for e in running.step()})
+        # the store holds the values in uint8, their scales [rows, heads, src, 1] beside them
+        cross = running.cross
+        assert cross["cross_value_0"].dtype == np.uint8
+        assert cross["cross_value_scale_0"].shape == (*cross["cross_value_0"].shape[:3], 1)
+    while len(running):
+        got.update({e.key: e.generation.candidates for e in running.step()})
+    assert got == expected
+
+
 def test_a_dropped_row_leaves_and_the_rest_are_unchanged(engine, tiny_store):
     work = jobs(tiny_store)[:4]
     expected = {k: alone(engine, job) for k, job in enumerate(work)}

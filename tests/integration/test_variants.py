@@ -16,6 +16,7 @@ from training.variants import (
     MIN_IDENTICAL,
     PER_TOKEN,
     PER_TOKEN_SPLIT,
+    PER_TOKEN_SPLIT_V8,
     VariantCheck,
     build_variant,
     gate_variants,
@@ -127,7 +128,7 @@ def test_a_refused_int8_recipe_falls_back_to_the_next_and_says_why(tiny_model_di
     assert "MatMulNBits int8 weights" in int8["method"]
 
 
-@pytest.mark.parametrize("recipe", [PER_TOKEN, PER_TOKEN_SPLIT])
+@pytest.mark.parametrize("recipe", [PER_TOKEN, PER_TOKEN_SPLIT, PER_TOKEN_SPLIT_V8])
 def test_the_per_token_recipes_make_every_weighted_matmul_an_integer_gemm(
     tiny_model_dir, tmp_path, recipe
 ):
@@ -146,12 +147,26 @@ def test_the_per_token_recipes_make_every_weighted_matmul_an_integer_gemm(
         ops = [n.op_type for n in graph.node]
         # split: every layer's second feed-forward product in GROUPS slices, summed; the
         # slices are quantised together, then split with their scales
-        split = recipe == PER_TOKEN_SPLIT
+        split = recipe != PER_TOKEN
         assert ops.count("Sum") == (layers if split else 0)
         assert ops.count("Split") == (2 * layers if split else 0)
         # one quantising pass per distinct activation: a layer's query, key and value share
         # theirs, and so do the cross key/value projections of the encoder's output
         passes = 6 * layers + 1 if path == decoder else 4 * layers + 1
+        # v8: the encoder quantises each decoder layer's cross values, the decoder each
+        # layer's attention weights, for one integer product per decoder layer
+        values = config.decoder_layers if recipe == PER_TOKEN_SPLIT_V8 else 0
+        passes += values
+        assert ops.count("MatMulInteger") == (values if path == decoder else 0)
+        kinds = {
+            i.name: i.type.tensor_type.elem_type
+            for i in (*graph.input, *graph.output)
+            if i.name.startswith("cross_value_")
+        }
+        assert set(kinds.values()) == (
+            {onnx.TensorProto.UINT8, onnx.TensorProto.FLOAT} if values else {onnx.TensorProto.FLOAT}
+        )
+        assert len(kinds) == config.decoder_layers * (2 if values else 1)
         assert ops.count("QuantizeLinear") == ops.count("ReduceMax") == passes
         products = 4 * layers + 2 * layers  # attention and feed-forward
         if path == decoder:
@@ -169,7 +184,9 @@ def test_the_per_token_recipes_make_every_weighted_matmul_an_integer_gemm(
         assert [t.data_type for t in tables] == [onnx.TensorProto.INT8]
 
 
-@pytest.mark.parametrize("recipe", [PER_TOKEN, PER_TOKEN_SPLIT, DYNAMIC_ENCODER])
+@pytest.mark.parametrize(
+    "recipe", [PER_TOKEN, PER_TOKEN_SPLIT, PER_TOKEN_SPLIT_V8, DYNAMIC_ENCODER]
+)
 def test_an_int8_answer_does_not_depend_on_its_batch_mates(tiny_model_dir, tmp_path, recipe):
     from explain import artifacts
     from explain.input_format import check_format

@@ -1,0 +1,128 @@
+"""How a precision variant's graphs are made from the fp32 ones (`training.variants` says
+which recipes exist, in what order they are tried, and how the gate judges them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+
+from explain import artifacts
+from explain.artifacts import DYNAMIC_ENCODER, PER_TOKEN, PER_TOKEN_SPLIT, PER_TOKEN_SPLIT_V8
+from training.int8_split import quantise_split, second_feed_forward
+from training.int8_tokens import (
+    RESCORED,
+    constant_weight_matmuls,
+    matmuls_feeding,
+    quantise_per_token,
+    quantise_tables,
+    rescore_head,
+    stamp_scales,
+)
+from training.int8_values import quantise_decoder_values, quantise_encoder_values
+
+BLOCK_SIZE = 16  # MatMulNBits' block along the reduction axis
+
+
+def _cross_projections(model: onnx.ModelProto) -> set[str]:
+    """The MatMuls whose results reach a graph output without passing another constant-weight
+    MatMul: in the encoder graph, the decoder layers' cross key/value projections."""
+    return matmuls_feeding(model, *(o.name for o in model.graph.output))
+
+
+def _dynamic_layers(model: onnx.ModelProto) -> list[str]:
+    """The encoder's own constant-weight MatMuls that read a LayerNormalization output (the
+    query/key/value projections and the first feed-forward layer). A normalised input is
+    what one activation scale per call covers well; the attention output projection (which
+    reads the attention context) and the second feed-forward layer (the GELU output, with its
+    outliers) stay in blocks with the cross key/value projections."""
+    producer = {out: node.op_type for node in model.graph.node for out in node.output}
+    cross = _cross_projections(model)
+    weighted = [model.graph.node[i] for i in constant_weight_matmuls(model)]
+    return [
+        n.name
+        for n in weighted
+        if n.name not in cross and producer.get(n.input[0]) == "LayerNormalization"
+    ]
+
+
+def int8_graph(source: Path, target: Path, recipe: str) -> None:
+    """Write `source`'s int8 form to `target`, made by int8 `recipe`."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.matmul_nbits_quantizer import (
+        DefaultWeightOnlyQuantConfig,
+        MatMulNBitsQuantizer,
+    )
+
+    model = onnx.load(str(source))
+    config = DefaultWeightOnlyQuantConfig(
+        block_size=BLOCK_SIZE,
+        is_symmetric=True,
+        accuracy_level=4,
+        bits=8,
+        op_types_to_quantize=("MatMul",),
+    )
+    if recipe in (PER_TOKEN, PER_TOKEN_SPLIT, PER_TOKEN_SPLIT_V8):
+        if recipe != PER_TOKEN:
+            quantise_split(model, second_feed_forward(model))
+        if recipe == PER_TOKEN_SPLIT_V8:
+            quantise_encoder_values(model)
+            quantise_decoder_values(model)
+        # The LM head picks the argmax: its best candidates are rescored against the tied
+        # table; an untied head keeps `blocks`' finer per-block scales instead.
+        head = matmuls_feeding(model, "logits")
+        if len(head) == 1 and rescore_head(model, next(iter(head)), "logits", RESCORED):
+            head = set()
+        quantise_per_token(model, exclude=head)
+        quantise_tables(model)
+        if head:
+            quantiser = MatMulNBitsQuantizer(model, algo_config=config)
+            quantiser.process()
+            model = quantiser.model.model
+        stamp_scales(model, artifacts.PER_ROW)
+        onnx.save(model, str(target))
+        return
+    dynamic: list[str] = []
+    if recipe == DYNAMIC_ENCODER and source.name == artifacts.ENCODER_FILE:
+        dynamic = _dynamic_layers(model)
+    quantiser = MatMulNBitsQuantizer(model, algo_config=config, nodes_to_exclude=dynamic)
+    quantiser.process()
+    staged = [target.with_suffix(".blocks.onnx"), target.with_suffix(".dynamic.onnx")]
+    quantiser.model.save_model_to_file(str(staged[0]), False)
+    try:
+        gather_from = staged[0]
+        if dynamic:
+            # One activation scale per call (so one request per call, see the stamp below);
+            # 7-bit weights (`reduce_range`): on AVX2 without VNNI the u8 x s8 kernel sums
+            # pairs in 16 bits, which full-range weights can saturate (97.44 % vs 96.37 %).
+            quantize_dynamic(
+                str(staged[0]),
+                str(staged[1]),
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                reduce_range=True,
+                op_types_to_quantize=["MatMul"],
+                nodes_to_quantize=dynamic,
+            )
+            gather_from = staged[1]
+        # MatMulNBits only quantises Gather to 4 bits; 8-bit tables go through the
+        # QOperator Gather path (int8 data, DequantizeLinear after the lookup).
+        quantize_dynamic(
+            str(gather_from),
+            str(target),
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["Gather"],
+        )
+        stamped = onnx.load(str(target))
+        stamp_scales(stamped, artifacts.PER_CALL if dynamic else artifacts.PER_ROW)
+        onnx.save(stamped, str(target))
+    finally:
+        for path in staged:
+            path.unlink(missing_ok=True)
+
+
+def fp16_graph(source: Path, target: Path) -> None:
+    """Write `source` in half precision to `target` (weights, activations, KV cache)."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    onnx.save(convert_float_to_float16(onnx.load(str(source)), keep_io_types=False), str(target))
