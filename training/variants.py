@@ -75,8 +75,8 @@ METHODS = {
     PER_TOKEN_SPLIT: "as per-token, with each second feed-forward layer's reduction axis in "
     f"{GROUPS} slices, each with its own activation scale per token",
     PER_TOKEN_SPLIT_V8: "as per-token-split, with the cross-attention values handed from the "
-    "encoder to the decoder in int8 (one scale per token and head) and the attention output "
-    "computed on the integer GEMM (attention weights in uint8 per query row)",
+    "encoder to the decoder in 8 bits (uint8 around 128, one scale per token and head) and the "
+    "attention output computed on the integer GEMM (attention weights in uint8 per query row)",
     DYNAMIC_ENCODER: "encoder q/k/v projections and first feed-forward layer: dynamic int8 "
     "(7-bit per-channel weight scales, per-request activation scale); the rest: MatMulNBits "
     f"int8 (blocks of {BLOCK_SIZE}, int8 compute); int8 embedding tables",
