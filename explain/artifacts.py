@@ -17,8 +17,8 @@ on file names. A version directory:
 encoder.onnx
     inputs   input_ids int64[b, s], attention_mask int64[b, s], user_embeds float32[b, d_model]
     outputs  cross_key_{i}, cross_value_{i} float32[b, heads, s, head_dim] for each decoder layer
-             (int8 graphs of the `per-token-split-v8` recipe: cross_value_{i} int8, with
-             cross_value_scale_{i} float32[b, heads, s, 1], value = int8 x scale)
+             (int8 graphs of the `per-token-split-v8` recipe: cross_value_{i} uint8, with
+             cross_value_scale_{i} float32[b, heads, s, 1], value = (uint8 - 128) x scale)
 decoder.onnx (one step, with KV cache)
     inputs   input_ids int64[b, 1], encoder_attention_mask int64[b, s], beam_idx int64[b],
              decoder_position int64[b] (the row's position: tokens it has before this one),
@@ -117,7 +117,7 @@ def cross_names(layer: int) -> tuple[str, str]:
 
 def cross_value_scale_name(layer: int) -> str:
     """The per-token scales of an int8 graph's cross values ([batch, heads, src, 1]), where
-    the encoder hands them over in int8 (`per-token-split-v8`)."""
+    the encoder hands them over in 8 bits (`per-token-split-v8`)."""
     return f"cross_value_scale_{layer}"
 
 

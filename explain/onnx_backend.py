@@ -201,8 +201,8 @@ class OnnxSeq2Seq:
 
     def cross_shape(self, name: str, rows: int, width: int) -> tuple[int, int, int, int]:
         """The shape of cross input `name` for `rows` rows of `width` source tokens."""
-        scales = name.startswith(artifacts.cross_value_scale_name(0).removesuffix("0"))
-        return rows, self.spec.num_heads, width, 1 if scales else self.spec.head_dim
+        scales = {artifacts.cross_value_scale_name(i) for i in range(self.spec.decoder_layers)}
+        return rows, self.spec.num_heads, width, 1 if name in scales else self.spec.head_dim
 
     def cross_type(self, name: str) -> np.dtype[Any]:
         return self.encoder.outputs[name].dtype
