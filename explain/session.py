@@ -231,10 +231,10 @@ def bound_heap_retention() -> None:
     MiB), after which the decode's arrays (a KV cache, cross keys and values, logits: a few
     MiB each) come from the heap, whose freed pages the process keeps. The int8 service at
     bart-base shape (2 threads, three rounds of 32 concurrent 200-token requests, two
-    alternating runs of each, 2026-12-03) peaked at 694 MB in the first round either way,
-    then at 715-778 MB in later rounds and held 469-730 MB idle by default, against 697-700
-    MB and 403-406 MB idle with the fixed threshold; the static token-id path's speed did not
-    move beyond the machine's noise."""
+    alternating runs of each, 2026-12-03) peaked at 693-695 MB in the first round either
+    way, then at 715-778 MB in later rounds and held 469-730 MB idle by default, against
+    693-700 MB in every round and 399-406 MB idle with the fixed threshold; the static
+    token-id path's speed did not move beyond the machine's noise."""
     if _heap_bounded.is_set():
         return
     _heap_bounded.set()

@@ -13,7 +13,7 @@ Two variants are made from the fp32 graphs at publish time:
      handed from the encoder to the decoder in 8 bits (a scale per token and head) and the
      attention output on the integer GEMM, so a running decode holds them in a quarter of
      the memory: 98.16 %; the int8 service at bart-base shape peaked at 594-596 MB against
-     695-697 with recipe 3 (32 concurrent requests).
+     691-700 with recipe 3 (32 concurrent requests).
   3. `per-token-split` (`training.int8_split`): recipe 1 with each second feed-forward layer
      (the GELU output, with its outliers) in 8 slices of its reduction axis, each with its
      own scale per token: 98.32 %, at about recipe 1's speed.

@@ -74,25 +74,10 @@ def test_rows_joining_and_leaving_decode_as_they_would_alone(engine, tiny_store,
 @pytest.fixture(scope="module")
 def values_in_int8(tiny_model_dir, tmp_path_factory):
     """The tiny model's int8 graphs of the `per-token-split-v8` recipe, loaded to serve."""
-    from explain import artifacts
-    from explain.input_format import check_format
-    from explain.loading import load_onnx_explainer
-    from tests.integration.test_variants import _exported
-    from training.modeling import PrismMeta
-    from training.variants import build_variant
+    from explain.artifacts import PER_TOKEN_SPLIT_V8
+    from tests.integration.test_variants import int8_explainer
 
-    model_dir = _exported(tiny_model_dir, tmp_path_factory.mktemp("v8"))
-    build_variant(artifacts.INT8, model_dir / "onnx", artifacts.PER_TOKEN_SPLIT_V8)
-    meta = PrismMeta.load(model_dir)
-    return load_onnx_explainer(
-        model_dir,
-        name="prism-tiny",
-        version="v8",
-        input_config=check_format(meta.input_format),
-        generation=meta.generation,
-        variant=artifacts.INT8,
-        servable=artifacts.VARIANTS,
-    )
+    return int8_explainer(tiny_model_dir, tmp_path_factory.mktemp("v8"), PER_TOKEN_SPLIT_V8)
 
 
 def test_int8_values_and_their_scales_join_and_leave_with_their_rows(values_in_int8, tiny_store):

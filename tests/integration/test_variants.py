@@ -99,6 +99,27 @@ def _exported(tiny_model_dir, tmp_path):
     return model_dir
 
 
+def int8_explainer(tiny_model_dir, tmp_path, recipe):
+    """The tiny model exported, its int8 variant built by `recipe`, loaded to serve."""
+    from explain import artifacts
+    from explain.input_format import check_format
+    from explain.loading import load_onnx_explainer
+    from training.modeling import PrismMeta
+
+    model_dir = _exported(tiny_model_dir, tmp_path)
+    build_variant(artifacts.INT8, model_dir / "onnx", recipe)
+    meta = PrismMeta.load(model_dir)
+    return load_onnx_explainer(
+        model_dir,
+        name="prism-tiny",
+        version=recipe,
+        input_config=check_format(meta.input_format),
+        generation=meta.generation,
+        variant=artifacts.INT8,
+        servable=artifacts.VARIANTS,
+    )
+
+
 def test_int8_records_the_recipe_its_gate_kept(variant_store):
     _, version = variant_store
     int8 = version.manifest.variants["int8"]
@@ -189,22 +210,8 @@ def test_the_per_token_recipes_make_every_weighted_matmul_an_integer_gemm(
 )
 def test_an_int8_answer_does_not_depend_on_its_batch_mates(tiny_model_dir, tmp_path, recipe):
     from explain import artifacts
-    from explain.input_format import check_format
-    from explain.loading import load_onnx_explainer
-    from training.modeling import PrismMeta
 
-    model_dir = _exported(tiny_model_dir, tmp_path)
-    build_variant(artifacts.INT8, model_dir / "onnx", recipe)
-    meta = PrismMeta.load(model_dir)
-    explainer = load_onnx_explainer(
-        model_dir,
-        name="prism-tiny",
-        version="test",
-        input_config=check_format(meta.input_format),
-        generation=meta.generation,
-        variant=artifacts.INT8,
-        servable=artifacts.VARIANTS,
-    )
+    explainer = int8_explainer(tiny_model_dir, tmp_path, recipe)
     # The graph says how it scales; a per-call encoder runs one request per call.
     per_call = explainer.backend.encoder.metadata[artifacts.ACTIVATION_SCALES] == artifacts.PER_CALL
     assert per_call == (recipe == DYNAMIC_ENCODER)
