@@ -16,7 +16,8 @@ the serving-time verifier accepts:
   least one genre with the item (both with known genres);
 - `novelty` ("a fresh pick", "a change of pace", "something new"): the item's genres are
   known, every history item's genres are known, and none shares any of them; or there is no
-  history at all;
+  history at all; never when the history holds the item itself (a rewatch, which is left out
+  of the history the other rules read: `explain.input_format.recent_window`);
 - `history_reference` ("with Alien among your recent watches"): the title is in the history
   (no similarity is claimed);
 - `item_fact` ("a comedy film", "released in 1985"): the item's own metadata says so.

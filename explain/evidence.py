@@ -67,7 +67,11 @@ def _decade(item: Item) -> int | None:
     return item.year - item.year % 10 if item.year is not None else None
 
 
-def compute_evidence(recent_first: Sequence[Item], item: Item) -> Evidence:
+def compute_evidence(
+    recent_first: Sequence[Item], item: Item, *, rewatch: bool = False
+) -> Evidence:
+    """`rewatch`: the user has watched the item before (it is left out of `recent_first`,
+    `explain.input_format.recent_window`), so it is not a departure whatever the rest says."""
     wanted = {f.lower(): f for f in item.features}
     with_genres = [p for p in recent_first if p.features]
     counts: Counter[str] = Counter()
@@ -121,7 +125,8 @@ def compute_evidence(recent_first: Sequence[Item], item: Item) -> Evidence:
         similar=similar,
         similar_genres=similar_genres,
         overlapping=overlapping,
-        novelty=novel(overlapping, len(with_genres), len(recent_first), bool(item.features)),
+        novelty=not rewatch
+        and novel(overlapping, len(with_genres), len(recent_first), bool(item.features)),
     )
 
 

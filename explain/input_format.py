@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from explain import slots
 from explain.evidence import Evidence, compute_evidence, decade_forms, similar_capable
-from explain.items import FEATURE_KEYS, Item
+from explain.items import FEATURE_KEYS, Item, distinct_recent, same_item
 
 FORMAT_NAME = "prism-evidence"
 FORMAT_VERSION = 2
@@ -154,9 +154,20 @@ def _entry(position: int, item: Item) -> str:
     return f" {slot} {title} ;"
 
 
-def recent_window(history: Sequence[Item], config: InputConfig) -> list[Item]:
-    """The `max_history` most recent items, most recent first: what the evidence reads."""
-    return list(reversed(history[-config.max_history :])) if config.max_history else []
+def recent_window(
+    history: Sequence[Item], config: InputConfig, item: Item | None = None
+) -> list[Item]:
+    """The `max_history` most recent distinct films, most recent first: what the evidence
+    reads (`explain.items.distinct_recent`: a film watched twice counts once).
+
+    With `item` (the recommended one), its own earlier watches are left out: a film is no
+    evidence for itself ("because you watched Heat, Heat is a pick")."""
+    return distinct_recent(history, item, config.max_history) if config.max_history else []
+
+
+def rewatched(history: Sequence[Item], item: Item) -> bool:
+    """Whether the history already holds the recommended item (then it is not new)."""
+    return any(same_item(past, item) for past in history)
 
 
 def build_input(
@@ -165,11 +176,12 @@ def build_input(
     """Build the encoder input for one request.
 
     `history` is chronological (oldest first, the last entry is the most recent). It is cut
-    to `max_history` items, then the oldest entries are dropped until the text fits
-    `max_input_tokens`. The evidence is computed on the `max_history` most recent items.
+    to `max_history` distinct films (the recommended item's own watches left out), then the
+    oldest entries are dropped until the text fits `max_input_tokens`. The evidence is
+    computed on the `max_history` most recent items.
     """
-    recent_first = recent_window(history, config)
-    ev = compute_evidence(recent_first, item)
+    recent_first = recent_window(history, config, item)
+    ev = compute_evidence(recent_first, item, rewatch=rewatched(history, item))
     header = _header(item, ev, config)
     budget = config.max_input_tokens
     used_tokens = len(encoder.encode(header))

@@ -10,7 +10,7 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
-from explain.titles import display_title, nameable
+from explain.titles import display_title, nameable, normalise
 
 # List-valued attributes that count as an item's *features* (MovieLens genres, Yelp
 # categories, free-form tags). The first key present wins.
@@ -30,7 +30,7 @@ def _as_features(value: Any) -> tuple[str, ...]:
         return ()
     seen: dict[str, str] = {}
     for part in parts:
-        clean = part.strip()
+        clean = normalise(part)
         if clean and clean.lower() not in seen:
             seen[clean.lower()] = clean
     return tuple(seen.values())
@@ -83,6 +83,37 @@ class Item:
     def nameable(self) -> bool:
         """False for placeholder titles ("unknown"): a sentence never names those."""
         return nameable(self.title)
+
+
+def same_item(a: Item, b: Item) -> bool:
+    """Whether `a` and `b` are one catalogue item: the same `item_id` when both have one;
+    otherwise the same title as a sentence writes it ("Godfather, The (1972)" is "The
+    Godfather (1972)"), with the same year unless one of them has none. Placeholder titles
+    ("unknown") say nothing about identity."""
+    if a.item_id is not None and b.item_id is not None:
+        return a.item_id == b.item_id
+    if not (a.nameable and b.nameable):
+        return False
+    if a.display_title.casefold() != b.display_title.casefold():
+        return False
+    return a.year is None or b.year is None or a.year == b.year
+
+
+def distinct_recent(
+    history: Sequence[Item], item: Item | None = None, limit: int | None = None
+) -> list[Item]:
+    """`history` (chronological) most recent first, each film once, at its latest watch, and
+    without `item`'s own watches; at most `limit` films. A play log repeats films, and
+    "films from the 1980s, like others you have watched" means two films, not one twice."""
+    out: list[Item] = []
+    for past in reversed(history):
+        if limit is not None and len(out) >= limit:
+            break
+        if item is not None and same_item(past, item):
+            continue
+        if not any(same_item(past, kept) for kept in out):
+            out.append(past)
+    return out
 
 
 def _sane_year(raw: object) -> int | None:

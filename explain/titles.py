@@ -21,6 +21,12 @@ from __future__ import annotations
 import re
 
 _SPACES = re.compile(r"\s+")
+# Control characters (C0, DEL, C1: a NUL or a terminal escape from a bad export) read as a
+# space; invisible characters that only hide or reorder text (zero-width space, word joiner,
+# byte-order mark, soft hyphen, bidirectional embeddings, overrides and isolates) are
+# dropped. A sentence never carries them to the ranker's page or log.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_INVISIBLE = re.compile(r"[\u00ad\u200b\u2060\ufeff\u202a-\u202e\u2066-\u2069]")
 _YEAR_SUFFIX = re.compile(r"\s*\(\s*[0-9]{4}(?:\s*[-–]\s*[0-9]{0,4})?\s*\)\s*$")
 # "Title, The" with the article last; "L'" and "l'" attach without a space.
 ARTICLES = (
@@ -46,8 +52,10 @@ UNNAMEABLE = frozenset({"unknown", "no title", "(no title)", "untitled", "n/a", 
 
 
 def normalise(title: str) -> str:
-    """Whitespace collapsed and stripped."""
-    return _SPACES.sub(" ", title).strip()
+    """Control characters as spaces, invisible ones dropped, whitespace collapsed and
+    stripped."""
+    text = _INVISIBLE.sub("", _CONTROL.sub(" ", title))
+    return _SPACES.sub(" ", text).strip()
 
 
 def strip_year(title: str) -> str:
@@ -67,7 +75,8 @@ def _front_article(text: str) -> str:
 
 
 def display_title(title: str) -> str:
-    """The title as a sentence writes it (see the module docstring); never empty."""
+    """The title as a sentence writes it (see the module docstring); empty only when the
+    title holds nothing visible (`nameable` is False then)."""
     text = strip_year(title)
     # Alternate titles: "(Shichinin no samurai)", "(a.k.a. Se7en)", "(Boat, The)"; a title
     # may carry two ("Léon: The Professional (a.k.a. The Professional) (Léon)"). Each trailing

@@ -159,7 +159,7 @@ class _Run:
         student = build_input(sample.history, sample.item, self.encoder, self.config)
         # The student's window, not the teacher's: a prompt budget may have shown the teacher
         # fewer items, and the student's slots and evidence positions index this one.
-        recent_first = recent_window(sample.history, self.config)
+        recent_first = recent_window(sample.history, self.config, sample.item)
         slotted = [
             sample.item,
             *recent_first[: min(student.history_used, slots.MAX_HISTORY_SLOTS)],

@@ -29,7 +29,7 @@ def student_target(
     if record.target and set(slots_in(record.target)) <= built.slot_values.keys():
         return built.input_ids, record.target
     template = delexicalise(
-        record.text, recent_window(history, config), item, built.evidence, built.history_used
+        record.text, recent_window(history, config, item), item, built.evidence, built.history_used
     )
     return built.input_ids, template
 

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 
 from explain import slots
 from explain.evidence import Evidence, compute_evidence
-from explain.items import Item
+from explain.input_format import rewatched
+from explain.items import Item, distinct_recent
 from explain.rendering import fill_slots
 from explain.titles import display_title
 from training.aspects import Aspect, aspect_of
@@ -70,7 +71,9 @@ class ExplanationExample:
 
     @property
     def recent_first(self) -> list[Item]:
-        return list(reversed(self.history[-slots.MAX_HISTORY_SLOTS :]))
+        """The history the request's slots index: distinct films, most recent first, without
+        the item's own watches (`explain.input_format.recent_window`)."""
+        return distinct_recent(self.history, self.item, slots.MAX_HISTORY_SLOTS)
 
 
 @dataclass(frozen=True)
@@ -195,7 +198,9 @@ def judge(
         + sum(y in known_years for y in years)
     )
 
-    evidence = compute_evidence(example.recent_first, item)
+    evidence = compute_evidence(
+        example.recent_first, item, rewatch=rewatched(example.history, item)
+    )
     item_decade = item.year // 10 * 10 if item.year is not None else None
     history_decades = {p.year // 10 * 10 for p in history if p.year is not None}
     shares_decade = item_decade is not None and item_decade in history_decades

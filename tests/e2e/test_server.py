@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import subprocess
+import unicodedata
 
 import httpx
 import pytest
@@ -200,6 +202,12 @@ def test_a_deadline_no_request_can_meet_is_refused_up_front(constrained_server):
     assert metric(text, "prism_rejected_requests_total", '{reason="expected_wait"}') >= 1
 
 
+def explain_ok(server, payload) -> dict:
+    r = httpx.post(f"{server.base_url}/v1/explanations", json=payload, timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
 CLAIMS = {"shared_genre", "era", "similar_title", "history_reference", "novelty", "item_fact"}
 
 
@@ -216,13 +224,7 @@ def test_catalogue_titles_are_never_served_inverted_and_claims_carry_evidence(li
     ]  # fmt: skip
     item = {"title": "Misérables, Les (1998)", "attributes": {"genres": ["Drama"]}}
     for user in ("user-1", "user-2", "stranger", 7):
-        r = httpx.post(
-            f"{live_server.base_url}/v1/explanations",
-            json=body(user_id=user, history=history, item=item),
-            timeout=30,
-        )
-        assert r.status_code == 200, r.text
-        result = r.json()
+        result = explain_ok(live_server, body(user_id=user, history=history, item=item))
         text = result["explanation"]
         for raw in ("Shawshank Redemption, The", "Godfather, The", "Misérables, Les", "(Retour"):
             assert raw not in text, text
@@ -232,3 +234,30 @@ def test_catalogue_titles_are_never_served_inverted_and_claims_carry_evidence(li
         if result["fallback"]:
             # The evidence sentence here: "Les Misérables shares drama with The Godfather..."
             assert result["fallback_reason"] and result["evidence"], result
+
+
+def test_a_rewatch_is_no_evidence_for_itself_and_control_characters_never_reach_the_text(
+    live_server,
+):
+    """The recommended film's own earlier watches (by id, or by title and year) leave the
+    history it is explained by, and a NUL, a terminal escape or a zero-width space in a
+    catalogue title never reaches the served sentence or its evidence."""
+    history = [
+        {"title": "Heat\x00 (1995)", "attributes": {"genres": ["Crime"]}},
+        {"title": "Ali\x1b[31men (1979)", "attributes": {"genres": ["Horror", "Crime"]}},
+        {"item_id": "9", "title": "Heat: Director's Cut", "attributes": {"genres": ["Crime"]}},
+    ]
+    item = {"item_id": "9", "title": "Heat\u200b (1995)", "attributes": {"genres": ["Crime"]}}
+    for user in ("user-1", "stranger"):
+        result = explain_ok(live_server, body(user_id=user, history=history, item=item))
+        assert result["usage"]["history_used"] == 1
+        served = json.dumps(result, ensure_ascii=False)
+        assert not [ch for ch in served if unicodedata.category(ch) in ("Cc", "Cf")], served
+        named = [
+            title["title"] if isinstance(title, dict) else title
+            for entry in result["evidence"]
+            for key in ("history", "titles")
+            for title in entry.get(key, [])
+        ]
+        assert "Heat" not in named and all(t == "Ali [31men" for t in named), named
+        assert all(entry["claim"] != "novelty" for entry in result["evidence"]), result

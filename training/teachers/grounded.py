@@ -22,7 +22,7 @@ from typing import Literal, Protocol
 
 from explain import slots
 from explain.evidence import Evidence, compute_evidence
-from explain.input_format import InputConfig
+from explain.input_format import InputConfig, recent_window, rewatched
 from explain.items import Item
 from explain.rendering import fill_slots
 from training.aspects import Aspect
@@ -196,9 +196,9 @@ class GroundedTeacher:
 
     def compose(self, sample: Sample, profile: UserProfile | None) -> GroundedExplanation:
         cfg = self.config
-        window = sample.history[-cfg.max_history :] if cfg.max_history else ()
-        recent_first = tuple(reversed(window))
-        evidence = compute_evidence(recent_first, sample.item)
+        recent_first = tuple(recent_window(sample.history, cfg, sample.item))
+        rewatch = rewatched(sample.history, sample.item)
+        evidence = compute_evidence(recent_first, sample.item, rewatch=rewatch)
         tags = facts(evidence, sample.item, recent_first)
         aspect = choose_aspect(support(evidence), profile.aspect if profile else None)
         chooser: _Chooser

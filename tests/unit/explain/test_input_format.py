@@ -93,3 +93,52 @@ def test_catalogue_titles_are_written_as_a_sentence_would():
     assert built.text.startswith("item: <item> The Godfather (1972) · <a1> crime · <a2> drama")
     assert "<h1> Amelie ;" in built.text
     assert built.slot_values["<item>"] == "The Godfather"
+
+
+def test_the_recommended_item_is_no_evidence_for_itself():
+    heat = Item("Heat (1995)", None, {"genres": ["Crime"]})
+    alien = Item("Alien (1979)", None, {"genres": ["Horror"]})
+    for past in (heat, Item("Heat", None, {"genres": ["Crime"]}), Item("HEAT (1995)", "x", {})):
+        built = prompt.build_input([alien, past], heat, WordEncoder(), prompt.InputConfig())
+        assert built.history_used == 1 and built.slot_values["<h1>"] == "Alien"
+        assert "<h2>" not in built.slot_values and "<s1>" not in built.slot_values
+        assert built.evidence.history_size == 1 and not built.evidence.novelty
+    # Watched before and nothing else: not "a fresh pick" (an empty history otherwise is).
+    alone = prompt.build_input([heat], heat, WordEncoder(), prompt.InputConfig())
+    assert alone.history_used == 0 and not alone.evidence.novelty
+    assert "new no" in alone.text
+
+
+def test_item_ids_decide_identity_and_other_years_are_other_films():
+    heat = Item("Heat (1995)", "9", {"genres": ["Crime"]})
+    remake = Item("Heat (1986)", None, {"genres": ["Crime"]})
+    other_id = Item("Heat (1995)", "10", {"genres": ["Crime"]})
+    same_id = Item("Heat: Director's Cut", "9", {"genres": ["Crime"]})
+    built = prompt.build_input(
+        [remake, other_id, same_id], heat, WordEncoder(), prompt.InputConfig()
+    )
+    assert built.history_used == 2
+    assert [p.title for p in built.window] == ["Heat (1995)", "Heat (1986)"]
+    unknown = Item("unknown", None, {})
+    kept = prompt.build_input(
+        [unknown], Item("unknown", None, {}), WordEncoder(), prompt.InputConfig()
+    )
+    assert kept.history_used == 1  # placeholder titles say nothing about identity
+
+
+def test_a_film_watched_again_and_again_counts_once_at_its_latest_watch():
+    alien = Item("Alien (1979)", None, {"genres": ["Horror"], "year": 1979})
+    jaws = Item("Jaws (1975)", None, {"genres": ["Horror"], "year": 1975})
+    item = Item("The Fog (1980)", None, {"genres": ["Horror"], "year": 1980})
+    log = [alien, jaws, alien, Item("Alien", None, {"genres": ["Horror"]}), alien]
+    built = prompt.build_input(log, item, WordEncoder(), prompt.InputConfig())
+    assert [p.title for p in built.window] == ["Alien (1979)", "Jaws (1975)"]
+    assert built.history_used == 2 and built.text.count("Alien") == 1
+    assert built.evidence.history_size == 2 and built.evidence.with_genres == 2
+    # One film five times was "strong" horror (5/5) and an era of five 1970s films.
+    assert built.evidence.shared[0].count == 2 and built.evidence.shared[0].level == "basic"
+    assert built.evidence.decade_count == 0 and built.evidence.dated == 2
+    # `max_history` counts distinct films.
+    many = [*history(3), *history(3), *history(3)]
+    window = prompt.recent_window(many, prompt.InputConfig(max_history=2))
+    assert [p.title for p in window] == ["Film 2 (1952)", "Film 1 (1951)"]

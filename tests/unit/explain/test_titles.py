@@ -49,3 +49,27 @@ def test_an_inverted_title_in_running_text_is_found():
     assert not has_inverted_article("The Thing, a film you liked.")
     assert not has_inverted_article("The Good, the Bad and the Ugly is great.")
     assert not has_inverted_article("Like Alien, The Thing is a horror film.")
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("He\x00at (1995)", "He at"),
+        ("Heat\x00", "Heat"),
+        ("Ali\x1b[31men (1979)", "Ali [31men"),
+        ("Heat\u200b \u2028(1995)", "Heat"),
+        ("\u202eHeat\u202c", "Heat"),
+        ("Jaws\n(1975)", "Jaws"),
+        ("Am\u00e9lie\u00ad", "Am\u00e9lie"),
+    ],
+)
+def test_control_and_invisible_characters_never_reach_a_sentence(raw, shown):
+    assert display_title(raw) == shown
+
+
+def test_a_title_with_nothing_visible_cannot_be_named():
+    assert display_title("\u200b\x00") == "" and not nameable("\u200b\x00")
+    assert Item("Film", None, {"genres": ["Dra\x00ma", "\u200bCrime"]}).features == (
+        "Dra ma",
+        "Crime",
+    )
