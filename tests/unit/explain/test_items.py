@@ -23,3 +23,28 @@ def test_features_accept_lists_and_pipe_strings_and_drop_duplicates():
     assert Item("x", attributes={"genres": "Comedy|Romance"}).features == ("Comedy", "Romance")
     assert Item("x", attributes={"categories": ["Pizza"]}).features == ("Pizza",)
     assert Item("x", attributes={"director": "Someone"}).features == ()
+
+
+def test_one_film_is_the_same_id_or_else_the_same_shown_title_and_year():
+    from explain.items import same_item
+
+    godfather = Item("Godfather, The (1972)")
+    assert same_item(godfather, Item("The Godfather (1972)"))
+    assert same_item(godfather, Item("the godfather"))  # no year: cannot tell them apart
+    assert not same_item(godfather, Item("The Godfather (1990)"))
+    assert same_item(Item("A", "7"), Item("B", "7")) and not same_item(
+        Item("A", "7"), Item("A", "8")
+    )
+    assert same_item(Item("Heat (1995)", "7"), Item("Heat (1995)"))  # one side without an id
+    assert not same_item(Item("unknown"), Item("unknown"))
+
+
+def test_distinct_recent_keeps_each_film_once_at_its_latest_watch():
+    from explain.items import distinct_recent
+
+    a, b, c = Item("A (1990)", "1"), Item("B (1991)", "2"), Item("C (1992)", "3")
+    log = [a, b, a, c, Item("A (1990)", "1")]
+    assert distinct_recent(log) == [log[-1], c, b]
+    assert distinct_recent(log, item=c) == [log[-1], b]
+    assert distinct_recent(log, limit=2) == [log[-1], c]
+    assert distinct_recent([]) == []
