@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from explain import slots
 from explain.evidence import Evidence, compute_evidence, decade_forms, similar_capable
-from explain.items import FEATURE_KEYS, Item, distinct_recent, same_item
+from explain.items import FEATURE_KEYS, Item, distinct_recent, rewatched
 
 FORMAT_NAME = "prism-evidence"
 FORMAT_VERSION = 2
@@ -165,11 +165,6 @@ def recent_window(
     return distinct_recent(history, item, config.max_history) if config.max_history else []
 
 
-def rewatched(history: Sequence[Item], item: Item) -> bool:
-    """Whether the history already holds the recommended item (then it is not new)."""
-    return any(same_item(past, item) for past in history)
-
-
 def build_input(
     history: Sequence[Item], item: Item, encoder: TokenEncoder, config: InputConfig
 ) -> StudentInput:
@@ -178,7 +173,7 @@ def build_input(
     `history` is chronological (oldest first, the last entry is the most recent). It is cut
     to `max_history` distinct films (the recommended item's own watches left out), then the
     oldest entries are dropped until the text fits `max_input_tokens`. The evidence is
-    computed on the `max_history` most recent items.
+    computed on those `max_history` films.
     """
     recent_first = recent_window(history, config, item)
     ev = compute_evidence(recent_first, item, rewatch=rewatched(history, item))

@@ -99,6 +99,11 @@ def same_item(a: Item, b: Item) -> bool:
     return a.year is None or b.year is None or a.year == b.year
 
 
+def rewatched(history: Sequence[Item], item: Item) -> bool:
+    """Whether the history already holds the recommended item (then it is not new)."""
+    return any(same_item(past, item) for past in history)
+
+
 def distinct_recent(
     history: Sequence[Item], item: Item | None = None, limit: int | None = None
 ) -> list[Item]:

@@ -26,8 +26,7 @@ from dataclasses import dataclass
 
 from explain import slots
 from explain.evidence import Evidence, compute_evidence
-from explain.input_format import rewatched
-from explain.items import Item, distinct_recent
+from explain.items import Item, distinct_recent, rewatched
 from explain.rendering import fill_slots
 from explain.titles import display_title
 from training.aspects import Aspect, aspect_of

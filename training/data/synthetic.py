@@ -15,7 +15,7 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import TypeVar
 
 from explain.evidence import compute_evidence
-from explain.items import Item, distinct_recent, same_item
+from explain.items import Item, distinct_recent, rewatched
 from training.aspects import ASPECTS, Aspect
 from training.data.catalog import alternate_titles, decade_of, load_catalog
 from training.data.sequences import build_dataset, make_samples, user_sequences
@@ -240,7 +240,7 @@ def build_synthetic_dataset(
 def aspect_evidence(sample: Sample, aspect: Aspect) -> bool:
     """Whether the request itself holds the evidence an explanation in `aspect` needs."""
     recent_first = distinct_recent(sample.history, sample.item)
-    rewatch = any(same_item(past, sample.item) for past in sample.history)
+    rewatch = rewatched(sample.history, sample.item)
     evidence = compute_evidence(recent_first, sample.item, rewatch=rewatch)
     if aspect == "genre":
         return bool(evidence.shared)

@@ -22,8 +22,8 @@ from typing import Literal, Protocol
 
 from explain import slots
 from explain.evidence import Evidence, compute_evidence
-from explain.input_format import InputConfig, recent_window, rewatched
-from explain.items import Item
+from explain.input_format import InputConfig, recent_window
+from explain.items import Item, rewatched
 from explain.rendering import fill_slots
 from training.aspects import Aspect
 from training.data.types import Sample, UserProfile

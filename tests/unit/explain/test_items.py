@@ -40,7 +40,7 @@ def test_one_film_is_the_same_id_or_else_the_same_shown_title_and_year():
 
 
 def test_distinct_recent_keeps_each_film_once_at_its_latest_watch():
-    from explain.items import distinct_recent
+    from explain.items import distinct_recent, rewatched
 
     a, b, c = Item("A (1990)", "1"), Item("B (1991)", "2"), Item("C (1992)", "3")
     log = [a, b, a, c, Item("A (1990)", "1")]
@@ -48,3 +48,4 @@ def test_distinct_recent_keeps_each_film_once_at_its_latest_watch():
     assert distinct_recent(log, item=c) == [log[-1], b]
     assert distinct_recent(log, limit=2) == [log[-1], c]
     assert distinct_recent([]) == []
+    assert rewatched(log, c) and not rewatched(log, Item("D (1993)", "4"))
