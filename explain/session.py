@@ -207,14 +207,19 @@ class OnnxSession:
         return ort.OrtValue.ortvalue_from_shape_and_type(list(shape), dtype, self.device, 0)
 
 
+def _libc(function: str) -> Any | None:
+    """A glibc function by name, or None where there is no such C library (or function)."""
+    try:
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), function)
+    except (OSError, AttributeError):
+        return None
+
+
 def release_freed_memory() -> None:
     """Return the heap pages freed so far to the OS (glibc `malloc_trim`; elsewhere a no-op)."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):
-        return
-    trim(0)
+    trim = _libc("malloc_trim")
+    if trim is not None:
+        trim(0)
 
 
 # glibc's `mallopt` parameter for the size from which an allocation is its own mapping.
@@ -238,12 +243,8 @@ def bound_heap_retention() -> None:
     if _heap_bounded.is_set():
         return
     _heap_bounded.set()
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return
-    if mallopt(M_MMAP_THRESHOLD, HEAP_MAPPING_BYTES) != 1:
+    mallopt = _libc("mallopt")
+    if mallopt is not None and mallopt(M_MMAP_THRESHOLD, HEAP_MAPPING_BYTES) != 1:
         logger.warning("could not set the heap's mapping threshold (mallopt)")
 
 
