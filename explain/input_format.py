@@ -165,6 +165,15 @@ def recent_window(
     return distinct_recent(history, item, config.max_history) if config.max_history else []
 
 
+def window_evidence(
+    history: Sequence[Item], item: Item, config: InputConfig
+) -> tuple[list[Item], Evidence]:
+    """The window the evidence reads (`recent_window`) and that evidence: what the student's
+    input states and the built-in teacher writes from."""
+    recent_first = recent_window(history, config, item)
+    return recent_first, compute_evidence(recent_first, item, rewatch=rewatched(history, item))
+
+
 def build_input(
     history: Sequence[Item], item: Item, encoder: TokenEncoder, config: InputConfig
 ) -> StudentInput:
@@ -175,8 +184,7 @@ def build_input(
     oldest entries are dropped until the text fits `max_input_tokens`. The evidence is
     computed on those `max_history` films.
     """
-    recent_first = recent_window(history, config, item)
-    ev = compute_evidence(recent_first, item, rewatch=rewatched(history, item))
+    recent_first, ev = window_evidence(history, item, config)
     header = _header(item, ev, config)
     budget = config.max_input_tokens
     used_tokens = len(encoder.encode(header))

@@ -2,7 +2,7 @@
 
 It stands in for the Oracle where no large model is available (the default offline build).
 It reads the request's structure, not the prompt: the evidence the student sees
-(`explain.evidence.compute_evidence` on the same history window, with the claim rules of
+(`explain.input_format.window_evidence`: the same history window, with the claim rules of
 `explain.claims`) and the user's preferred aspect and phrasing style. It writes only what
 the rules support: a pattern's facts must hold for the request, intensity wording needs
 strong support, and with no aspect supported it names the history as context, or says the
@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from explain import slots
-from explain.evidence import Evidence, compute_evidence
-from explain.input_format import InputConfig, recent_window
-from explain.items import Item, rewatched
+from explain.evidence import Evidence
+from explain.input_format import InputConfig, window_evidence
+from explain.items import Item
 from explain.rendering import fill_slots
 from training.aspects import Aspect
 from training.data.types import Sample, UserProfile
@@ -196,9 +196,8 @@ class GroundedTeacher:
 
     def compose(self, sample: Sample, profile: UserProfile | None) -> GroundedExplanation:
         cfg = self.config
-        recent_first = tuple(recent_window(sample.history, cfg, sample.item))
-        rewatch = rewatched(sample.history, sample.item)
-        evidence = compute_evidence(recent_first, sample.item, rewatch=rewatch)
+        window, evidence = window_evidence(sample.history, sample.item, cfg)
+        recent_first = tuple(window)
         tags = facts(evidence, sample.item, recent_first)
         aspect = choose_aspect(support(evidence), profile.aspect if profile else None)
         chooser: _Chooser
