@@ -26,7 +26,10 @@ decoder.onnx (one step, with KV cache)
              past_key_{i}, past_value_{i} float32[b, heads, t, head_dim] (t may be 0),
              cross_key_{i}, cross_value_{i} (and cross_value_scale_{i}), as the encoder's
     outputs  logits float32[b, vocab],
-             present_key_{i}, present_value_{i} float32[b, heads, t + 1, head_dim]
+             present_key_{i}, present_value_{i} float32[b, heads, t + 1, head_dim],
+             top_scores float32[b, k], top_ids int64[b, k]: the k best logits and their
+             tokens, best first (`training.graph_candidates`; greedy decoding reads these
+             instead of the logits; exports before 2026-12-03 lack them)
 
 The encoder and decoder look up the same (tied) token embedding table. Each pair of graphs
 names it `SHARED_EMBEDDING` and keeps its data in one `.npy` file as ONNX external data, so
@@ -68,6 +71,11 @@ DECODER_INPUTS = (
 )
 # Inputs a decoder needs before rows can join a running decode (older exports lack them).
 JOIN_INPUTS = ("decoder_position", "decoder_attention_mask")
+LOGITS = "logits"
+# The decoder's best next-token candidates per row (`training.graph_candidates`): greedy
+# decoding picks among them when a row's bans leave one of them standing for sure.
+TOP_SCORES, TOP_IDS = "top_scores", "top_ids"
+CANDIDATES = 16
 # Precision variants of the fp32 graphs. fp32 is the reference every variant is gated against.
 FP32, INT8, FP16 = "fp32", "int8", "fp16"
 VARIANTS = (FP32, INT8, FP16)

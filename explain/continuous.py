@@ -39,9 +39,9 @@ import numpy as np
 import numpy.typing as npt
 
 from explain import artifacts
-from explain.decoding import GenerationIds, process_logits
+from explain.decoding import GenerationIds, Logits, choose
 from explain.explainer import Explainer, Generation, Prepared, pad_batch
-from explain.onnx_backend import EncodedBatch, OnnxSeq2Seq, empty_cache_shape
+from explain.onnx_backend import EncodedBatch, OnnxSeq2Seq, candidates_of, empty_cache_shape
 from explain.session import Value, to_host
 
 Array = npt.NDArray[Any]
@@ -237,13 +237,21 @@ class RunningBatch:
             **self.past,
             **self.cross,
         }
-        out = self.backend.decoder.run(feeds, keep=self.present_names)
+        decoder = self.backend.decoder
+        has_top = artifacts.TOP_IDS in decoder.outputs
+        wanted = [artifacts.TOP_IDS, artifacts.TOP_SCORES] if has_top else [artifacts.LOGITS]
+        out = decoder.run(feeds, keep=self.present_names, outputs=[*wanted, *self.present_names])
         self.reorder = None
         self.past = {p: out[q] for p, q in zip(self.past_names, self.present_names, strict=True)}
-        scores = np.array(to_host(out["logits"]), dtype=np.float32)
+        top = candidates_of(decoder, out, self.backend.spec.vocab_size) if has_top else None
+
+        def full() -> Logits:  # this step's logits: as run, or the same step again
+            if not has_top:
+                return to_host(out[artifacts.LOGITS])
+            return to_host(decoder.run(feeds, outputs=[artifacts.LOGITS])[artifacts.LOGITS])
+
         banned = [row.banned if row else () for row in self.slots]
-        process_logits(scores, counts, self.ids, banned, 1, self.min_new_tokens)
-        chosen = scores.argmax(axis=-1).astype(np.int64)
+        chosen = choose(top, full, counts, self.ids, banned, self.min_new_tokens)
         self.steps += 1
         ended: list[Ended] = []
         for index, row in enumerate(self.slots):

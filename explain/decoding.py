@@ -9,13 +9,17 @@ are applied like a logits processor, after min-length and forced-BOS, in transfo
 
 The loop only sees a `Stepper`: something that takes this step's tokens and the beam
 reorder and returns logits. `explain.onnx_backend` implements it over ONNX Runtime; the
-logits may be float16 or float32, and the loop never needs to know.
+logits may be float16 or float32, and the loop never needs to know. Greedy steps ask the
+stepper for the graph's best candidates per row instead (`Candidates`), and pick among them
+exactly as the argmax over the processed logits would (`choose`); beam search reads the
+logits.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -69,9 +73,28 @@ class Decoded:
     steps: int
 
 
+@dataclass(frozen=True)
+class Candidates:
+    """A step's best next tokens per row, picked in the graph: `ids` and `scores` [rows, k],
+    best first (any order among equal scores), out of a vocabulary of `vocab` tokens."""
+
+    ids: IntArray
+    scores: Logits
+    vocab: int
+
+
 class Stepper(Protocol):
     def step(self, tokens: IntArray, beam_idx: IntArray) -> Logits:
         """Logits [rows, vocab] for the next token, after reordering the cache by `beam_idx`."""
+        ...
+
+    def step_top(self, tokens: IntArray, beam_idx: IntArray) -> Candidates | None:
+        """As `step`, but only the best candidates per row; None, without running the step,
+        where the graph does not pick them."""
+        ...
+
+    def last_logits(self) -> Logits:
+        """The full logits of the step `step_top` ran last (computed again)."""
         ...
 
 
@@ -98,6 +121,61 @@ def process_logits(
             scores[row * per_row : (row + 1) * per_row, list(tokens)] = BANNED
 
 
+def choose(
+    top: Candidates | None,
+    full: Callable[[], Logits],
+    counts: IntArray,
+    ids: GenerationIds,
+    banned: Sequence[Sequence[int]],
+    min_new_tokens: int,
+) -> IntArray:
+    """Each row's greedy token: what `process_logits` then the argmax pick from the full
+    logits (`full()`), token for token, found among the graph's candidates (`top`) where
+    they settle it (`full` is then never called).
+
+    A row is settled when its best allowed candidate (not banned, not an EOS before
+    `min_new_tokens`) scores above the lowest candidate: every token with that score is then
+    among the candidates, and the lowest id of them is the argmax's pick. A row whose
+    candidates are all ruled out, or end in a tie with the best, or are not finite, takes the
+    argmax of the full logits (one call of `full` for all such rows). A row's first token
+    is the forced BOS where there is one."""
+    if top is None:
+        return _argmax(full(), counts, ids, banned, min_new_tokens)
+    cand = np.asarray(top.ids, dtype=np.int64)
+    scores = np.asarray(top.scores, dtype=np.float32)
+    ruled_out = (counts < min_new_tokens)[:, None] & (cand == ids.eos_token_id)
+    for row, tokens in enumerate(banned):
+        if tokens:
+            ruled_out[row] |= np.isin(cand[row], tokens)
+    allowed = np.where(ruled_out, -np.inf, scores)
+    best = allowed.max(axis=1)
+    sure = np.isfinite(scores).all(axis=1) & np.isfinite(best)
+    if cand.shape[1] < top.vocab:
+        sure &= best > scores.min(axis=1)
+    tied = ~ruled_out & (allowed == best[:, None])
+    chosen: IntArray = np.where(tied, cand, np.iinfo(np.int64).max).min(axis=1)
+    if ids.forced_bos_token_id is not None:
+        first = counts == 0
+        chosen[first] = ids.forced_bos_token_id
+        sure |= first
+    if not sure.all():
+        unsure = ~sure
+        chosen[unsure] = _argmax(full(), counts, ids, banned, min_new_tokens)[unsure]
+    return chosen
+
+
+def _argmax(
+    logits: Logits,
+    counts: IntArray,
+    ids: GenerationIds,
+    banned: Sequence[Sequence[int]],
+    min_new_tokens: int,
+) -> IntArray:
+    scores = np.array(logits, dtype=np.float32)
+    process_logits(scores, counts, ids, banned, 1, min_new_tokens)
+    return scores.argmax(axis=-1).astype(np.int64)  # type: ignore[no-any-return]
+
+
 def greedy(stepper: Stepper, ids: GenerationIds, request: DecodeRequest) -> Decoded:
     rows = len(request.max_new_tokens)
     limits = np.asarray(request.max_new_tokens, dtype=np.int64)
@@ -107,10 +185,10 @@ def greedy(stepper: Stepper, ids: GenerationIds, request: DecodeRequest) -> Deco
     beam_idx = np.arange(rows, dtype=np.int64)
     step = 0
     while alive.any() and step < int(limits.max()):
-        scores = np.array(stepper.step(tokens, beam_idx), dtype=np.float32)
         counts = np.full(rows, step, dtype=np.int64)
-        process_logits(scores, counts, ids, request.banned, 1, request.min_new_tokens)
-        nxt = scores.argmax(axis=-1).astype(np.int64)
+        top = stepper.step_top(tokens, beam_idx)
+        full = stepper.last_logits if top is not None else partial(stepper.step, tokens, beam_idx)
+        nxt = choose(top, full, counts, ids, request.banned, request.min_new_tokens)
         nxt[~alive] = ids.pad_token_id
         for row in np.flatnonzero(alive):
             out[row].append(int(nxt[row]))

@@ -29,7 +29,16 @@ import numpy as np
 import numpy.typing as npt
 
 from explain import artifacts
-from explain.decoding import Decoded, DecodeRequest, GenerationIds, IntArray, Logits, beam, greedy
+from explain.decoding import (
+    Candidates,
+    Decoded,
+    DecodeRequest,
+    GenerationIds,
+    IntArray,
+    Logits,
+    beam,
+    greedy,
+)
 from explain.lanes import Lanes
 from explain.session import OnnxSession, Value, to_host
 
@@ -82,9 +91,15 @@ class _CachedSteps:
     """A `Stepper` over the decoder session: it feeds back its own KV cache each step."""
 
     def __init__(
-        self, decoder: OnnxSession, mask: IntArray, cross: dict[str, Value], layers: int
+        self,
+        decoder: OnnxSession,
+        mask: IntArray,
+        cross: dict[str, Value],
+        layers: int,
+        vocab: int,
     ) -> None:
         self.decoder = decoder
+        self.vocab = vocab
         self.past_names = [n for i in range(layers) for n in artifacts.past_names(i)]
         self.present_names = [n for i in range(layers) for n in artifacts.present_names(i)]
         rows = int(mask.shape[0])
@@ -93,23 +108,61 @@ class _CachedSteps:
         for name in self.past_names:
             self.feeds[name] = decoder.empty(name, shape)
         self.done = 0  # tokens every row has: all rows started together
+        self.has_candidates = artifacts.TOP_IDS in decoder.outputs
+        self._last: dict[str, Value] | None = None  # the feeds `step_top` ran last
+        self.reruns = 0  # steps run again for their full logits
 
     def _empty_shape(self, rows: int) -> list[int]:
         return empty_cache_shape(self.decoder, self.past_names[0], rows)
 
-    def step(self, tokens: IntArray, beam_idx: IntArray) -> Logits:
+    def _run(
+        self, tokens: IntArray, beam_idx: IntArray, wanted: Sequence[str]
+    ) -> tuple[dict[str, Value], dict[str, Value]]:
+        """Run one step for outputs `wanted` (and the cache, fed back); returns the outputs
+        and the feeds it ran with."""
         rows = len(tokens)
         self.feeds["input_ids"] = tokens[:, None]
         self.feeds["beam_idx"] = beam_idx
         self.feeds["decoder_position"] = np.full(rows, self.done, dtype=np.int64)
         self.feeds["decoder_attention_mask"] = np.ones((rows, self.done + 1), dtype=np.int64)
-        out = self.decoder.run(self.feeds, keep=self.present_names)
+        ran = dict(self.feeds)
+        out = self.decoder.run(
+            self.feeds, keep=self.present_names, outputs=[*wanted, *self.present_names]
+        )
         for past, present in zip(self.past_names, self.present_names, strict=True):
             self.feeds[past] = out[present]
         self.done += 1
-        logits = out["logits"]
-        assert isinstance(logits, np.ndarray)
-        return logits
+        return out, ran
+
+    def step(self, tokens: IntArray, beam_idx: IntArray) -> Logits:
+        self._last = None
+        out, _ = self._run(tokens, beam_idx, [artifacts.LOGITS])
+        return to_host(out[artifacts.LOGITS])
+
+    def step_top(self, tokens: IntArray, beam_idx: IntArray) -> Candidates | None:
+        self._last = None  # the cache of the step before goes before this step runs
+        if not self.has_candidates:
+            return None
+        out, self._last = self._run(tokens, beam_idx, [artifacts.TOP_IDS, artifacts.TOP_SCORES])
+        return candidates_of(self.decoder, out, self.vocab)
+
+    def last_logits(self) -> Logits:
+        if self._last is None:
+            raise RuntimeError("no step to compute the logits of")
+        self.reruns += 1
+        out = self.decoder.run(self._last, outputs=[artifacts.LOGITS])
+        return to_host(out[artifacts.LOGITS])
+
+
+def candidates_of(decoder: OnnxSession, out: Mapping[str, Value], vocab: int) -> Candidates:
+    """A step's candidates, their scores in the logits' own precision: where a graph's
+    half-precision logits were picked from finer values (ONNX Runtime on CPU computes them
+    in float32), rounding makes the scores what the logits hold, in the same order."""
+    scores = to_host(out[artifacts.TOP_SCORES])
+    precision = decoder.outputs[artifacts.LOGITS].dtype
+    if precision != scores.dtype:
+        scores = scores.astype(precision)
+    return Candidates(to_host(out[artifacts.TOP_IDS]), scores, vocab)
 
 
 def _unpadded_length(mask: IntArray) -> int:
@@ -285,7 +338,9 @@ class OnnxSeq2Seq:
             rows = batch.repeated(beams)
             cross, mask = self.encode(rows), rows.attention_mask
         encoded = time.perf_counter()
-        stepper = _CachedSteps(self.decoder, mask, cross, self.spec.decoder_layers)
+        stepper = _CachedSteps(
+            self.decoder, mask, cross, self.spec.decoder_layers, self.spec.vocab_size
+        )
         run = beam if request.num_beams > 1 else greedy
         decoded = run(stepper, self.ids, request)
         return Generated(decoded, encoded - start, time.perf_counter() - encoded)

@@ -171,31 +171,42 @@ class OnnxSession:
             array = array.astype(wanted)
         return np.ascontiguousarray(array)
 
-    def run(self, feeds: Mapping[str, Value], *, keep: Collection[str] = ()) -> dict[str, Value]:
-        """Run with every input the graph declares; returns every output by name.
+    def run(
+        self,
+        feeds: Mapping[str, Value],
+        *,
+        keep: Collection[str] = (),
+        outputs: Collection[str] | None = None,
+    ) -> dict[str, Value]:
+        """Run with every input the graph declares; returns the outputs named in `outputs`
+        (every output when None) by name. The graph still computes what they depend on; an
+        output not asked for is not copied out.
 
         Outputs named in `keep` are meant to be fed back in (a KV cache): with IO binding
         they stay where the graph ran, as `OrtValue`s; otherwise every output is numpy.
         """
         self.require(feeds)
+        names = self.output_names
+        if outputs is not None:
+            names = [name for name in self.output_names if name in outputs]
         cast = {name: self._cast(name, feeds[name]) for name in self.inputs}
         if not self.io_binding:
             plain = {k: v for k, v in cast.items() if not isinstance(v, ort.OrtValue)}
             if len(plain) != len(cast):
                 plain.update({k: v.numpy() for k, v in cast.items() if isinstance(v, ort.OrtValue)})
-            values = self._session.run(self.output_names, plain)
-            return dict(zip(self.output_names, values, strict=True))
+            values = self._session.run(names, plain)
+            return dict(zip(names, values, strict=True))
         binding = self._session.io_binding()
         for name, value in cast.items():
             if isinstance(value, ort.OrtValue):
                 binding.bind_ortvalue_input(name, value)
             else:
                 binding.bind_cpu_input(name, value)
-        for name in self.output_names:
+        for name in names:
             binding.bind_output(name, self.device if name in keep else "cpu", 0)
         self._session.run_with_iobinding(binding)
         out: dict[str, Value] = {}
-        for name, value in zip(self.output_names, binding.get_outputs(), strict=True):
+        for name, value in zip(names, binding.get_outputs(), strict=True):
             out[name] = value if name in keep else value.numpy()
         return out
 

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from explain import artifacts as spec
+from training.graph_candidates import add_candidates
 from training.graph_shapes import constant_reshapes
 from training.modeling import UserAwareBart
 from training.shared_weights import share_token_embedding
@@ -139,11 +140,14 @@ class DecoderGraph(nn.Module):
         return (logits, *presents)
 
 
-def _constant_shapes(path: Path) -> None:
+def _rewrite(path: Path, vocab: int | None) -> None:
     """Rewrite the exported reshapes' run-time shape arithmetic as constants
-    (`training.graph_shapes`)."""
+    (`training.graph_shapes`); give the decoder (`vocab` set) its next-token candidates
+    (`training.graph_candidates`)."""
     graph = onnx.load(str(path))
     rewritten = constant_reshapes(graph)
+    if vocab is not None:
+        add_candidates(graph, min(spec.CANDIDATES, vocab))
     onnx.save(graph, str(path))
     logger.info("%s: %d reshapes with constant shapes", path.name, rewritten)
 
@@ -200,7 +204,7 @@ def export_onnx(model: UserAwareBart, out_dir: Path, *, opset: int = OPSET) -> s
             ),
             str(out_dir / spec.DECODER_FILE),
             input_names=[*spec.DECODER_INPUTS, *past_in, *cross_in],
-            output_names=["logits", *present_out],
+            output_names=[spec.LOGITS, *present_out],
             dynamic_axes={
                 "input_ids": {0: "batch"},
                 "encoder_attention_mask": {0: "batch", 1: "src"},
@@ -210,19 +214,20 @@ def export_onnx(model: UserAwareBart, out_dir: Path, *, opset: int = OPSET) -> s
                 **{name: {0: "batch", 2: "past"} for name in past_in},
                 **{name: {0: "batch", 2: "total"} for name in present_out},
                 **{name: dict(kv_axes) for name in cross_in},
-                "logits": {0: "batch"},
+                spec.LOGITS: {0: "batch"},
             },
             opset_version=opset,
             dynamo=False,
         )
-    for graph in (spec.ENCODER_FILE, spec.DECODER_FILE):
-        _constant_shapes(out_dir / graph)
+    vocab = int(model.bart.lm_head.out_features)
+    _rewrite(out_dir / spec.ENCODER_FILE, None)
+    _rewrite(out_dir / spec.DECODER_FILE, vocab)
     result = spec.OnnxSpec(
         decoder_layers=n,
         num_heads=heads,
         head_dim=head_dim,
         d_model=d_model,
-        vocab_size=int(model.bart.lm_head.out_features),
+        vocab_size=vocab,
         max_positions=int(cfg.max_position_embeddings),
         opset=opset,
         exporter=f"torch.onnx (TorchScript) {torch.__version__}",

@@ -9,6 +9,7 @@ import onnx
 
 from explain import artifacts
 from explain.artifacts import DYNAMIC_ENCODER, PER_TOKEN, PER_TOKEN_SPLIT, PER_TOKEN_SPLIT_V8
+from training.graph_candidates import add_candidates, remove_candidates
 from training.int8_split import quantise_split, second_feed_forward
 from training.int8_tokens import (
     RESCORED,
@@ -55,6 +56,7 @@ def int8_graph(source: Path, target: Path, recipe: str) -> None:
     )
 
     model = onnx.load(str(source))
+    candidates = remove_candidates(model)  # added back after the LM head is rewritten
     config = DefaultWeightOnlyQuantConfig(
         block_size=BLOCK_SIZE,
         is_symmetric=True,
@@ -80,6 +82,8 @@ def int8_graph(source: Path, target: Path, recipe: str) -> None:
             quantiser.process()
             model = quantiser.model.model
         stamp_scales(model, artifacts.PER_ROW)
+        if candidates:
+            add_candidates(model, candidates)
         onnx.save(model, str(target))
         return
     dynamic: list[str] = []
@@ -115,6 +119,8 @@ def int8_graph(source: Path, target: Path, recipe: str) -> None:
         )
         stamped = onnx.load(str(target))
         stamp_scales(stamped, artifacts.PER_CALL if dynamic else artifacts.PER_ROW)
+        if candidates:
+            add_candidates(stamped, candidates)
         onnx.save(stamped, str(target))
     finally:
         for path in staged:
@@ -125,4 +131,9 @@ def fp16_graph(source: Path, target: Path) -> None:
     """Write `source` in half precision to `target` (weights, activations, KV cache)."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    onnx.save(convert_float_to_float16(onnx.load(str(source)), keep_io_types=False), str(target))
+    model = onnx.load(str(source))
+    candidates = remove_candidates(model)  # their scores stay float32, cast from the logits
+    model = convert_float_to_float16(model, keep_io_types=False)
+    if candidates:
+        add_candidates(model, candidates)
+    onnx.save(model, str(target))

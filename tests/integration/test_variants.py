@@ -198,8 +198,13 @@ def test_the_per_token_recipes_make_every_weighted_matmul_an_integer_gemm(
         assert ops.count("MatMulIntegerToFloat") == products
         assert not [n for n in graph.node if n.op_type == "MatMul" and n.input[1] in constants]
         assert "MatMulNBits" not in ops
-        # the decoder's LM head rescores its best candidates against the int8 table
-        assert ops.count("TopK") == ops.count("ScatterElements") == (1 if path == decoder else 0)
+        # the decoder's LM head rescores its best candidates against the int8 table, and its
+        # next-token candidates come last, read from the rescored logits
+        assert ops.count("ScatterElements") == (1 if path == decoder else 0)
+        assert ops.count("TopK") == (2 if path == decoder else 0)
+        if path == decoder:
+            assert graph.node[-1].op_type == "TopK" and graph.node[-1].input[0] == "logits"
+            assert [o.name for o in graph.output][-2:] == [artifacts.TOP_SCORES, artifacts.TOP_IDS]
         # int8 embedding rows, scaled back after the lookup (one scale per row)
         tables = [t for t in graph.initializer if t.name == artifacts.SHARED_EMBEDDING]
         assert [t.data_type for t in tables] == [onnx.TensorProto.INT8]
