@@ -104,6 +104,7 @@ class RunningBatch:
         # ended, or a join copies them anyway).
         self.slots: list[_Row | None] = []
         self.steps = 0
+        self.last_reruns = 0  # 1 when the last step ran again for its logits (`choose`)
         self._reset()
 
     def _reset(self) -> None:
@@ -219,6 +220,7 @@ class RunningBatch:
 
     def step(self) -> list[Ended]:
         """One token for every row; the rows that ended leave and are returned."""
+        self.last_reruns = 0
         if not len(self):
             return []
         # Slots of rows that ended are still computed until they are cut out: their tokens are
@@ -248,6 +250,7 @@ class RunningBatch:
         def full() -> Logits:  # this step's logits: as run, or the same step again
             if not has_top:
                 return to_host(out[artifacts.LOGITS])
+            self.last_reruns = 1
             return to_host(decoder.run(feeds, outputs=[artifacts.LOGITS])[artifacts.LOGITS])
 
         banned = [row.banned if row else () for row in self.slots]

@@ -88,11 +88,14 @@ class Generation:
 
 @dataclass(frozen=True)
 class BatchTimings:
-    """Seconds spent on the whole batch, per stage (prepare is per request: not here)."""
+    """Seconds spent on the whole batch, per stage (prepare is per request: not here), and
+    how many greedy steps ran again for their logits (their candidates could not settle a
+    row: `explain.decoding.choose`), each about one step's time."""
 
     encode_s: float
     decode_s: float
     total_s: float
+    reruns: int = 0
 
 
 @dataclass(frozen=True)
@@ -182,6 +185,7 @@ class Explainer:
             groups.setdefault((prepared.num_beams, prepared.num_return), []).append(index)
         out: list[Generation | None] = [None] * len(batch)
         encode_s = decode_s = 0.0
+        reruns = 0
         for (num_beams, num_return), members in groups.items():
             ids, mask = pad_batch(
                 [batch[i].student.input_ids for i in members], self.tokenizer.pad_id
@@ -197,9 +201,10 @@ class Explainer:
             generated = self.backend.generate(EncodedBatch(ids, mask, vectors), request)
             encode_s += generated.encode_s
             decode_s += generated.decode_s
+            reruns += generated.reruns
             for index, candidates in zip(members, generated.decoded.candidates, strict=True):
                 out[index] = Generation(candidates)
-        timings = BatchTimings(encode_s, decode_s, time.perf_counter() - start)
+        timings = BatchTimings(encode_s, decode_s, time.perf_counter() - start, reruns)
         return BatchGeneration(
             [g for g in out if g is not None], timings, [len(m) for m in groups.values()]
         )

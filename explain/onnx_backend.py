@@ -85,6 +85,7 @@ class Generated:
     decoded: Decoded
     encode_s: float
     decode_s: float
+    reruns: int = 0  # greedy steps run again for their logits (`explain.decoding.choose`)
 
 
 class _CachedSteps:
@@ -323,7 +324,8 @@ class OnnxSeq2Seq:
             max(part.decoded.steps for part in done),
         )
         encode_s = max(part.encode_s for part in done)
-        return Generated(decoded, encode_s, time.perf_counter() - start - encode_s)
+        reruns = sum(part.reruns for part in done)
+        return Generated(decoded, encode_s, time.perf_counter() - start - encode_s, reruns)
 
     def _generate(self, batch: EncodedBatch, request: DecodeRequest) -> Generated:
         start = time.perf_counter()
@@ -343,7 +345,7 @@ class OnnxSeq2Seq:
         )
         run = beam if request.num_beams > 1 else greedy
         decoded = run(stepper, self.ids, request)
-        return Generated(decoded, encoded - start, time.perf_counter() - encoded)
+        return Generated(decoded, encoded - start, time.perf_counter() - encoded, stepper.reruns)
 
 
 def _rows_of(request: DecodeRequest, rows: IntArray) -> DecodeRequest:

@@ -301,6 +301,8 @@ class DynamicBatcher:
         self.health.succeeded()
         self.rate.record(elapsed, len(group))
         notify(self._observer.batch, len(group), output.timings)
+        if output.timings.reruns:
+            notify(self._observer.reran, output.timings.reruns)
         for pending, generation in zip(group, output.generations, strict=True):
             done = Generated(generation, started - pending.enqueued, elapsed)
             resolve(pending, result=done)

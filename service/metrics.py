@@ -101,6 +101,12 @@ class Metrics:
             buckets=BATCH_BUCKETS,
             registry=r,
         )
+        self.logit_reruns = Counter(
+            "prism_decode_logit_reruns_total",
+            "Greedy decoder steps run a second time for their logits: the graph's 16 best "
+            "candidates could not settle a row (all banned, a tie at the edge, not finite).",
+            registry=r,
+        )
         self.generated_tokens = Histogram(
             "prism_generated_tokens",
             "Tokens generated per request.",
@@ -233,6 +239,10 @@ class Metrics:
     def step(self, rows: int, seconds: float) -> None:
         self.step_rows.observe(rows)
         self.inference_duration.labels(stage="step").observe(seconds)
+
+    @_never_raises
+    def reran(self, steps: int) -> None:
+        self.logit_reruns.inc(steps)
 
     @_never_raises
     def rows_abandoned(self, rows: int) -> None:

@@ -174,6 +174,9 @@ class RunningLane:
         self._busy_s += seconds
         self.step_s = seconds if not self.step_s else 0.9 * self.step_s + 0.1 * seconds
         notify(self._observer.step, rows, seconds)
+        reruns = sum(batch.last_reruns for batch in batches)
+        if reruns:
+            notify(self._observer.reran, reruns)
         if not ended:
             return
         now = time.monotonic()

@@ -80,8 +80,10 @@ def test_static_greedy_tokens_are_the_full_argmaxs(engine, tiny_store, monkeypat
         for session in (engine.backend.encoder, engine.backend.decoder):
             monkeypatch.setattr(session, "io_binding", True)
     reads = LogitReads(engine.backend.decoder, monkeypatch)
-    got = [g.candidates for g in engine.generate(rows).generations]
+    output = engine.generate(rows)
+    got = [g.candidates for g in output.generations]
     assert got == want
+    assert output.timings.reruns == reads.count  # what the batcher reports (below)
     steps = max(len(c[0]) for c in want)
     if bans == "own":
         assert reads.count < steps  # the candidates settled most steps
@@ -108,3 +110,31 @@ def test_a_running_decode_picks_the_full_argmaxs_tokens(engine, tiny_store, monk
     reads = LogitReads(engine.backend.decoder, monkeypatch)
     assert run(engine) == want
     assert (reads.count > 0) == (bans == "most")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("continuous", ["off", "on"])
+async def test_the_batcher_reports_the_reruns_and_metrics_count_them(
+    engine, tiny_store, monkeypatch, continuous
+):
+    import asyncio
+    import time
+
+    from service.batching import DynamicBatcher
+    from service.metrics import Metrics
+    from tests.unit.service.test_metrics import sample
+
+    metrics = Metrics()
+    batcher = DynamicBatcher(
+        max_batch_size=4, max_wait_ms=5.0, max_queue=64, observer=metrics, continuous=continuous
+    )
+    reads = LogitReads(engine.backend.decoder, monkeypatch)
+    batcher.start()
+    try:
+        deadline = time.monotonic() + 60
+        rows = prepared(engine, tiny_store, "most")
+        await asyncio.gather(*(batcher.submit(row, deadline, engine) for row in rows))
+    finally:
+        batcher.stop()
+    counted = sample(metrics.render()[0].decode(), "prism_decode_logit_reruns_total")
+    assert reads.count > 0 and counted == reads.count

@@ -162,6 +162,7 @@ class StepLog:
         self.batches: list[int] = []
         self.ended = 0
         self.abandoned = 0
+        self.reruns = 0
 
     def queue_depth(self, depth):
         pass
@@ -177,6 +178,9 @@ class StepLog:
 
     def step(self, rows, seconds):
         self.steps.append(rows)
+
+    def reran(self, steps):
+        self.reruns += steps
 
     def row_ended(self, seconds):
         self.ended += 1

@@ -44,6 +44,9 @@ class RecordingObserver:
     def step(self, rows: int, seconds: float) -> None:
         self.events.append(("step", rows))
 
+    def reran(self, steps: int) -> None:
+        self.events.append(("reran", steps))
+
     def row_ended(self, seconds: float) -> None:
         self.events.append(("row_ended", seconds))
 
