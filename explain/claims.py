@@ -19,7 +19,11 @@ the serving-time verifier accepts:
   history at all; never when the history holds the item itself (a rewatch, which is left out
   of the history the other rules read: `explain.input_format.recent_window`);
 - `history_reference` ("with Alien among your recent watches"): the title is in the history
-  (no similarity is claimed);
+  (no similarity is claimed); said of several films ("your other recent watches", "your
+  recent watches", "Alien among them", "your usual picks"): the history holds at least 2
+  distinct films (one film is not "your recent watches"). The built-in teacher does not
+  follow this rule yet (six of its patterns need one film; the default model was trained on
+  its answers as they are): the verifier refuses those sentences for a one-film history;
 - `item_fact` ("a comedy film", "released in 1985"): the item's own metadata says so.
 
 Intensity words ("clearly", "keep returning to", "streak", "soft spot", "again and again")
@@ -53,6 +57,7 @@ ERA_BASIC = (2, 0.50)  # (history items from the decade, share of the dated hist
 ERA_STRONG = (3, 0.60)
 NOVELTY_MAX_SHARE = 0.0  # history items sharing any item genre, of those with genres
 NOVELTY_MAX_COUNT = 0  # "new to you" means new: not one history item shares its genres
+SEVERAL_FILMS = 2  # distinct history films that "your recent watches" needs
 
 
 def level(count: int, total: int, basic: tuple[int, float], strong: tuple[int, float]) -> Level:
@@ -107,6 +112,11 @@ _SIMILARITY = re.compile(
     r"would sit well next to|shares?|like)\b",
     re.IGNORECASE,
 )
+# Words that speak of several history films at once (a history_reference made "strong").
+_SEVERAL = re.compile(
+    r"\b(?:your (?:other )?recent watches|among them|your usual (?:picks|choices))\b",
+    re.IGNORECASE,
+)
 _ERA_WORDS = re.compile(r"\b(?:that decade|that era)\b", re.IGNORECASE)
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
@@ -142,10 +152,19 @@ def claims_in(template: str) -> list[ClaimUse]:
         if strength == "strong" and not genres and not decades:
             # Intensity with nothing it could intensify: "you clearly love this kind of film".
             found.append(ClaimUse("shared_genre", "strong", ()))
-        if titles and _SIMILARITY.search(sentence):
+        similarity = bool(titles) and _SIMILARITY.search(sentence) is not None
+        several = _SEVERAL.search(sentence) is not None
+        if similarity:
             found.append(ClaimUse("similar_title", "basic", titles))
-        elif titles:
-            found.append(ClaimUse("history_reference", "basic", titles))
+        if (titles and not similarity) or several:
+            # "strong": several films are spoken of ("your other recent watches").
+            found.append(
+                ClaimUse(
+                    "history_reference",
+                    "strong" if several else "basic",
+                    () if similarity else titles,
+                )
+            )
         if _NOVELTY.search(sentence):
             found.append(ClaimUse("novelty", "basic", ()))
         facts = tuple(s for s in used if s[1] == "a" or s == "<year>")

@@ -28,7 +28,7 @@ from typing import Any
 
 from explain import slots
 from explain.checks import DEFECTS, NO_WORDS, template_defect
-from explain.claims import ClaimUse, Level, claims_in, sentences
+from explain.claims import SEVERAL_FILMS, ClaimUse, Level, claims_in, sentences
 from explain.evidence import Evidence, decade_forms
 from explain.items import Item
 from explain.rendering import collapse_repeats, fill_slots
@@ -107,6 +107,8 @@ def supported(use: ClaimUse, evidence: Evidence, similar: frozenset[int]) -> boo
         return all(p is not None and p in similar for p in positions)
     if use.claim == "novelty":
         return evidence.novelty
+    if use.claim == "history_reference" and use.strength == "strong":
+        return evidence.history_size >= SEVERAL_FILMS  # "your recent watches"
     return True  # history references and item facts are true by construction
 
 
@@ -154,6 +156,7 @@ EVIDENCE_SENTENCES = (
     "<item> is a <g1> film, like others you have watched.",
     "<item> comes from the <dec>, like other films you have watched.",
     "<item> was picked for you with <h1> and your other recent watches in mind.",
+    "<item> was picked for you with <h1> in mind.",
     "<item> is a <a1> film.",
     "<item> was picked for you.",
 )

@@ -3,7 +3,9 @@
 The claims are found in the text a user reads (not in the model's template), with this
 module's own phrase lists: a decade named ("1980s", "'80s"), a similarity phrase in a
 sentence that names a history title, a novelty phrase, a genre of the item said of the
-user ("your taste for sci-fi", "sci-fi, like others you have watched"). Whether each holds
+user ("your taste for sci-fi", "sci-fi, like others you have watched"), several films
+spoken of at once ("your recent watches", "Alien among them", "your usual picks": true when
+the history holds at least 2 distinct films besides the item). Whether each holds
 is decided by the written rules of `explain.claims`, the same rules the teacher writes by
 and the service verifies with: that sharing is the point of having written them down.
 """
@@ -35,6 +37,7 @@ _STRONG = re.compile(
     r"a fan of|never a bad idea|clear taste",
     re.IGNORECASE,
 )
+_SEVERAL = re.compile(r"recent watches|among them|\byour other\b|\byour usual\b", re.IGNORECASE)
 _LIKE = re.compile(r"\blike\b", re.IGNORECASE)
 _ABOUT_USER = re.compile(r"\byou(?:r)?\b", re.IGNORECASE)
 _SPLIT = re.compile(r"(?<=[.!?])\s+")
@@ -42,7 +45,7 @@ _SPLIT = re.compile(r"(?<=[.!?])\s+")
 
 @dataclass(frozen=True)
 class Finding:
-    claim: str  # "era", "similar_title", "novelty", "shared_genre"
+    claim: str  # "era", "similar_title", "novelty", "shared_genre", "several_films"
     false: bool
 
 
@@ -78,6 +81,7 @@ def audit(text: str, history: Sequence[Item], item: Item) -> list[Finding]:
     with_genres = [p for p in history if p.features]
     decade = _decade(item)
     dated = [p for p in history if p.year is not None]
+    films = {p.display_title.casefold() for p in history} - {item.display_title.casefold()}
     masked = text
     for title in sorted({p.display_title for p in [item, *history]}, key=len, reverse=True):
         masked = masked.replace(title, " ")  # "Mars Attacks!" is a title, "2001" in it too
@@ -111,6 +115,8 @@ def audit(text: str, history: Sequence[Item], item: Item) -> list[Finding]:
                     backed = genre_level(count, len(with_genres))
                     false = backed == "none" or (strong and backed != "strong")
                     findings.append(Finding("shared_genre", false))
+        if _SEVERAL.search(plain):
+            findings.append(Finding("several_films", len(films) < 2))
     return findings
 
 

@@ -42,6 +42,7 @@ QUALITY_BARS: Mapping[str, tuple[str, float]] = {
     "messy_false_era_rate": ("<=", 0.02),
     "messy_false_similar_title_rate": ("<=", 0.01),
     "messy_false_novelty_rate": ("<=", 0.01),
+    "messy_false_several_films_rate": ("<=", 0.01),  # "your recent watches" of one film
     "messy_double_articles": ("<=", 0),
     "messy_inverted_titles": ("<=", 0),
     "messy_invented_title_rate": ("<=", 0.02),
@@ -58,6 +59,7 @@ MESSY_KEYS = (
     "false_similar_title_rate",
     "false_novelty_rate",
     "false_shared_genre_rate",
+    "false_several_films_rate",
     "double_articles",
     "inverted_titles",
     "invented_title_rate",

@@ -19,7 +19,7 @@ from training.claim_audit import audit
 from training.faithfulness import TitleMatcher
 from training.grammar import names_of, problems
 
-CLAIMS = ("era", "similar_title", "novelty", "shared_genre")
+CLAIMS = ("era", "similar_title", "novelty", "shared_genre", "several_films")
 EXAMPLES = 12  # served answers shown in the report
 
 

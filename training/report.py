@@ -155,6 +155,8 @@ MESSY_ROWS: tuple[tuple[str, str, Kind], ...] = (
     ("false_novelty_rate", "novelty while the history shares the genre ↓", "rate"),
     ("novelty_claims", "  novelty claims", "count"),
     ("false_shared_genre_rate", "unsupported genre-taste claims ↓", "rate"),
+    ("false_several_films_rate", "several films spoken of, one in the history ↓", "rate"),
+    ("several_films_claims", "  claims about several films", "count"),
     ("double_articles", "double articles ↓", "count"),
     ("inverted_titles", "inverted titles left ↓", "count"),
     ("invented_title_rate", "answers with an invented title ↓", "rate"),

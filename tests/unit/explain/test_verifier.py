@@ -121,8 +121,13 @@ def test_the_evidence_sentence_is_the_first_the_request_supports():
         [CASABLANCA], Item("Heat (1995)", None, {"genres": ["Crime"]})
     )
     sentence = evidence_sentence(values, evidence, similar)
-    assert fill_slots(sentence, values).text == (
-        "Heat was picked for you with Casablanca and your other recent watches in mind."
+    # One film is not "your other recent watches"; two are.
+    assert fill_slots(sentence, values).text == "Heat was picked for you with Casablanca in mind."
+    values, evidence, similar = request(
+        [THING, CASABLANCA], Item("Heat (1995)", None, {"genres": ["Crime"]})
+    )
+    assert fill_slots(evidence_sentence(values, evidence, similar), values).text == (
+        "Heat was picked for you with The Thing and your other recent watches in mind."
     )
     # A cold start is never told what it watched.
     values, evidence, similar = request([], Item("Heat (1995)", None, {"genres": ["Crime"]}))

@@ -68,3 +68,13 @@ def test_a_title_inside_the_items_title_is_not_a_mention():
     gilda = Item("Gilda (1946)", None, {"genres": ["Film-Noir"]})
     text = "The Big Heat is very much in the same vein as Gilda."
     assert findings(text, [big, gilda], big_heat) == [("similar_title", False)]
+
+
+def test_several_films_need_two_distinct_films_besides_the_item():
+    text = "Bean was picked for you with Airplane! and your other recent watches in mind."
+    funny = Item("Airplane! (1980)", None, {"genres": ["Comedy"]})
+    assert findings(text, [funny], BEAN) == [("several_films", True)]
+    assert findings(text, [funny, funny, BEAN], BEAN) == [("several_films", True)]  # repeats
+    assert findings(text, [funny, SUMMER], BEAN) == [("several_films", False)]
+    one = "Since you recently watched Airplane!, Bean is up next for you."
+    assert findings(one, [funny], BEAN) == []

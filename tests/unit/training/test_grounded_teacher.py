@@ -384,12 +384,17 @@ def test_every_pattern_reads_to_the_verifier_as_the_teacher_means_it():
     pools += [("second", a, p) for a in ASPECTS for p in SECOND[a]]
     pools += [("context", None, p) for p in CONTEXT] + [("novel", None, p) for p in NOVEL]
     pools += [("cold", None, p) for p in COLD]
+    one_film_plurals: set[str] = set()
     for part, aspect, pattern in pools:
         template = pattern.text.replace("{genres}", "<g1>").replace("{similar}", "<s1>")
         found = claims_in(template)
         kinds = {c.claim for c in found}
-        strong = any(c.strength == "strong" for c in found)
+        strong = any(c.strength == "strong" and c.claim != "history_reference" for c in found)
         assert strong == pattern.strong, (template, found)
+        # "your recent watches": several films, which the verifier asks of the request
+        several = any(c.claim == "history_reference" and c.strength == "strong" for c in found)
+        if several and "h2" not in pattern.needs:
+            one_film_plurals.add(template)
         assert ("novelty" in kinds) == (part in ("novel",) or "fresh pick" in template), template
         if part == "main":
             wanted = {"genre": "shared_genre", "era": "era", "similar": "similar_title"}[aspect]
@@ -398,3 +403,15 @@ def test_every_pattern_reads_to_the_verifier_as_the_teacher_means_it():
             assert kinds == {"history_reference"}, (template, found)
         if "era" in pattern.needs:
             assert "era" in kinds, template
+    # Patterns that speak of several films but need only one: the teacher still writes them
+    # for a one-film history (the default model was trained on its answers as they are; see
+    # the README's Known limitations), and the verifier refuses them there, so the service
+    # serves another candidate or the evidence sentence. A new one must be added here knowingly.
+    assert one_film_plurals == {
+        "<item> was picked for you with <h1> and your other recent watches in mind.",
+        "Based on your recent watches, including <h1>, <item> is a pick for you.",
+        "<item> follows on from your recent watches, such as <h1>.",
+        "<item> comes recommended on the strength of your recent watches, <h1> among them.",
+        "<item> offers a change of pace from <h1> and your usual picks.",
+        "Try <item> for something outside your usual choices.",
+    }
