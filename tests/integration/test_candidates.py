@@ -138,3 +138,28 @@ async def test_the_batcher_reports_the_reruns_and_metrics_count_them(
         batcher.stop()
     counted = sample(metrics.render()[0].decode(), "prism_decode_logit_reruns_total")
     assert reads.count > 0 and counted == reads.count
+
+
+def test_finer_scores_of_half_precision_logits_are_rounded_to_them():
+    """On CPU, ONNX Runtime computes a float16 graph's candidates in float32: two tokens
+    tied in the float16 logits can differ in their scores. Rounded back, the tie is the
+    logits' again and the lower id wins, as the argmax over the logits has it."""
+    from types import SimpleNamespace
+
+    from explain.decoding import GenerationIds, choose
+    from explain.onnx_backend import candidates_of
+
+    decoder = SimpleNamespace(
+        outputs={artifacts.LOGITS: SimpleNamespace(dtype=np.dtype(np.float16))}
+    )
+    out = {
+        artifacts.TOP_IDS: np.array([[5, 3, 9]]),
+        artifacts.TOP_SCORES: np.array([[1.0001, 1.0, 0.5]], dtype=np.float32),
+    }
+    logits = np.zeros((1, 12), dtype=np.float16)
+    logits[0, [5, 3, 9]] = [1.0001, 1.0, 0.5]  # 5 and 3 are both 1.0 in float16
+    top = candidates_of(decoder, out, 12)
+    ids = GenerationIds(2, 2, 1, None)
+    counts = np.array([1])
+    assert int(logits[0].astype(np.float32).argmax()) == 3
+    assert choose(top, lambda: logits, counts, ids, [()], 0).tolist() == [3]
