@@ -9,9 +9,14 @@ For each, on the same inputs:
 
 - PyTorch eager `generate` (KV cache) on CUDA in fp32 and fp16: p50/p95 per batch, peak
   memory (`torch.cuda.max_memory_allocated` and this process's NVML figure);
-- ONNX Runtime on CPU (and on CUDA with IO binding when this ORT build has the provider;
-  `session.get_providers()` is checked, since ORT falls back to CPU silently);
+- ONNX Runtime on CPU; on CUDA (fp32 and the fp16 variant, IO binding) when this ORT build
+  has the provider (`session.get_providers()` is checked, since ORT falls back to CPU
+  silently), in a child process (`benchmarks.gpu_ort`) whose GPU memory is ONNX Runtime's
+  alone; for the published model also the served path there: its sentences against CPU
+  fp32's, and rows joining a running batch against the static batch;
 - parity: ORT greedy tokens against PyTorch CUDA fp32 greedy tokens.
+
+An engine that fails is reported with its error and the others still run.
 
 Output lengths are fixed (EOS is banned until `max_new_tokens`) so every engine generates the
 same number of tokens. Without CUDA the script still runs and says so (the GPU rows are
@@ -23,9 +28,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
+import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,19 +40,12 @@ import torch
 from transformers import BartConfig, BartForConditionalGeneration
 
 from benchmarks import cpu_label
+from benchmarks.gpu_ort import GEN_IDS, GpuMemory, error_row, measure_ort, time_generate
 from benchmarks.gpu_report import findings, render
 from explain import artifacts as spec
 from training.export import export_onnx
 from training.modeling import UserAwareBart
 from training.variants import build_variant
-
-GEN_IDS = {
-    "decoder_start_token_id": 2,
-    "forced_bos_token_id": 0,
-    "bos_token_id": 0,
-    "eos_token_id": 2,
-    "pad_token_id": 1,
-}
 
 
 def bart_base_shaped(num_users: int = 1000, seed: int = 0) -> UserAwareBart:
@@ -69,43 +67,85 @@ def bart_base_shaped(num_users: int = 1000, seed: int = 0) -> UserAwareBart:
     return UserAwareBart(BartForConditionalGeneration(config), num_users).eval()
 
 
-def _inputs(
-    batch: int, length: int, vocab: int, seed: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    ids = rng.integers(5, min(vocab, 3000), size=(batch, length), dtype=np.int64)
-    ids[:, 0], ids[:, -1] = 0, 2
-    mask = np.ones_like(ids)
-    rows = np.array([k % 2 * (k + 1) for k in range(batch)], dtype=np.int64)  # known / unknown
-    return ids, mask, rows
+def torch_rows(
+    label: str,
+    model: UserAwareBart,
+    user_table: np.ndarray,
+    *,
+    batches: list[int],
+    length: int,
+    new_tokens: int,
+    repeats: int,
+) -> tuple[list[dict[str, Any]], dict[int, list[list[int]]]]:
+    """PyTorch eager `generate` on CUDA in fp32 and fp16, and the fp32 tokens per batch."""
+    from training.torch_backend import TorchSeq2Seq
+
+    vocab = int(model.bart.config.vocab_size or 0)
+    rows: list[dict[str, Any]] = []
+    reference: dict[int, list[list[int]]] = {}
+    memory = GpuMemory()
+    for dtype in (torch.float32, torch.float16):
+        engine = f"torch-cuda-{str(dtype).split('.')[-1]}"
+        try:
+            backend = TorchSeq2Seq(model.to("cuda", dtype=dtype), GEN_IDS)
+            for batch in batches:
+                torch.cuda.reset_peak_memory_stats()
+                times, tokens = time_generate(
+                    backend,
+                    user_table,
+                    batch=batch,
+                    length=length,
+                    vocab=vocab,
+                    new_tokens=new_tokens,
+                    repeats=repeats,
+                    sync=torch.cuda.synchronize,
+                    vector_type=np.float16 if dtype == torch.float16 else np.float32,
+                )
+                if dtype == torch.float32:
+                    reference[batch] = tokens
+                rows.append(
+                    {
+                        "model": label,
+                        "engine": engine,
+                        "batch": batch,
+                        "p50_ms": statistics.median(times),
+                        "p95_ms": float(np.percentile(times, 95)),
+                        "peak_alloc_mb": torch.cuda.max_memory_allocated() / 2**20,
+                        "nvml_process_mb": memory.process_mb(),
+                    }
+                )
+        except Exception as error:  # reported; the other engines still run
+            rows.append(error_row(label, engine, error))
+    model.to("cpu", dtype=torch.float32)
+    torch.cuda.empty_cache()
+    return rows, reference
 
 
-def _timed(run: Callable[[], Any], repeats: int, sync: Callable[[], None]) -> list[float]:
-    run()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        sync()
-        times.append((time.perf_counter() - start) * 1000)
-    return times
-
-
-def _nvml_process_mb() -> float | None:
+def ort_cuda_rows(
+    label: str, onnx_dir: Path, user_table: np.ndarray, args: list[str], store: list[str]
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """ONNX Runtime on CUDA (fp32 and the fp16 variant) in a child process
+    (`benchmarks.gpu_ort`), so its GPU memory is its own; and, for the published model, the
+    served path there."""
     try:
-        import os
-
-        import pynvml
-
-        pynvml.nvmlInit()
-        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
-        for proc in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
-            if proc.pid == os.getpid() and proc.usedGpuMemory:
-                return float(proc.usedGpuMemory) / 2**20
-    except Exception:
-        return None
-    return None
+        build_variant(spec.FP16, onnx_dir)
+    except Exception as error:
+        return [error_row(label, "ort-cuda-fp16", error)], None
+    users = onnx_dir / "users.npy"
+    np.save(users, user_table)
+    out = onnx_dir / "ort_cuda.json"
+    command = [sys.executable, "-m", "benchmarks.gpu_ort", "--onnx-dir", str(onnx_dir)]
+    command += ["--label", label, "--provider", "cuda", "--variants", "fp32,fp16"]
+    command += ["--users", str(users), "--json", str(out), *args, *store]
+    done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=600)
+    for line in done.stderr.strip().splitlines()[-20:]:  # the child's warnings, for the log
+        print(f"  gpu_ort: {line}", flush=True)
+    if done.returncode != 0 or not out.exists():
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        failure = RuntimeError(f"benchmarks.gpu_ort exited {done.returncode}: {' | '.join(tail)}")
+        return [error_row(label, "ort-cuda", failure)], None
+    result = json.loads(out.read_text())
+    return result["rows"], result.get("served")
 
 
 def check_model(
@@ -116,111 +156,44 @@ def check_model(
     length: int,
     new_tokens: int,
     repeats: int,
+    store: list[str] | None = None,
 ) -> dict[str, Any]:
-    from explain.decoding import DecodeRequest, GenerationIds
-    from explain.onnx_backend import EncodedBatch, OnnxSeq2Seq
-    from explain.session import OnnxSession
-    from training.torch_backend import TorchSeq2Seq
-
-    vocab = int(model.bart.config.vocab_size or 0)
-    cuda = torch.cuda.is_available()
-    rows: list[dict[str, Any]] = []
+    """Every engine on `model`: PyTorch on CUDA, ONNX Runtime on CPU and (where this build
+    has the provider) on CUDA; each ONNX row's token agreement with PyTorch CUDA fp32.
+    `store` (`--store DIR --name NAME`) adds the served check for the published model."""
     user_table = model.user_embeddings.weight.detach().float().numpy()
+    parameters = sum(p.numel() for p in model.parameters())
+    rows: list[dict[str, Any]] = []
     reference: dict[int, list[list[int]]] = {}
-
-    def inputs(batch: int) -> tuple[EncodedBatch, DecodeRequest]:
-        ids, mask, users = _inputs(batch, length, vocab, seed=batch)
-        request = DecodeRequest(
-            max_new_tokens=[new_tokens] * batch, banned=[()] * batch, min_new_tokens=new_tokens
-        )
-        return EncodedBatch(ids, mask, user_table[users]), request
-
-    for batch in batches:
-        encoded, request = inputs(batch)
-        if cuda:
-            for dtype in (torch.float32, torch.float16):
-                backend = TorchSeq2Seq(model.to("cuda", dtype=dtype), GEN_IDS)
-                if dtype == torch.float16:
-                    encoded_dev = EncodedBatch(
-                        encoded.input_ids,
-                        encoded.attention_mask,
-                        encoded.user_vectors.astype(np.float16),
-                    )
-                else:
-                    encoded_dev = encoded
-                torch.cuda.reset_peak_memory_stats()
-                out: list[Any] = []
-
-                def run(
-                    b: TorchSeq2Seq = backend,
-                    e: EncodedBatch = encoded_dev,
-                    o: list[Any] = out,
-                    q: DecodeRequest = request,
-                ) -> None:
-                    o[:] = [b.generate(e, q)]
-
-                times = _timed(run, repeats, torch.cuda.synchronize)
-                if dtype == torch.float32:
-                    reference[batch] = [c[0] for c in out[0].decoded.candidates]
-                rows.append(
-                    {
-                        "model": label,
-                        "engine": f"torch-cuda-{str(dtype).split('.')[-1]}",
-                        "batch": batch,
-                        "p50_ms": statistics.median(times),
-                        "p95_ms": float(np.percentile(times, 95)),
-                        "peak_alloc_mb": torch.cuda.max_memory_allocated() / 2**20,
-                        "nvml_process_mb": _nvml_process_mb(),
-                    }
-                )
-            model = model.to("cpu", dtype=torch.float32)
+    served = None
+    shape = dict(batches=batches, length=length, new_tokens=new_tokens, repeats=repeats)
+    if torch.cuda.is_available():
+        rows, reference = torch_rows(label, model, user_table, **shape)  # type: ignore[arg-type]
     with tempfile.TemporaryDirectory() as tmp:
         onnx_dir = Path(tmp)
         export_onnx(model, onnx_dir)
-        onnx = spec.OnnxSpec.load(onnx_dir)
-        providers = ["cpu"] + (
-            ["cuda"] if "CUDAExecutionProvider" in ort.get_available_providers() else []
+        rows += measure_ort(
+            label,
+            onnx_dir,
+            provider="cpu",
+            variants=[spec.FP32],
+            user_table=user_table,
+            batches=batches,
+            length=length,
+            new_tokens=new_tokens,
+            repeats=repeats,
         )
-        for provider in providers:
-            # fp32 everywhere; the fp16 variant (`training.variants`) where it is meant to run.
-            for variant in (spec.FP32, spec.FP16) if provider == "cuda" else (spec.FP32,):
-                if variant != spec.FP32:
-                    build_variant(variant, onnx_dir)
-                names = spec.variant_files(variant)
-                enc = OnnxSession(onnx_dir / names[0], provider=provider)  # type: ignore[arg-type]
-                dec = OnnxSession(onnx_dir / names[1], provider=provider)  # type: ignore[arg-type]
-                ort_backend = OnnxSeq2Seq(enc, dec, onnx, GenerationIds.from_mapping(GEN_IDS))
-                for batch in batches:
-                    encoded, request = inputs(batch)
-                    result: list[Any] = []
-
-                    def run_ort(
-                        b: OnnxSeq2Seq = ort_backend,
-                        e: EncodedBatch = encoded,
-                        r: list[Any] = result,
-                        q: DecodeRequest = request,
-                    ) -> None:
-                        r[:] = [b.generate(e, q)]
-
-                    times = _timed(run_ort, repeats, lambda: None)
-                    agree = None
-                    if batch in reference:
-                        tokens = [c[0] for c in result[0].decoded.candidates]
-                        agree = sum(a == b for a, b in zip(tokens, reference[batch], strict=True))
-                        agree /= batch
-                    rows.append(
-                        {
-                            "model": label,
-                            "engine": f"ort-{enc.device}-{variant}"
-                            + ("-iobinding" if dec.io_binding else ""),
-                            "batch": batch,
-                            "p50_ms": statistics.median(times),
-                            "p95_ms": float(np.percentile(times, 95)),
-                            "nvml_process_mb": _nvml_process_mb() if enc.device == "cuda" else None,
-                            "parity_vs_torch_cuda_fp32": agree,
-                        }
-                    )
-    return {"model": label, "parameters": sum(p.numel() for p in model.parameters()), "rows": rows}
+        if torch.cuda.is_available() and "CUDAExecutionProvider" in ort.get_available_providers():
+            child = ["--batches", ",".join(map(str, batches)), "--input-tokens", str(length)]
+            child += ["--new-tokens", str(new_tokens), "--repeats", str(repeats)]
+            cuda_rows, served = ort_cuda_rows(label, onnx_dir, user_table, child, store or [])
+            rows += cuda_rows
+    for row in rows:
+        tokens = row.pop("tokens", None)
+        if tokens is not None and row["batch"] in reference:
+            same = sum(a == b for a, b in zip(tokens, reference[row["batch"]], strict=True))
+            row["parity_vs_torch_cuda_fp32"] = same / row["batch"]
+    return {"model": label, "parameters": parameters, "rows": rows, "served": served}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -262,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
                 length=args.input_tokens,
                 new_tokens=args.new_tokens,
                 repeats=args.repeats,
+                store=["--store", args.store, "--name", args.name],
             )
         )
     if not args.skip_bart_base:

@@ -17,6 +17,7 @@ from explain import artifacts
 from explain.decoding import GenerationIds
 from explain.errors import ModelLoadError
 from explain.explainer import DEFAULT_DECODE, DecodeSettings, Explainer
+from explain.host_memory import release_freed_memory
 from explain.input_format import FORMAT_NAME, FORMAT_VERSION, InputConfig
 from explain.lanes import threads_per_lane
 from explain.onnx_backend import OnnxSeq2Seq
@@ -25,7 +26,6 @@ from explain.session import (
     OnnxSession,
     ProviderChoice,
     open_sessions,
-    release_freed_memory,
     resolve_provider,
 )
 from explain.tokenizer import PrismTokenizer

@@ -15,8 +15,6 @@ instead of being trusted from the request.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import threading
 from collections.abc import Collection, Mapping, Sequence
@@ -27,6 +25,8 @@ from typing import Any, Literal, TypeAlias
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
+
+from explain.host_memory import bound_heap_retention
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +110,28 @@ def shared_cpu_arena() -> None:
         _shared_arena.set()
 
 
+_cuda_preloaded = threading.Event()
+
+
+def preload_cuda_libraries() -> None:
+    """Load CUDA and cuDNN before the first CUDA session (onnxruntime-gpu's `preload_dlls`:
+    NVIDIA's pip packages first, then the default library paths). Without it, an
+    onnxruntime-gpu installed with its `cuda,cudnn` extras finds those libraries only when
+    PyTorch was imported first; a system CUDA (the GPU image) is found either way. Once per
+    process; a build without the function does nothing, and a failure only logs (the
+    session then reports which provider really loaded)."""
+    if _cuda_preloaded.is_set():
+        return
+    _cuda_preloaded.set()
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        return
+    try:
+        preload()
+    except Exception:
+        logger.warning("could not preload the CUDA libraries", exc_info=True)
+
+
 class OnnxSession:
     """One graph on one provider. `run(feeds, keep=...)` is the only way to call it."""
 
@@ -124,6 +146,8 @@ class OnnxSession:
     ) -> None:
         providers = [CUDA, CPU] if provider == "cuda" else [CPU]
         options = options or session_options(intra_op_threads)
+        if provider == "cuda":
+            preload_cuda_libraries()
         if provider == "cpu":
             shared_cpu_arena()
             options.add_session_config_entry("session.use_env_allocators", "1")
@@ -137,7 +161,7 @@ class OnnxSession:
         if provider == "cuda" and active[0] != CUDA:
             raise ProviderError(
                 f"CUDA was requested for {path.name} but ONNX Runtime loaded {active[0]} "
-                "(is onnxruntime-gpu installed, and do CUDA 12 / cuDNN 9 libraries load?)"
+                "(is onnxruntime-gpu installed, and do its CUDA and cuDNN 9 libraries load?)"
             )
         self.path = path
         self.device: Device = "cuda" if active[0] == CUDA else "cpu"
@@ -216,47 +240,6 @@ class OnnxSession:
         if not self.io_binding:
             return np.zeros(tuple(shape), dtype=dtype)
         return ort.OrtValue.ortvalue_from_shape_and_type(list(shape), dtype, self.device, 0)
-
-
-def _libc(function: str) -> Any | None:
-    """A glibc function by name, or None where there is no such C library (or function)."""
-    try:
-        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), function)
-    except (OSError, AttributeError):
-        return None
-
-
-def release_freed_memory() -> None:
-    """Return the heap pages freed so far to the OS (glibc `malloc_trim`; elsewhere a no-op)."""
-    trim = _libc("malloc_trim")
-    if trim is not None:
-        trim(0)
-
-
-# glibc's `mallopt` parameter for the size from which an allocation is its own mapping.
-M_MMAP_THRESHOLD = -3
-HEAP_MAPPING_BYTES = 1 << 20
-_heap_bounded = threading.Event()
-
-
-def bound_heap_retention() -> None:
-    """Give every host allocation of 1 MiB or more its own mapping, returned to the OS when it
-    is freed (glibc `mallopt(M_MMAP_THRESHOLD)`; elsewhere a no-op). Once per process.
-
-    By default glibc raises that threshold to the size of each large block freed (up to 32
-    MiB), after which the decode's arrays (a KV cache, cross keys and values, logits: a few
-    MiB each) come from the heap, whose freed pages the process keeps. The int8 service at
-    bart-base shape (2 threads, three rounds of 32 concurrent 200-token requests, two
-    alternating runs of each, 2026-12-03) peaked at 693-695 MB in the first round either
-    way, then at 715-778 MB in later rounds and held 469-730 MB idle by default, against
-    693-700 MB in every round and 399-406 MB idle with the fixed threshold; the static
-    token-id path's speed did not move beyond the machine's noise."""
-    if _heap_bounded.is_set():
-        return
-    _heap_bounded.set()
-    mallopt = _libc("mallopt")
-    if mallopt is not None and mallopt(M_MMAP_THRESHOLD, HEAP_MAPPING_BYTES) != 1:
-        logger.warning("could not set the heap's mapping threshold (mallopt)")
 
 
 def to_host(value: Value) -> npt.NDArray[Any]:
