@@ -40,8 +40,9 @@ import torch
 from transformers import BartConfig, BartForConditionalGeneration
 
 from benchmarks import cpu_label
-from benchmarks.gpu_ort import GEN_IDS, GpuMemory, error_row, measure_ort, time_generate
+from benchmarks.gpu_ort import GEN_IDS, GpuMemory, measure_ort, time_generate
 from benchmarks.gpu_report import findings, render
+from benchmarks.gpu_timing import error_row
 from explain import artifacts as spec
 from training.export import export_onnx
 from training.modeling import UserAwareBart
@@ -123,14 +124,15 @@ def torch_rows(
 
 def ort_cuda_rows(
     label: str, onnx_dir: Path, user_table: np.ndarray, args: list[str], store: list[str]
-) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """ONNX Runtime on CUDA (fp32 and the fp16 variant) in a child process
-    (`benchmarks.gpu_ort`), so its GPU memory is its own; and, for the published model, the
-    served path there."""
+    (`benchmarks.gpu_ort`), so its GPU memory is its own; and what `store` asks for there:
+    the published model's served path (`--store`), or these graphs served with its tokenizer
+    in a static and a running batch (`--shaped-from`)."""
     try:
         build_variant(spec.FP16, onnx_dir)
     except Exception as error:
-        return [error_row(label, "ort-cuda-fp16", error)], None
+        return [error_row(label, "ort-cuda-fp16", error)], {}
     users = onnx_dir / "users.npy"
     np.save(users, user_table)
     out = onnx_dir / "ort_cuda.json"
@@ -143,9 +145,9 @@ def ort_cuda_rows(
     if done.returncode != 0 or not out.exists():
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
         failure = RuntimeError(f"benchmarks.gpu_ort exited {done.returncode}: {' | '.join(tail)}")
-        return [error_row(label, "ort-cuda", failure)], None
+        return [error_row(label, "ort-cuda", failure)], {}
     result = json.loads(out.read_text())
-    return result["rows"], result.get("served")
+    return result["rows"], {k: result[k] for k in ("served", "running") if k in result}
 
 
 def check_model(
@@ -160,12 +162,13 @@ def check_model(
 ) -> dict[str, Any]:
     """Every engine on `model`: PyTorch on CUDA, ONNX Runtime on CPU and (where this build
     has the provider) on CUDA; each ONNX row's token agreement with PyTorch CUDA fp32.
-    `store` (`--store DIR --name NAME`) adds the served check for the published model."""
+    `store` (`--store DIR --name NAME` or `--shaped-from DIR --name NAME`) adds the served
+    checks on CUDA (`benchmarks.gpu_served`)."""
     user_table = model.user_embeddings.weight.detach().float().numpy()
     parameters = sum(p.numel() for p in model.parameters())
     rows: list[dict[str, Any]] = []
     reference: dict[int, list[list[int]]] = {}
-    served = None
+    extras: dict[str, Any] = {}
     shape = dict(batches=batches, length=length, new_tokens=new_tokens, repeats=repeats)
     if torch.cuda.is_available():
         rows, reference = torch_rows(label, model, user_table, **shape)  # type: ignore[arg-type]
@@ -186,14 +189,14 @@ def check_model(
         if torch.cuda.is_available() and "CUDAExecutionProvider" in ort.get_available_providers():
             child = ["--batches", ",".join(map(str, batches)), "--input-tokens", str(length)]
             child += ["--new-tokens", str(new_tokens), "--repeats", str(repeats)]
-            cuda_rows, served = ort_cuda_rows(label, onnx_dir, user_table, child, store or [])
+            cuda_rows, extras = ort_cuda_rows(label, onnx_dir, user_table, child, store or [])
             rows += cuda_rows
     for row in rows:
         tokens = row.pop("tokens", None)
         if tokens is not None and row["batch"] in reference:
             same = sum(a == b for a, b in zip(tokens, reference[row["batch"]], strict=True))
             row["parity_vs_torch_cuda_fp32"] = same / row["batch"]
-    return {"model": label, "parameters": parameters, "rows": rows, "served": served}
+    return {"model": label, "parameters": parameters, "rows": rows, **extras}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -239,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
     if not args.skip_bart_base:
+        shaped = ["--shaped-from", args.store, "--name", args.name] if store_model.exists() else []
         results.append(
             check_model(
                 "bart-base shape, random",
@@ -247,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
                 length=args.input_tokens,
                 new_tokens=args.new_tokens,
                 repeats=args.repeats,
+                store=shaped,
             )
         )
     table = (

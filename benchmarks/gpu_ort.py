@@ -4,7 +4,7 @@ PyTorch, whose context and cache would otherwise be counted too).
 
     python -m benchmarks.gpu_ort --onnx-dir DIR --provider cuda --variants fp32,fp16 \
         --users USERS.npy --batches 1,32 --input-tokens 96 --new-tokens 32 --repeats 5 \
-        --json OUT.json [--store STORE --name NAME]
+        --json OUT.json [--store STORE --name NAME] [--shaped-from STORE --name NAME]
 
 For each variant: p50/p95 per batch of the project's static decode (`OnnxSeq2Seq`), its
 tokens (the parent compares them with PyTorch's) and the GPU memory the process added (NVML:
@@ -13,16 +13,16 @@ figure where NVML lists processes). A variant that fails is reported with its er
 others still run. With `--store`, the published model as the service loads it
 (`load_onnx_explainer`) explains requests built from the project's catalogue on this
 provider in each variant: the served sentences against CPU fp32's, and a running batch
-(rows joining and leaving, `explain.continuous`) against the static batch.
+(rows joining and leaving, `explain.continuous`) against the static batch. With
+`--shaped-from`, these graphs are served with that store's tokenizer and their first pass is
+timed in a static batch and in a running batch (`benchmarks.gpu_served`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import random
 import statistics
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from benchmarks.gpu_served import running_check, served_check, shaped_explainer
+from benchmarks.gpu_timing import error_row, timed
 from explain import artifacts as spec
 
 GEN_IDS = {
@@ -39,7 +41,6 @@ GEN_IDS = {
     "eos_token_id": 2,
     "pad_token_id": 1,
 }
-HISTORY_LENGTHS = (0, 1, 2, 5, 10, 20, 40)  # served requests: none, one film, up to 40
 
 
 def synthetic_inputs(
@@ -53,19 +54,6 @@ def synthetic_inputs(
     mask = np.ones_like(ids)
     rows = np.array([k % 2 * (k + 1) for k in range(batch)], dtype=np.int64)
     return ids, mask, rows
-
-
-def timed(run: Callable[[], Any], repeats: int, sync: Callable[[], None]) -> list[float]:
-    """Milliseconds of `repeats` calls of `run` after one warm-up call."""
-    run()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        sync()
-        times.append((time.perf_counter() - start) * 1000)
-    return times
 
 
 def time_generate(
@@ -142,16 +130,6 @@ class GpuMemory:
         return None
 
 
-def error_row(label: str, engine: str, error: BaseException) -> dict[str, Any]:
-    """A row that says what could not be measured, and why."""
-    return {
-        "model": label,
-        "engine": engine,
-        "batch": None,
-        "error": f"{type(error).__name__}: {error}",
-    }
-
-
 def measure_ort(
     label: str,
     onnx_dir: Path,
@@ -208,97 +186,6 @@ def measure_ort(
     return rows
 
 
-def catalogue_jobs(known_users: Sequence[str], count: int, seed: int = 7) -> list[Any]:
-    """`count` requests from the project's catalogue: histories of 0 to 40 films, two in
-    three from known users and the rest from users the model has never seen."""
-    from benchmarks.catalogue import catalogue_items
-    from explain.types import ExplainJob
-
-    items = catalogue_items()
-    rng = random.Random(seed)
-    jobs = []
-    for k in range(count):
-        chosen = rng.sample(items, rng.choice(HISTORY_LENGTHS) + 1)
-        user = known_users[k % len(known_users)] if k % 3 and known_users else f"new-{k}"
-        jobs.append(ExplainJob(user, tuple(chosen[:-1]), chosen[-1]))
-    return jobs
-
-
-def running_candidates(explainer: Any, prepared: Sequence[Any], max_rows: int = 16) -> list[Any]:
-    """Every request's candidates from one running batch that rows join (four at a time,
-    as room frees up) and leave as they end."""
-    from explain.continuous import RunningBatch
-
-    running = RunningBatch(explainer, max_rows=max_rows)
-    waiting = list(enumerate(prepared))
-    got: dict[Any, Any] = {}
-    while waiting or len(running):
-        if waiting and running.free:
-            take = waiting[: min(4, running.free)]
-            waiting = waiting[len(take) :]
-            running.join(take)
-        for ended in running.step():
-            got[ended.key] = ended.generation.candidates
-    return [got[k] for k in range(len(prepared))]
-
-
-def served_check(
-    store_dir: Path, name: str, provider: str, variants: Sequence[str], count: int
-) -> dict[str, Any]:
-    """The published model as served, on `provider` in each variant, against CPU fp32."""
-    from explain.input_format import check_format
-    from explain.loading import load_onnx_explainer
-    from model_store.store import ModelStore
-
-    version = ModelStore(store_dir).resolve(name, "production")
-    manifest = version.manifest
-    servable = [k for k, v in manifest.variants.items() if v.servable]
-
-    def explainer(where: str, variant: str) -> Any:
-        return load_onnx_explainer(
-            version.path,
-            name=version.name,
-            version=version.version,
-            input_config=check_format(manifest.input_format.model_dump()),
-            generation=manifest.generation,
-            provider=where,  # type: ignore[arg-type]
-            variant=variant,
-            servable=servable,
-        )
-
-    reference = explainer("cpu", spec.FP32)
-    jobs = catalogue_jobs(reference.users.ids(), count)
-    expected = [e.text for e in reference.explain(jobs)]
-    out: dict[str, Any] = {"model": f"{version.name}@{version.version}", "requests": len(jobs)}
-    rows = []
-    for variant in variants:
-        try:
-            served = explainer(provider, variant)
-            start = time.perf_counter()
-            texts = [e.text for e in served.explain(jobs)]
-            elapsed = time.perf_counter() - start
-            prepared = [served.prepare(job) for job in jobs]
-            static = [g.candidates for g in served.generate(prepared).generations]
-            running = running_candidates(served, prepared)
-            rows.append(
-                {
-                    "engine": f"served-{provider}-{variant}",
-                    "same_text_as_cpu_fp32": sum(
-                        a == b for a, b in zip(texts, expected, strict=True)
-                    ),
-                    "running_same_as_static": sum(
-                        a == b for a, b in zip(running, static, strict=True)
-                    ),
-                    "explain_s": elapsed,
-                    "example": texts[1],
-                }
-            )
-        except Exception as error:
-            rows.append(error_row(out["model"], f"served-{provider}-{variant}", error))
-    out["rows"] = rows
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--onnx-dir", type=Path, required=True)
@@ -313,6 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", type=Path)
     parser.add_argument("--name", default="prism-movies")
     parser.add_argument("--served-requests", type=int, default=48)
+    parser.add_argument(
+        "--shaped-from",
+        type=Path,
+        help="a store whose published model lends these graphs its tokenizer",
+    )
     parser.add_argument("--json", type=Path, required=True)
     args = parser.parse_args(argv)
     memory = GpuMemory() if args.provider == "cuda" else None
@@ -334,6 +226,22 @@ def main(argv: list[str] | None = None) -> int:
         result["served"] = served_check(
             args.store, args.name, args.provider, variants, args.served_requests
         )
+    if args.shaped_from is not None:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as work:
+            try:
+                explainer = shaped_explainer(
+                    args.onnx_dir,
+                    args.shaped_from,
+                    args.name,
+                    np.load(args.users),
+                    args.provider,
+                    Path(work),
+                )
+                result["running"] = running_check(explainer, args.served_requests, args.repeats)
+            except Exception as error:
+                result["running"] = {"error": f"{type(error).__name__}: {error}"}
     args.json.write_text(json.dumps(result))
     return 0
 

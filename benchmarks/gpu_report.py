@@ -66,6 +66,25 @@ def findings(results: list[dict[str, Any]]) -> list[str]:
                 f"{row['running_same_as_static']}/{n}; {n} requests explained in "
                 f'{row["explain_s"]:.2f} s; e.g. "{row["example"]}"'
             )
+        running = result.get("running") or {}
+        if running.get("error"):
+            lines.append(f"{result['model']}, running batch on CUDA: NOT run ({running['error']})")
+        elif running:
+            shown = "; ".join(
+                f"{row['engine']} {row['p50_ms']:.0f} ms (in the decoder's run "
+                f"{row['decoder_ms']:.0f} ms, the encoder's {row['encoder_ms']:.0f} ms)"
+                + (
+                    f" ({row['same_as_static']}/{running['requests']} as static, "
+                    f"{row['uploads']} uploads in {row['steps']} steps)"
+                    if "uploads" in row
+                    else ""
+                )
+                for row in running["rows"]
+            )
+            lines.append(
+                f"{result['model']}, {running['model']}, {running['requests']} served requests "
+                f"(the published model's tokenizer): {shown}"
+            )
     return lines
 
 

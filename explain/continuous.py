@@ -15,6 +15,8 @@ time by its owner (the service's batcher thread):
   concatenations of both raised the process's RSS by up to 218 MB at a join (bart-base,
   int8, 16 rows), and writing in place lowered the running decode's peak from 795-812 to
   688-707 MB (README *Known limitations*).
+- With IO binding (CUDA), the store's live rows are copied to the device once after each
+  join or cut and fed from there; a plain feed would copy them at every step.
 - `step` runs the decoder once for every row, applies each row's own rules (min length and
   forced BOS by its own token count, its own banned slots: `explain.decoding.process_logits`,
   what greedy and beam search use; its own token limit), and returns the rows that ended.
@@ -105,6 +107,10 @@ class RunningBatch:
         self.slots: list[_Row | None] = []
         self.steps = 0
         self.last_reruns = 0  # 1 when the last step ran again for its logits (`choose`)
+        # With IO binding (CUDA), the store's live rows are copied to the device once after
+        # each change (a join, a cut) and fed from there, instead of at every step.
+        self.keep_cross_on_device = True
+        self.cross_uploads = 0
         self._reset()
 
     def _reset(self) -> None:
@@ -118,12 +124,25 @@ class RunningBatch:
         self.self_mask = np.zeros((0, 0), dtype=np.int64)
         self.last = np.zeros(0, dtype=np.int64)
         self.reorder: npt.NDArray[np.int64] | None = None  # slots kept since the last step
+        self._device_cross: dict[str, Value] | None = None  # `cross` on the device, if current
 
     @property
     def cross(self) -> dict[str, Array]:
         """The slots' cross keys and values: the store's leading rows (contiguous views)."""
         slots = len(self.slots)
         return {name: store[:slots] for name, store in self._store.items()}
+
+    def _cross_feeds(self) -> dict[str, Value]:
+        """`cross` as a step feeds it: on the host without IO binding; with it, a device copy
+        made after the store last changed (a 32-row batch of bart-base carries about 28 MB of
+        cross keys and values in fp16, which a plain feed would copy at every step)."""
+        if not (self.keep_cross_on_device and self.backend.decoder.io_binding):
+            return self.cross
+        if self._device_cross is None:
+            decoder = self.backend.decoder
+            self._device_cross = {k: decoder.to_device(v) for k, v in self.cross.items()}
+            self.cross_uploads += 1
+        return self._device_cross
 
     @property
     def rows(self) -> list[_Row]:
@@ -158,6 +177,7 @@ class RunningBatch:
         )
         vectors = np.stack([p.user_vector for _, p in items]).astype(np.float32)
         self._compact()
+        self._device_cross = None  # the store gains rows
         n, joining = len(self.slots), len(items)
         width = self._widen(max(self.encoder_mask.shape[1], mask.shape[1]))
         self.backend.encode(
@@ -237,7 +257,7 @@ class RunningBatch:
             "decoder_position": counts,
             "decoder_attention_mask": self.self_mask,
             **self.past,
-            **self.cross,
+            **self._cross_feeds(),
         }
         decoder = self.backend.decoder
         has_top = artifacts.TOP_IDS in decoder.outputs
@@ -306,6 +326,7 @@ class RunningBatch:
             self._reset()
             return
         index = np.asarray(keep, dtype=np.int64)
+        self._device_cross = None  # rows move up and the store may narrow
         self.slots = [self.slots[i] for i in keep]
         self.last = self.last[index]
         # The cache is reordered inside the graph at the next step (its beam_idx input).

@@ -234,6 +234,13 @@ class OnnxSession:
             out[name] = value if name in keep else value.numpy()
         return out
 
+    def to_device(self, array: npt.NDArray[Any]) -> Value:
+        """A host array where this session runs: an `OrtValue` on the device with IO binding
+        (one copy, to be fed to many runs), else the array itself."""
+        if not self.io_binding:
+            return array
+        return ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), self.device, 0)
+
     def empty(self, name: str, shape: Sequence[int]) -> Value:
         """A zero-size (or zero-filled) input of the graph's own type, where it will be used."""
         dtype = self.inputs[name].dtype

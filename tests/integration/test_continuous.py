@@ -143,6 +143,36 @@ def test_joins_write_the_cross_keys_in_place_and_the_store_narrows_when_long_row
     assert got == {"short": expected}
 
 
+@pytest.mark.parametrize("kept", [True, False])
+def test_with_io_binding_the_cross_store_is_uploaded_once_per_change(
+    engine, tiny_store, monkeypatch, kept
+):
+    """IO binding on the CPU device stands for CUDA's: the store's live rows go to the
+    device after a join or a cut, not at every step, and the tokens do not change."""
+    monkeypatch.setattr(engine.backend.decoder, "io_binding", True)
+    work = jobs(tiny_store)
+    expected = {k: alone(engine, job) for k, job in enumerate(work)}
+    running = RunningBatch(engine, max_rows=4)
+    running.keep_cross_on_device = kept
+    got = {}
+    waiting = list(enumerate(work))
+    changes = 0
+    while waiting or len(running):
+        if waiting and running.free >= 2:
+            take, waiting = waiting[:2], waiting[2:]
+            running.join([(k, engine.prepare(job)) for k, job in take])
+            changes += 1
+        slots = len(running.slots)
+        ended = running.step()
+        got.update({e.key: e.generation.candidates for e in ended})
+        changes += len(running.slots) != slots  # a cut after this step
+    assert got == expected
+    if kept:
+        assert 1 <= running.cross_uploads <= changes < running.steps
+    else:
+        assert running.cross_uploads == 0  # every step copied the host store instead
+
+
 def test_join_refuses_beams_and_overflow(engine, tiny_store):
     running = RunningBatch(engine, max_rows=1)
     job = jobs(tiny_store)[0]

@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import onnxruntime as ort
 
-from benchmarks import gpu_ort
+from benchmarks import gpu_ort, gpu_served
 from benchmarks.gpu_report import findings
 from explain import artifacts, session
 from explain.users import UserTable
@@ -47,7 +47,7 @@ def test_each_variant_is_timed_and_a_missing_one_is_reported_not_raised(tiny_sto
 
 
 def test_the_served_check_compares_sentences_and_running_batches(tiny_store):
-    result = gpu_ort.served_check(
+    result = gpu_served.served_check(
         tiny_store.store_dir, tiny_store.name, "cpu", [artifacts.FP32], count=12
     )
     (row,) = result["rows"]
@@ -62,12 +62,12 @@ def test_the_served_check_compares_sentences_and_running_batches(tiny_store):
 
 
 def test_catalogue_jobs_mix_known_and_unknown_users_and_history_lengths():
-    jobs = gpu_ort.catalogue_jobs(["u1", "u2"], 30)
+    jobs = gpu_served.catalogue_jobs(["u1", "u2"], 30)
     assert {j.user_id for j in jobs} >= {"u1", "u2"}
     assert any(j.user_id.startswith("new-") for j in jobs)
     lengths = {len(j.history) for j in jobs}
     assert 0 in lengths and max(lengths) >= 20
-    assert jobs == gpu_ort.catalogue_jobs(["u1", "u2"], 30)  # seeded: the same every run
+    assert jobs == gpu_served.catalogue_jobs(["u1", "u2"], 30)  # seeded: the same every run
 
 
 def test_the_child_writes_its_rows_as_json(tiny_store, tmp_path):
@@ -99,3 +99,26 @@ def test_cuda_libraries_are_preloaded_once_and_a_failure_only_logs(monkeypatch, 
         session.preload_cuda_libraries()
     assert calls == [1]
     assert "could not preload the CUDA libraries" in caplog.text
+
+
+def test_graphs_served_with_another_models_tokenizer_decode_alike_in_both_batches(
+    tiny_store, tmp_path
+):
+    graphs, version_dir = onnx_dir(tiny_store)
+    vectors = np.asarray(UserTable.load(version_dir / artifacts.USERS_DIR).vectors, np.float32)
+    explainer = gpu_served.shaped_explainer(
+        graphs, tiny_store.store_dir, tiny_store.name, vectors, "cpu", tmp_path
+    )
+    assert explainer.info.variant == artifacts.FP32  # fp16 is for CUDA
+    result = gpu_served.running_check(explainer, count=10, repeats=1)
+    static, kept, copied = result["rows"]
+    assert static["engine"] == "static batch" and static["p50_ms"] > 0
+    # Every row joins at once and leaves at its own length: the same tokens as the static
+    # batch either way; without IO binding nothing is uploaded.
+    assert kept["same_as_static"] == copied["same_as_static"] == 10
+    assert kept["uploads"] == copied["uploads"] == 0 and kept["steps"] > 1
+    lines = findings([{"model": "tiny", "rows": [], "running": result, "parameters": 1}])
+    assert any(
+        "10 served requests (the published model's tokenizer): static batch" in line
+        for line in lines
+    )
