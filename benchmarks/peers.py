@@ -186,6 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--b1-requests", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--recipe",
+        choices=artifacts.INT8_RECIPES,
+        help="the int8 recipe to measure (default: the one the default model's gate kept)",
+    )
     parser.add_argument("--store", default="store", help="the default model's store (agreement)")
     parser.add_argument("--name", default="prism-movies")
     parser.add_argument("--out", default="benchmarks/results")
@@ -198,8 +203,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     engines = [e for e in args.engines.split(",") if e]
     gate = _agreement_of_default(Path(args.store), args.name)
-    # Measure the int8 recipe the trained default model serves (its gate chose it).
-    recipe = gate[1] if gate is not None else artifacts.PER_TOKEN
+    # Measure the int8 recipe the trained default model serves (its gate chose it), unless
+    # another is asked for (the summary then says which recipe the speed is of).
+    recipe = args.recipe or (gate[1] if gate is not None else artifacts.PER_TOKEN)
     with tempfile.TemporaryDirectory(prefix="prism-peers-") as tmp:
         work = Path(args.work or tmp)
         built_file = work / "built.json"

@@ -66,7 +66,7 @@ from training.variant_graphs import BLOCK_SIZE, fp16_graph, int8_graph
 logger = logging.getLogger(__name__)
 
 MIN_IDENTICAL = 0.98  # share of answers that must be token-for-token fp32's
-# int8 recipes, fastest first: the gate keeps the first that passes.
+# int8 recipes, described; the gate tries them in `INT8_RECIPES` order.
 METHODS = {
     PER_TOKEN: "every MatMul with a constant weight: int8 with one activation scale per token "
     "and 7-bit per-channel weight scales (integer GEMM); the LM head's best "
