@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,7 +41,7 @@ from transformers import BartConfig, BartForConditionalGeneration
 from benchmarks import cpu_label
 from benchmarks.gpu_ort import GEN_IDS, GpuMemory, measure_ort, time_generate
 from benchmarks.gpu_report import findings, render
-from benchmarks.gpu_timing import error_row
+from benchmarks.gpu_timing import error_row, timing_row
 from explain import artifacts as spec
 from training.export import export_onnx
 from training.modeling import UserAwareBart
@@ -105,15 +104,14 @@ def torch_rows(
                 if dtype == torch.float32:
                     reference[batch] = tokens
                 rows.append(
-                    {
-                        "model": label,
-                        "engine": engine,
-                        "batch": batch,
-                        "p50_ms": statistics.median(times),
-                        "p95_ms": float(np.percentile(times, 95)),
-                        "peak_alloc_mb": torch.cuda.max_memory_allocated() / 2**20,
-                        "nvml_process_mb": memory.process_mb(),
-                    }
+                    timing_row(
+                        label,
+                        engine,
+                        batch,
+                        times,
+                        peak_alloc_mb=torch.cuda.max_memory_allocated() / 2**20,
+                        nvml_process_mb=memory.process_mb(),
+                    )
                 )
         except Exception as error:  # reported; the other engines still run
             rows.append(error_row(label, engine, error))

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ import numpy as np
 import onnxruntime as ort
 
 from benchmarks.gpu_served import running_check, served_check, shaped_explainer
-from benchmarks.gpu_timing import error_row, timed
+from benchmarks.gpu_timing import error_row, timed, timing_row
 from explain import artifacts as spec
 
 GEN_IDS = {
@@ -169,16 +168,15 @@ def measure_ort(
                     repeats=repeats,
                 )
                 rows.append(
-                    {
-                        "model": label,
-                        "engine": engine,
-                        "batch": batch,
-                        "p50_ms": statistics.median(times),
-                        "p95_ms": float(np.percentile(times, 95)),
-                        "gpu_added_mb": memory.added_mb() if memory else None,
-                        "nvml_process_mb": memory.process_mb() if memory else None,
-                        "tokens": tokens,
-                    }
+                    timing_row(
+                        label,
+                        engine,
+                        batch,
+                        times,
+                        gpu_added_mb=memory.added_mb() if memory else None,
+                        nvml_process_mb=memory.process_mb() if memory else None,
+                        tokens=tokens,
+                    )
                 )
             del backend, enc, dec
         except Exception as error:  # reported, and the other variants still run

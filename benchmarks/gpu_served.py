@@ -55,29 +55,43 @@ def running_candidates(explainer: Any, prepared: Sequence[Any], max_rows: int = 
     return [got[k] for k in range(len(prepared))]
 
 
+def load_as_published(
+    version: Any,
+    version_dir: Path,
+    provider: str,
+    variant: str,
+    servable: Sequence[str],
+    onnx_dir: Path | None = None,
+) -> Any:
+    """An explainer loaded as the service loads `version` (its input format and generation
+    ids), from `version_dir` (and `onnx_dir`'s graphs, when given)."""
+    from explain.input_format import check_format
+    from explain.loading import load_onnx_explainer
+
+    return load_onnx_explainer(
+        version_dir,
+        name=version.name,
+        version=version.version,
+        input_config=check_format(version.manifest.input_format.model_dump()),
+        generation=version.manifest.generation,
+        provider=provider,  # type: ignore[arg-type]
+        variant=variant,
+        servable=servable,
+        onnx_dir=onnx_dir,
+    )
+
+
 def served_check(
     store_dir: Path, name: str, provider: str, variants: Sequence[str], count: int
 ) -> dict[str, Any]:
     """The published model as served, on `provider` in each variant, against CPU fp32."""
-    from explain.input_format import check_format
-    from explain.loading import load_onnx_explainer
     from model_store.store import ModelStore
 
     version = ModelStore(store_dir).resolve(name, "production")
-    manifest = version.manifest
-    servable = [k for k, v in manifest.variants.items() if v.servable]
+    servable = [k for k, v in version.manifest.variants.items() if v.servable]
 
     def explainer(where: str, variant: str) -> Any:
-        return load_onnx_explainer(
-            version.path,
-            name=version.name,
-            version=version.version,
-            input_config=check_format(manifest.input_format.model_dump()),
-            generation=manifest.generation,
-            provider=where,  # type: ignore[arg-type]
-            variant=variant,
-            servable=servable,
-        )
+        return load_as_published(version, version.path, where, variant, servable)
 
     reference = explainer("cpu", spec.FP32)
     jobs = catalogue_jobs(reference.users.ids(), count)
@@ -120,8 +134,6 @@ def shaped_explainer(
     them, and the graphs' own user table. Their fp16 variant on CUDA, else fp32."""
     import shutil
 
-    from explain.input_format import check_format
-    from explain.loading import load_onnx_explainer
     from explain.users import save_user_table
     from model_store.store import ModelStore
 
@@ -132,17 +144,7 @@ def shaped_explainer(
     rows = {f"user-{k}": k for k in range(1, len(user_table))}
     save_user_table(target / spec.USERS_DIR, rows, user_table)
     variant = spec.FP16 if provider == "cuda" else spec.FP32
-    return load_onnx_explainer(
-        target,
-        name="shaped",
-        version=variant,
-        input_config=check_format(version.manifest.input_format.model_dump()),
-        generation=version.manifest.generation,
-        provider=provider,  # type: ignore[arg-type]
-        variant=variant,
-        servable=[variant],
-        onnx_dir=onnx_dir,
-    )
+    return load_as_published(version, target, provider, variant, [variant], onnx_dir=onnx_dir)
 
 
 class _RunMeter:

@@ -3,9 +3,12 @@ measured."""
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 
 def timed(run: Callable[[], Any], repeats: int, sync: Callable[[], None]) -> list[float]:
@@ -28,4 +31,18 @@ def error_row(label: str, engine: str, error: BaseException) -> dict[str, Any]:
         "engine": engine,
         "batch": None,
         "error": f"{type(error).__name__}: {error}",
+    }
+
+
+def timing_row(
+    label: str, engine: str, batch: int, times: list[float], **extra: Any
+) -> dict[str, Any]:
+    """One measured row of the report: p50 and p95 of `times` (ms), and what else it carries."""
+    return {
+        "model": label,
+        "engine": engine,
+        "batch": batch,
+        "p50_ms": statistics.median(times),
+        "p95_ms": float(np.percentile(times, 95)),
+        **extra,
     }

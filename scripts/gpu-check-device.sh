@@ -3,7 +3,7 @@
 #   run(command="bash scripts/gpu-check-device.sh", carry=["store", "build/device/whl"], timeout_s=480)
 # That machine has PyTorch with CUDA, transformers, tokenizers, onnx and a CPU-only
 # onnxruntime already, and no network. What it lacks travels with `carry`:
-# - `store/`: the default model (`make model`, about 15 MB);
+# - `store/`: the default model (`make model`, about 18 MB);
 # - `build/device/whl/`: wheels for Python 3.12 that the check imports and the machine lacks (pydantic,
 #   pydantic-core, annotated-types, typing-inspection), installed into /tmp/site;
 # - `build/device/ortgpu0/` to `ortgpuN/` (optional): onnxruntime-gpu's wheel (about 256 MB, for CUDA
