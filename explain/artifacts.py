@@ -80,13 +80,21 @@ CANDIDATES = 16
 FP32, INT8, FP16 = "fp32", "int8", "fp16"
 VARIANTS = (FP32, INT8, FP16)
 # How an int8 variant is made (`training.variants`), in the order the gate tries them and
-# keeps the first that passes: the smallest serving process first (cross values in 8 bits),
-# then the fastest at batch 1. Named here, where loading them needs no torch (the benchmarks'
-# workers).
+# keeps the first that passes: the cross values in 8 bits first (the smallest serving
+# process), the faster of those first, then the fastest at batch 1. Named here, where
+# loading them needs no torch (the benchmarks' workers).
 PER_TOKEN, PER_TOKEN_SPLIT = "per-token", "per-token-split"
 PER_TOKEN_SPLIT_V8 = "per-token-split-v8"
+PER_TOKEN_V8 = "per-token-v8"
 DYNAMIC_ENCODER, BLOCKS = "dynamic-encoder", "blocks"
-INT8_RECIPES = (PER_TOKEN_SPLIT_V8, PER_TOKEN, PER_TOKEN_SPLIT, DYNAMIC_ENCODER, BLOCKS)
+INT8_RECIPES = (
+    PER_TOKEN_V8,
+    PER_TOKEN_SPLIT_V8,
+    PER_TOKEN,
+    PER_TOKEN_SPLIT,
+    DYNAMIC_ENCODER,
+    BLOCKS,
+)
 # Graph metadata an int8 variant carries: how its activations are scaled. `per-call` (the
 # `dynamic-encoder` recipe's encoder: one scale per call, so a row's result depends on its
 # batch-mates) or `per-row` (every other recipe: a row's result is its own). Loading encodes

@@ -48,6 +48,12 @@ TABLE_LEVELS = 127
 MS_DOMAIN = "com.microsoft"
 PREFIX = "prism.q"  # names of the nodes and constants the rewrite adds
 RESCORED = 8  # LM head candidates per row the `per-token` recipe rescores (`rescore_head`)
+# The names `rescore_head` gives its nodes and values (`training.graph_candidates` widens its
+# `TopK` to pick the greedy candidates from the same pass).
+HEAD = f"{PREFIX}.head"
+HEAD_TOPK, HEAD_K = f"{HEAD}.TopK", f"{HEAD}.k"
+HEAD_TOP, HEAD_IDS = f"{HEAD}.top", f"{HEAD}.ids"
+HEAD_RESCORED = f"{HEAD}.Rescored"
 
 
 def constant_weight_matmuls(model: onnx.ModelProto) -> list[int]:
@@ -229,18 +235,18 @@ def rescore_head(model: onnx.ModelProto, head: str, output: str, candidates: int
     )
     if table is None:
         return False
-    p = f"{PREFIX}.head"
+    p = HEAD
     approx = f"{p}.approx"
     last.output[0] = approx
     constants = [
-        numpy_helper.from_array(np.array([candidates], dtype=np.int64), f"{p}.k"),
+        numpy_helper.from_array(np.array([candidates], dtype=np.int64), HEAD_K),
         numpy_helper.from_array(np.array([-1], dtype=np.int64), f"{p}.last"),
     ]
     node = helper.make_node
     hidden = matmul.input[0]
     new = [
-        node("TopK", [approx, f"{p}.k"], [f"{p}.top", f"{p}.ids"], axis=-1, name=f"{p}.TopK"),
-        node("Gather", [table, f"{p}.ids"], [f"{p}.rows"], axis=0, name=f"{p}.Rows"),
+        node("TopK", [approx, HEAD_K], [HEAD_TOP, HEAD_IDS], axis=-1, name=HEAD_TOPK),
+        node("Gather", [table, HEAD_IDS], [f"{p}.rows"], axis=0, name=f"{p}.Rows"),
         node("Unsqueeze", [hidden, f"{p}.last"], [f"{p}.column"], name=f"{p}.Column"),
         node("MatMul", [f"{p}.rows", f"{p}.column"], [f"{p}.dots"], name=f"{p}.Dots"),
         node("Squeeze", [f"{p}.dots", f"{p}.last"], [f"{p}.exact"], name=f"{p}.Exact"),
@@ -253,17 +259,17 @@ def rescore_head(model: onnx.ModelProto, head: str, output: str, candidates: int
             )
         )
         new += [
-            node("Gather", [f"{p}.bias", f"{p}.ids"], [f"{p}.bias_k"], axis=0, name=f"{p}.BiasK"),
+            node("Gather", [f"{p}.bias", HEAD_IDS], [f"{p}.bias_k"], axis=0, name=f"{p}.BiasK"),
             node("Add", [scores, f"{p}.bias_k"], [f"{p}.scores"], name=f"{p}.AddBias"),
         ]
         scores = f"{p}.scores"
     new.append(
         node(
             "ScatterElements",
-            [approx, f"{p}.ids", scores],
+            [approx, HEAD_IDS, scores],
             [output],
             axis=-1,
-            name=f"{p}.Rescored",
+            name=HEAD_RESCORED,
         )
     )
     model.graph.initializer.extend(constants)

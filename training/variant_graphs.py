@@ -8,7 +8,13 @@ from pathlib import Path
 import onnx
 
 from explain import artifacts
-from explain.artifacts import DYNAMIC_ENCODER, PER_TOKEN, PER_TOKEN_SPLIT, PER_TOKEN_SPLIT_V8
+from explain.artifacts import (
+    DYNAMIC_ENCODER,
+    PER_TOKEN,
+    PER_TOKEN_SPLIT,
+    PER_TOKEN_SPLIT_V8,
+    PER_TOKEN_V8,
+)
 from training.graph_candidates import add_candidates, remove_candidates
 from training.int8_split import quantise_split, second_feed_forward
 from training.int8_tokens import (
@@ -64,10 +70,10 @@ def int8_graph(source: Path, target: Path, recipe: str) -> None:
         bits=8,
         op_types_to_quantize=("MatMul",),
     )
-    if recipe in (PER_TOKEN, PER_TOKEN_SPLIT, PER_TOKEN_SPLIT_V8):
-        if recipe != PER_TOKEN:
+    if recipe in (PER_TOKEN, PER_TOKEN_SPLIT, PER_TOKEN_SPLIT_V8, PER_TOKEN_V8):
+        if recipe in (PER_TOKEN_SPLIT, PER_TOKEN_SPLIT_V8):
             quantise_split(model, second_feed_forward(model))
-        if recipe == PER_TOKEN_SPLIT_V8:
+        if recipe in (PER_TOKEN_SPLIT_V8, PER_TOKEN_V8):
             quantise_encoder_values(model)
             quantise_decoder_values(model)
         # The LM head picks the argmax: its best candidates are rescored against the tied

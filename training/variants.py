@@ -53,6 +53,7 @@ from explain.artifacts import (
     PER_TOKEN,
     PER_TOKEN_SPLIT,
     PER_TOKEN_SPLIT_V8,
+    PER_TOKEN_V8,
 )
 from explain.explainer import DecodeSettings, Explainer
 from explain.loading import load_onnx_explainer
@@ -77,6 +78,8 @@ METHODS = {
     PER_TOKEN_SPLIT_V8: "as per-token-split, with the cross-attention values handed from the "
     "encoder to the decoder in 8 bits (uint8 around 128, one scale per token and head) and the "
     "attention output computed on the integer GEMM (attention weights in uint8 per query row)",
+    PER_TOKEN_V8: "as per-token, with the cross-attention values in 8 bits as in "
+    "per-token-split-v8 (no slices in the second feed-forward layers)",
     DYNAMIC_ENCODER: "encoder q/k/v projections and first feed-forward layer: dynamic int8 "
     "(7-bit per-channel weight scales, per-request activation scale); the rest: MatMulNBits "
     f"int8 (blocks of {BLOCK_SIZE}, int8 compute); int8 embedding tables",

@@ -73,11 +73,12 @@ def test_rows_joining_and_leaving_decode_as_they_would_alone(engine, tiny_store,
 
 @pytest.fixture(scope="module")
 def values_in_int8(tiny_model_dir, tmp_path_factory):
-    """The tiny model's int8 graphs of the `per-token-split-v8` recipe, loaded to serve."""
-    from explain.artifacts import PER_TOKEN_SPLIT_V8
+    """The tiny model's int8 graphs of the `per-token-v8` recipe (cross values in 8 bits),
+    loaded to serve."""
+    from explain.artifacts import PER_TOKEN_V8
     from tests.integration.test_variants import int8_explainer
 
-    return int8_explainer(tiny_model_dir, tmp_path_factory.mktemp("v8"), PER_TOKEN_SPLIT_V8)
+    return int8_explainer(tiny_model_dir, tmp_path_factory.mktemp("v8"), PER_TOKEN_V8)
 
 
 def test_int8_values_and_their_scales_join_and_leave_with_their_rows(values_in_int8, tiny_store):

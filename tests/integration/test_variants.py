@@ -17,6 +17,7 @@ from training.variants import (
     PER_TOKEN,
     PER_TOKEN_SPLIT,
     PER_TOKEN_SPLIT_V8,
+    PER_TOKEN_V8,
     VariantCheck,
     build_variant,
     gate_variants,
@@ -149,7 +150,7 @@ def test_a_refused_int8_recipe_falls_back_to_the_next_and_says_why(tiny_model_di
     assert "MatMulNBits int8 weights" in int8["method"]
 
 
-@pytest.mark.parametrize("recipe", [PER_TOKEN, PER_TOKEN_SPLIT, PER_TOKEN_SPLIT_V8])
+@pytest.mark.parametrize("recipe", [PER_TOKEN, PER_TOKEN_SPLIT, PER_TOKEN_SPLIT_V8, PER_TOKEN_V8])
 def test_the_per_token_recipes_make_every_weighted_matmul_an_integer_gemm(
     tiny_model_dir, tmp_path, recipe
 ):
@@ -168,7 +169,7 @@ def test_the_per_token_recipes_make_every_weighted_matmul_an_integer_gemm(
         ops = [n.op_type for n in graph.node]
         # split: every layer's second feed-forward product in GROUPS slices, summed; the
         # slices are quantised together, then split with their scales
-        split = recipe != PER_TOKEN
+        split = recipe in (PER_TOKEN_SPLIT, PER_TOKEN_SPLIT_V8)
         assert ops.count("Sum") == (layers if split else 0)
         assert ops.count("Split") == (2 * layers if split else 0)
         # one quantising pass per distinct activation: a layer's query, key and value share
@@ -176,7 +177,7 @@ def test_the_per_token_recipes_make_every_weighted_matmul_an_integer_gemm(
         passes = 6 * layers + 1 if path == decoder else 4 * layers + 1
         # v8: the encoder quantises each decoder layer's cross values, the decoder each
         # layer's attention weights, for one integer product per decoder layer
-        values = config.decoder_layers if recipe == PER_TOKEN_SPLIT_V8 else 0
+        values = config.decoder_layers if recipe in (PER_TOKEN_SPLIT_V8, PER_TOKEN_V8) else 0
         passes += values
         assert ops.count("MatMulInteger") == (values if path == decoder else 0)
         kinds = {
@@ -199,11 +200,16 @@ def test_the_per_token_recipes_make_every_weighted_matmul_an_integer_gemm(
         assert not [n for n in graph.node if n.op_type == "MatMul" and n.input[1] in constants]
         assert "MatMulNBits" not in ops
         # the decoder's LM head rescores its best candidates against the int8 table, and its
-        # next-token candidates come last, read from the rescored logits
+        # next-token candidates come last, picked from the rescored ones and the next best
+        # approximate scores of the head's own (widened) TopK: one pass over the vocabulary
         assert ops.count("ScatterElements") == (1 if path == decoder else 0)
         assert ops.count("TopK") == (2 if path == decoder else 0)
         if path == decoder:
-            assert graph.node[-1].op_type == "TopK" and graph.node[-1].input[0] == "logits"
+            tops = [n for n in graph.node if n.op_type == "TopK"]
+            assert tops[0].input[0] == "prism.q.head.approx"
+            assert tops[1].input[0] == "prism.candidates.pool"
+            assert graph.node[-1].op_type == "GatherElements"
+            assert graph.node[-1].output[0] == artifacts.TOP_IDS
             assert [o.name for o in graph.output][-2:] == [artifacts.TOP_SCORES, artifacts.TOP_IDS]
         # int8 embedding rows, scaled back after the lookup (one scale per row)
         tables = [t for t in graph.initializer if t.name == artifacts.SHARED_EMBEDDING]
@@ -211,7 +217,7 @@ def test_the_per_token_recipes_make_every_weighted_matmul_an_integer_gemm(
 
 
 @pytest.mark.parametrize(
-    "recipe", [PER_TOKEN, PER_TOKEN_SPLIT, PER_TOKEN_SPLIT_V8, DYNAMIC_ENCODER]
+    "recipe", [PER_TOKEN, PER_TOKEN_SPLIT, PER_TOKEN_SPLIT_V8, PER_TOKEN_V8, DYNAMIC_ENCODER]
 )
 def test_an_int8_answer_does_not_depend_on_its_batch_mates(tiny_model_dir, tmp_path, recipe):
     from explain import artifacts
