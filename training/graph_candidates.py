@@ -34,7 +34,14 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from explain.artifacts import LOGITS, TOP_IDS, TOP_SCORES
-from training.int8_tokens import HEAD_IDS, HEAD_K, HEAD_RESCORED, HEAD_TOP, HEAD_TOPK
+from training.int8_tokens import (
+    HEAD_IDS,
+    HEAD_K,
+    HEAD_RESCORED,
+    HEAD_TOP,
+    HEAD_TOPK,
+    replace_nodes,
+)
 
 PREFIX = "prism.candidates"
 _K = f"{PREFIX}.k"
@@ -79,7 +86,9 @@ def remove_candidates(model: onnx.ModelProto) -> int | None:
 
 def add_candidates(model: onnx.ModelProto, k: int) -> None:
     """Append, in place, the `TopK` over `logits` that writes its `k` best as `top_scores`
-    and `top_ids` (taking off any earlier one first); `k` at most the vocabulary's size."""
+    and `top_ids` (taking off any earlier one first); `k` at most the vocabulary's size.
+    Over a rescored int8 head, the candidates come from its own widened `TopK` instead (see
+    the module docstring)."""
     remove_candidates(model)
     graph = model.graph
     logits = next((o for o in graph.output if o.name == LOGITS), None)
@@ -88,17 +97,16 @@ def add_candidates(model: onnx.ModelProto, k: int) -> None:
     scores = LOGITS
     nodes = []
     head = _rescored_head(graph, k)
-    pooled = head is not None and logits.type.tensor_type.elem_type == TensorProto.FLOAT
-    if head is not None and pooled:
-        nodes = _pooled_candidates(graph, head, k)
-    elif logits.type.tensor_type.elem_type != TensorProto.FLOAT:
-        scores = f"{PREFIX}.float"
-        nodes.append(
-            helper.make_node(
-                "Cast", [LOGITS], [scores], to=TensorProto.FLOAT, name=f"{PREFIX}.Cast"
+    if head is not None:
+        nodes = _pooled_candidates(model, head, k)
+    else:
+        if logits.type.tensor_type.elem_type != TensorProto.FLOAT:
+            scores = f"{PREFIX}.float"
+            nodes.append(
+                helper.make_node(
+                    "Cast", [LOGITS], [scores], to=TensorProto.FLOAT, name=f"{PREFIX}.Cast"
+                )
             )
-        )
-    if not pooled:
         # Sorted, largest first; ONNX's TopK puts the lower index first among equal scores.
         nodes.append(
             helper.make_node(
@@ -123,8 +131,8 @@ def add_candidates(model: onnx.ModelProto, k: int) -> None:
 
 def _rescored_head(graph: onnx.GraphProto, k: int) -> tuple[onnx.NodeProto, int, str] | None:
     """The rescored head's `TopK` node, how many it rescores and the rescored scores' name,
-    when `logits` is that head's output and the vocabulary (the logits' last dimension)
-    holds its candidates and `k` more; else None."""
+    when `logits` (float32) is that head's output and the vocabulary (the logits' last
+    dimension) holds its candidates and `k` more; else None."""
     nodes = {n.name: n for n in graph.node}
     top, rescored = nodes.get(HEAD_TOPK), nodes.get(HEAD_RESCORED)
     if top is None or rescored is None or rescored.output[0] != LOGITS:
@@ -134,6 +142,8 @@ def _rescored_head(graph: onnx.GraphProto, k: int) -> tuple[onnx.NodeProto, int,
     constant = next((t for t in graph.initializer if t.name == HEAD_K), None)
     logits = next(o for o in graph.output if o.name == LOGITS)
     dims = logits.type.tensor_type.shape.dim
+    if logits.type.tensor_type.elem_type != TensorProto.FLOAT:
+        return None
     if constant is None or not dims or not dims[-1].HasField("dim_value"):
         return None
     rescored_k = int(numpy_helper.to_array(constant).reshape(-1)[0])
@@ -143,13 +153,14 @@ def _rescored_head(graph: onnx.GraphProto, k: int) -> tuple[onnx.NodeProto, int,
 
 
 def _pooled_candidates(
-    graph: onnx.GraphProto, head: tuple[onnx.NodeProto, int, str], k: int
+    model: onnx.ModelProto, head: tuple[onnx.NodeProto, int, str], k: int
 ) -> list[onnx.NodeProto]:
     """Widen the head's `TopK` (in place) to its R rescored candidates plus `k`, slicing its
     first R back out right after it, and return the nodes that pick the `k` candidates from
     that pool (the module docstring says why that is exact), to append."""
     top, rescored_k, exact = head
     wide = rescored_k + k
+    graph = model.graph
     head_k = next(t for t in graph.initializer if t.name == HEAD_K)  # its only reader is `top`
     head_k.CopyFrom(numpy_helper.from_array(np.array([wide], dtype=np.int64), HEAD_K))
     top.output[0], top.output[1] = _WIDE_SCORES, _WIDE_IDS
@@ -168,14 +179,9 @@ def _pooled_candidates(
         node("Slice", [_WIDE_SCORES, *head_part], [HEAD_TOP], name=f"{p}.HeadTop"),
         node("Slice", [_WIDE_IDS, *head_part], [HEAD_IDS], name=f"{p}.HeadIds"),
     ]
-    order = list(graph.node)
-    at = next(i for i, n in enumerate(order) if n.name == top.name) + 1
-    order[at:at] = restored
-    kept = [onnx.NodeProto() for _ in order]
-    for target, source in zip(kept, order, strict=True):
-        target.CopyFrom(source)
-    del graph.node[:]
-    graph.node.extend(kept)
+    nodes = list(graph.node)
+    at = next(i for i, n in enumerate(nodes) if n.name == top.name)
+    replace_nodes(model, nodes, {at: [top, *restored]})
     graph.initializer.extend(constants)
     return [
         node("Slice", [_WIDE_SCORES, *rest_part], [f"{p}.rest_scores"], name=f"{p}.RestTop"),
