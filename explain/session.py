@@ -84,6 +84,18 @@ def session_options(intra_op_threads: int) -> ort.SessionOptions:
     return options
 
 
+# Graph fusions that make CPU sessions slower. ONNX Runtime 1.32's CPU kernel for
+# `SkipLayerNormalization` (what `SkipLayerNormFusion` makes of a residual `Add` and the
+# `LayerNormalization` after it) took 68 us for a [16, 1, 768] input against 14 us for the
+# `Add` and `LayerNormalization` it replaces (one thread; 128 against 23 us at 32 rows), and
+# a bart-base decoder step has 19 of them. Unfused, a static batch of 32 at the bart-base
+# shape (int8 `per-token-v8`, 2 threads, AMD EPYC with AVX-512 VNNI, 2026-12-04) took
+# 1.30-1.33 s against 1.34-1.36 s with two lanes and 1.47-1.50 against 1.50-1.58 s with one
+# (two runs of 1.9 and 2.2 s on the shared machine aside); batch 1 was unchanged (191-203
+# against 193-208 ms). On CUDA the fused kernel stays.
+CPU_DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
+
+
 # One CPU arena for every CPU session of the process (`session.use_env_allocators`), instead of
 # one per session: the encoder's and the decoder's peaks share its free space. It grows by
 # powers of two, and a free block is split whenever using it whole would waste 1 MiB or more
@@ -156,7 +168,12 @@ class OnnxSession:
         self.shared = dict(shared or {})
         for name, value in self.shared.items():
             options.add_initializer(name, value)
-        self._session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        self._session = ort.InferenceSession(
+            str(path),
+            sess_options=options,
+            providers=providers,
+            disabled_optimizers=list(CPU_DISABLED_OPTIMIZERS) if provider == "cpu" else [],
+        )
         active = self._session.get_providers()
         if provider == "cuda" and active[0] != CUDA:
             raise ProviderError(

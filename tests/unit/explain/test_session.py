@@ -80,3 +80,58 @@ def test_a_shared_table_is_resident_at_load_not_at_the_first_lookups(tmp_path):
     shared = shared_initializers({"shared.big": tmp_path / "big.npy"})
     assert _resident_kb(tmp_path / "big.npy") >= 1024  # every page, before any lookup
     assert shared["shared.big"].shape() == [4096, 256]
+
+
+def _residual_norm_graph(path: Path) -> None:
+    """x + r, layer-normalised: what ONNX Runtime's `SkipLayerNormFusion` fuses."""
+    shape = [16, 1, 8]
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n in ("x", "r")]
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)
+    weights = [
+        helper.make_tensor("g", TensorProto.FLOAT, [8], np.linspace(0.5, 1.5, 8).tolist()),
+        helper.make_tensor("b", TensorProto.FLOAT, [8], np.linspace(-0.1, 0.1, 8).tolist()),
+    ]
+    nodes = [
+        helper.make_node("Add", ["x", "r"], ["s"]),
+        helper.make_node("LayerNormalization", ["s", "g", "b"], ["y"], axis=-1, epsilon=1e-5),
+    ]
+    graph = helper.make_graph(nodes, "residual", inputs, [y], weights)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def _optimised_ops(path: Path, options: ort.SessionOptions, **kwargs) -> set[str]:
+    saved = path.with_name(f"{path.stem}.{len(kwargs)}.opt.onnx")
+    options.optimized_model_filepath = str(saved)
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"], **kwargs)
+    return {node.op_type for node in onnx.load(saved).graph.node}
+
+
+def test_cpu_sessions_keep_the_residual_add_and_layer_norm_unfused(tmp_path, monkeypatch):
+    _residual_norm_graph(tmp_path / "residual.onnx")
+    # ONNX Runtime fuses the pair at the level the sessions use ...
+    fused = _optimised_ops(tmp_path / "residual.onnx", session_module.session_options(1))
+    assert "SkipLayerNormalization" in fused
+    # ... and OnnxSession opens CPU sessions without that fusion (its kernel is slower).
+    opened = []
+    real = ort.InferenceSession
+
+    def spy(path, sess_options=None, providers=None, **kwargs):
+        opened.append(kwargs.get("disabled_optimizers"))
+        return real(path, sess_options=sess_options, providers=providers, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", spy)
+    session = OnnxSession(tmp_path / "residual.onnx", provider="cpu", intra_op_threads=1)
+    monkeypatch.undo()
+    assert opened == [list(session_module.CPU_DISABLED_OPTIMIZERS)]
+    kept = _optimised_ops(
+        tmp_path / "residual.onnx",
+        session_module.session_options(1),
+        disabled_optimizers=opened[0],
+    )
+    assert "SkipLayerNormalization" not in kept and {"Add", "LayerNormalization"} <= kept
+    x, r = (np.random.default_rng(i).standard_normal((16, 1, 8)).astype(np.float32) for i in (0, 1))
+    s = x + r
+    mean, var = s.mean(-1, keepdims=True), s.var(-1, keepdims=True)
+    expected = (s - mean) / np.sqrt(var + 1e-5) * np.linspace(0.5, 1.5, 8)
+    expected += np.linspace(-0.1, 0.1, 8)
+    assert np.allclose(session.run({"x": x, "r": r})["y"], expected, atol=1e-5)
