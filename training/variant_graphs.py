@@ -16,6 +16,7 @@ from explain.artifacts import (
     PER_TOKEN_V8,
 )
 from training.graph_candidates import add_candidates, remove_candidates
+from training.int8_blocked import activation_shapes, block_token_quantisers
 from training.int8_split import quantise_split, second_feed_forward
 from training.int8_tokens import (
     RESCORED,
@@ -71,6 +72,7 @@ def int8_graph(source: Path, target: Path, recipe: str) -> None:
         op_types_to_quantize=("MatMul",),
     )
     if recipe in (PER_TOKEN, PER_TOKEN_SPLIT, PER_TOKEN_SPLIT_V8, PER_TOKEN_V8):
+        shapes = activation_shapes(model)
         if recipe in (PER_TOKEN_SPLIT, PER_TOKEN_SPLIT_V8):
             quantise_split(model, second_feed_forward(model))
         if recipe in (PER_TOKEN_SPLIT_V8, PER_TOKEN_V8):
@@ -87,6 +89,7 @@ def int8_graph(source: Path, target: Path, recipe: str) -> None:
             quantiser = MatMulNBitsQuantizer(model, algo_config=config)
             quantiser.process()
             model = quantiser.model.model
+        model = block_token_quantisers(model, shapes)
         stamp_scales(model, artifacts.PER_ROW)
         if candidates:
             add_candidates(model, candidates)
