@@ -45,6 +45,7 @@ from training.int8_tokens import (
 
 PREFIX = "prism.candidates"
 _K = f"{PREFIX}.k"
+CANDIDATES_TOPK = f"{PREFIX}.TopK"  # over the logits, or over the pool of a rescored head
 # The widened head `TopK`'s outputs (rescored head, see the module docstring).
 _WIDE_SCORES, _WIDE_IDS = f"{PREFIX}.wide_scores", f"{PREFIX}.wide_ids"
 
@@ -116,7 +117,7 @@ def add_candidates(model: onnx.ModelProto, k: int) -> None:
                 axis=-1,
                 largest=1,
                 sorted=1,
-                name=f"{PREFIX}.TopK",
+                name=CANDIDATES_TOPK,
             )
         )
     graph.initializer.append(numpy_helper.from_array(np.array([k], dtype=np.int64), _K))
@@ -195,7 +196,7 @@ def _pooled_candidates(
             axis=-1,
             largest=1,
             sorted=1,
-            name=f"{p}.TopK",
+            name=CANDIDATES_TOPK,
         ),
         node(
             "GatherElements",
