@@ -184,8 +184,21 @@ def _direct_engine(work: Path, args: argparse.Namespace) -> Any:
     return direct
 
 
+def _timed_batches(run: Any, batch: Any, times: int) -> tuple[list[float], Any]:
+    """`times` timed runs of `batch` after a warm-up one: their seconds and the first's
+    tokens."""
+    run(batch)  # warm-up for the batch shape
+    elapsed, tokens = [], None
+    for _ in range(times):
+        started = time.perf_counter()
+        out = run(batch)
+        elapsed.append(time.perf_counter() - started)
+        tokens = out if tokens is None else tokens
+    return elapsed, tokens
+
+
 def _run_timed(
-    run: Any, inputs: Any, b1: int, b32: Any, tokens_of: Any
+    run: Any, inputs: Any, b1: int, b32: Any, tokens_of: Any, b32_batches: int
 ) -> dict[str, dict[str, Any]]:
     run(inputs[:1])  # warm-up
     latencies, tokens = [], []
@@ -194,13 +207,10 @@ def _run_timed(
         out = run(inputs[k : k + 1])
         latencies.append(time.perf_counter() - started)
         tokens += out
-    run(b32)  # warm-up for the batch shape
-    started = time.perf_counter()
-    batch_tokens = run(b32)
-    elapsed = time.perf_counter() - started
+    elapsed, batch_tokens = _timed_batches(run, b32, b32_batches)
     return {
         "1": {"latencies_s": latencies, "tokens": tokens},
-        "32": {"latencies_s": [elapsed], "tokens": batch_tokens, "rows": tokens_of(b32)},
+        "32": {"latencies_s": elapsed, "tokens": batch_tokens, "rows": tokens_of(b32)},
     }
 
 
@@ -212,13 +222,18 @@ def worker(engine: str, work: Path, args: argparse.Namespace, result: Path) -> N
     elif engine == "prism-direct":
         requests = json.loads((work / "requests.json").read_text())
         out["batches"] = _run_timed(
-            _direct_engine(work, args), requests, b1, requests[b1 : b1 + 32], len
+            _direct_engine(work, args), requests, b1, requests[b1 : b1 + 32], len, args.b32_batches
         )
         out["peak_rss_mb"] = _peak_rss_mb()
     else:
         ids = np.load(work / "ids.npy")
         out["batches"] = _run_timed(
-            _token_engine(engine, work, args), ids, b1, ids[b1 : b1 + 32], lambda a: a.shape[0]
+            _token_engine(engine, work, args),
+            ids,
+            b1,
+            ids[b1 : b1 + 32],
+            lambda a: a.shape[0],
+            args.b32_batches,
         )
         out["peak_rss_mb"] = _peak_rss_mb()
     result.write_text(json.dumps(out))
@@ -257,15 +272,14 @@ def _http_worker(work: Path, args: argparse.Namespace, variant: str) -> dict[str
             return [[r.json()["usage"]["output_tokens"]] for r in responses]
 
         batch = requests[b1 : b1 + 32]
-        asyncio.run(concurrent(batch))  # warm-up
-        started = time.perf_counter()
-        batch_tokens = asyncio.run(concurrent(batch))
-        elapsed = time.perf_counter() - started
+        elapsed, batch_tokens = _timed_batches(
+            lambda b: asyncio.run(concurrent(b)), batch, args.b32_batches
+        )
         peak = server.peak_rss_mb()
     return {
         "batches": {
             "1": {"latencies_s": latencies, "tokens": tokens},
-            "32": {"latencies_s": [elapsed], "tokens": batch_tokens, "rows": 32},
+            "32": {"latencies_s": elapsed, "tokens": batch_tokens, "rows": 32},
         },
         "peak_rss_mb": peak,
         "served_variant": served,

@@ -104,7 +104,7 @@ def test_peer_benchmark_runs_every_engine_and_prints_the_peers_line(
 ):
     work = tiny_peer_work
     args = ["--shape", "tiny", "--rounds", "1", "--b1-requests", "2", "--new-tokens", "8"]
-    args += ["--src-tokens", "24", "--threads", "1", "--work", str(work)]
+    args += ["--src-tokens", "24", "--threads", "1", "--work", str(work), "--b32-batches", "2"]
     args += ["--store", str(tmp_path / "no-store"), "--out", str(tmp_path / "out")]
     code = peers.main(args)
     assert code == 0
@@ -126,6 +126,7 @@ def test_peer_benchmark_runs_every_engine_and_prints_the_peers_line(
     assert all(r["peak_rss_mb"] > 0 and r["b32_seq_s"] > 0 for r in rows.values())
     assert result["built"]["parity"] is True
     assert set(result["built"]["variants"]) == {"int8", "fp16"}
+    assert "b32 x 2 a round, the median" in result["setup"]["batches"]
 
 
 def test_mixed_load_runs_both_batching_modes_on_one_model(tiny_peer_work, tmp_path, capsys):
