@@ -52,11 +52,15 @@ _WIDE_SCORES, _WIDE_IDS = f"{PREFIX}.wide_scores", f"{PREFIX}.wide_ids"
 
 def remove_candidates(model: onnx.ModelProto) -> int | None:
     """Take the candidates' nodes, constant and outputs out of `model`, in place. Returns
-    how many candidates it had per row, None if it had none."""
+    how many candidates it had per row, None if it had none. Refused on a graph whose
+    head `TopK` was split in two stages (`training.grouped_topk`, the last step of the int8
+    recipes): the candidates are taken off the graphs before that, never after."""
     graph = model.graph
     nodes = [n for n in graph.node if not n.name.startswith(PREFIX)]
     if len(nodes) == len(graph.node):
         return None
+    if any(n.name.startswith(f"{HEAD_TOPK}.") for n in nodes):
+        raise ValueError("the head's TopK is grouped; take the candidates off before grouping")
     k = next(int(numpy_helper.to_array(t)[0]) for t in graph.initializer if t.name == _K)
     for node in nodes:  # a widened head `TopK` goes back to its own k and outputs
         if node.name == HEAD_TOPK and node.output[0] == _WIDE_SCORES:

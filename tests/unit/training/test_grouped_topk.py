@@ -3,9 +3,12 @@
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from training.graph_candidates import remove_candidates
 from training.grouped_topk import group_size, group_topk, logits_width
+from training.int8_tokens import HEAD_TOPK
 
 ROWS, K = 6, 24
 
@@ -72,3 +75,14 @@ def test_no_rewrite_where_it_cannot_apply():
     assert not group_topk(_graph(35 * 40), "missing", 35 * 40)
     assert logits_width(_graph(35 * 40), "x_out") == 35 * 40
     assert logits_width(_graph(35 * 40), "ids") is None  # not float scores
+
+
+def test_candidates_cannot_be_taken_off_a_grouped_head():
+    model = _graph(35 * 40)
+    model.graph.node[0].name = HEAD_TOPK
+    model.graph.node.append(
+        helper.make_node("Identity", ["ids"], ["picked"], name="prism.candidates.X")
+    )
+    assert group_topk(model, HEAD_TOPK, 35 * 40)
+    with pytest.raises(ValueError, match="grouped"):
+        remove_candidates(model)
