@@ -30,10 +30,14 @@ their meaning, e.g. `ReduceMax` takes its axes as an input from opset 18 on).
 
 from __future__ import annotations
 
+import logging
+
 import onnx
 from onnx import helper, version_converter
 
 from training.int8_tokens import PREFIX, replace_nodes
+
+logger = logging.getLogger(__name__)
 
 OPSET = 21  # blocked QuantizeLinear
 # A block size for activations whose width is unknown: the spec accepts any block at least
@@ -46,8 +50,13 @@ Dims = tuple[int | str, ...]
 
 def activation_shapes(model: onnx.ModelProto) -> dict[str, Dims]:
     """The shapes ONNX shape inference gives `model`'s values: ints, symbolic names, or 0
-    where a dimension is unknown."""
-    inferred = onnx.shape_inference.infer_shapes(model).graph
+    where a dimension is unknown. None known (every quantiser then gets its own zero point)
+    where inference cannot run, e.g. on a graph over protobuf's 2 GB."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model).graph
+    except ValueError:
+        logger.warning("shape inference failed; each token quantiser gets its own zero point")
+        return {}
     return {
         v.name: tuple(d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim)
         for v in [*inferred.value_info, *inferred.input]

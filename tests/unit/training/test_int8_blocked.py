@@ -102,3 +102,11 @@ def test_activations_of_unknown_shape_get_their_own_zero_point():
     x = _inputs(rng)
     for want, got in zip(_run(chained, x), _run(blocked, x), strict=True):
         assert np.array_equal(want, got)
+
+
+def test_shapes_are_none_known_where_inference_fails(monkeypatch):
+    def too_big(model):
+        raise ValueError("Message onnx.ModelProto exceeds maximum protobuf size of 2GB")
+
+    monkeypatch.setattr(onnx.shape_inference, "infer_shapes", too_big)
+    assert activation_shapes(_graph(np.random.default_rng(2))) == {}
