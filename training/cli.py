@@ -37,6 +37,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="promote to production even if a quality bar is missed (the version is always "
         "published; without --force a miss leaves it unpromoted and exits non-zero)",
     )
+    parser.add_argument(
+        "--attempts",
+        type=int,
+        default=None,
+        help="train the students again with the next training seed when a quality bar is "
+        "missed, up to this many times in all (default: 3 for build-default, 1 for run)",
+    )
 
 
 def _run_options(run: argparse.ArgumentParser) -> None:
@@ -159,6 +166,8 @@ def _config(args: argparse.Namespace) -> PipelineConfig:
             config = replace(config, num_users=args.users)
         if args.epochs:
             config = replace(config, train=replace(config.train, epochs=args.epochs))
+        if args.attempts:
+            config = replace(config, attempts=args.attempts)
         return replace(config, name=args.name, force=args.force)
     return PipelineConfig(
         name=args.name,
@@ -197,6 +206,7 @@ def _config(args: argparse.Namespace) -> PipelineConfig:
         ablation=not args.no_ablation,
         request_forms=not args.plain_requests,
         force=args.force,
+        attempts=args.attempts or 1,
     )
 
 
@@ -269,7 +279,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         for refused in variant.refused:
             print(f"    refused recipe {refused}")
-    print(f"report: {work_dir / 'eval' / 'report.md'}")
+    attempts = evaluation.get("attempts", [])
+    if len(attempts) > 1:
+        for tried in attempts:
+            missed = ", ".join(tried["failed_bars"]) or "none"
+            print(f"  training seed {tried['seed']}: bars missed: {missed}")
+    print(f"report: {Path(evaluation.get('work_dir', work_dir)) / 'eval' / 'report.md'}")
     return 0
 
 

@@ -46,6 +46,10 @@ class PipelineConfig:
     # Promote a version that misses a quality bar anyway (it is always published; without
     # `force` it is not promoted and the command exits non-zero).
     force: bool = False
+    # Training attempts: when the trained student misses a quality bar, train it (and the
+    # ablation) again with the next training seed, on the same data, up to this many times;
+    # the first student that meets every bar is published (`training.pipeline`).
+    attempts: int = 1
     max_new_tokens: int = 48
     anonymous_every: int = 10  # every Nth train request is also distilled with no user (0: off)
     # Requests rewritten as rankers send them: bare titles, catalogue sort forms, cold starts
@@ -66,15 +70,22 @@ def default_config(seed: int = 0) -> PipelineConfig:
     """
     return PipelineConfig(
         seed=seed,
-        num_users=500,  # ~13k training requests: two students in ~10 minutes
+        num_users=500,  # ~13k training requests: two students in ~8 minutes
+        # A safety net: a student that misses a bar (the recipe's result moves with the seed
+        # and the CPU's float arithmetic) is trained again with the next seed.
+        attempts=3,
         input=InputConfig(max_history=50, max_input_tokens=96),
         train=TrainConfig(
             shape=StudentShape(
                 d_model=128, layers=2, heads=4, ffn=512, max_positions=160, dropout=0.0
             ),
-            epochs=4,
+            # 6 epochs at 1e-3, not 4 at 2e-3: at 2e-3 the students of seeds 1 and 2 stalled
+            # (valid loss 0.066 and 0.119 after 4 epochs, against 0.034 for seed 0) and missed
+            # bars, seed 2 with its wording collapsed; at 1e-3 for 6 epochs seeds 0-2 reach
+            # 0.024-0.039 and meet every bar (README, *Known limitations*).
+            epochs=6,
             batch_size=64,
-            lr=2e-3,
+            lr=1e-3,
             # Each user row is updated only by that user's ~25 samples an epoch, against
             # every batch for the shared weights: it needs a larger step to be learnt.
             user_lr=2e-2,

@@ -208,7 +208,7 @@ def stage_evaluate(
         "decoding": f"greedy, max_new_tokens {config.max_new_tokens}, unfillable slots banned; "
         f"a second pass (beam {decode.candidates}, n-best) when the verifier refuses the first",
         "evaluated": f"{len(records)} test requests ({len(base_records)} for the untrained base)",
-        "seed": config.seed,
+        "seed": f"{config.seed} (data and teacher), {train.seed} (training)",
         "stage seconds": ", ".join(f"{k} {v:.0f}" for k, v in timings.items()),
         "messy requests": describe(jobs),
         "quality bars": ", ".join(f"{k} {v['bar']}: {bar_status(v)}" for k, v in bars.items()),

@@ -31,9 +31,15 @@ from training.report import write_report
 QUALITY_BARS: Mapping[str, tuple[str, float]] = {
     "title_hallucination_rate": ("<=", 0.02),
     "history_grounding_rate": (">=", 0.90),
-    # Full minus w/o-user aspect match, macro-averaged over the preferred aspects: the user
-    # vector matters.
-    "aspect_gap": (">=", 0.50),
+    # Aspect match macro-averaged over the preferred aspects: the full student writes about
+    # the aspect each user prefers ...
+    "aspect_match_full_macro": (">=", 0.85),
+    # ... and the user vector is why: full minus the w/o-user ablation. The ablation reads
+    # part of the preference from the content (an era fan's history sits in few decades):
+    # trained as long as the full student it reaches 0.53 (chance is 0.33), so the gap of a
+    # healthy student is about 0.4-0.45; students whose user vectors never took hold gave
+    # -0.06 to 0.24 against a weaker ablation (README, *Known limitations*).
+    "aspect_gap": (">=", 0.35),
     "usr": (">=", 0.5),
     "distinct_patterns_zero_vector": (">=", 30),  # unknown users still get varied wording
     "unfilled_slot_rate": ("<=", 0.01),

@@ -60,6 +60,10 @@ def stage_publish(
     passed = bars_passed(bars)
     aliases = (PRODUCTION,) if passed or config.force else ()
     metrics = {**evaluation["manifest_eval"], "quality_bars_passed": passed}
+    # Which training attempt this is (`run_pipeline` trains again when a bar is missed).
+    metrics["training_seed"] = evaluation.get("training_seed", config.train.seed)
+    if "attempts" in evaluation:
+        metrics["training_attempts"] = evaluation["attempts"]
     version, parity = publish_model(
         ModelStore(store_dir),
         config.name,

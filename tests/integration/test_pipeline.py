@@ -1,6 +1,10 @@
 """The whole offline chain at tiny size: data -> distill -> fine-tune -> evaluate -> publish -> serve."""
 
 import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
 
 from explain.explainer import DecodeSettings
 from explain.input_format import InputConfig
@@ -9,6 +13,7 @@ from service.loader import load_explainer
 from training.distill_io import read_distilled
 from training.finetune_setup import StudentShape, TrainConfig
 from training.pipeline import PipelineConfig, run_pipeline
+from training.publish_stage import QualityGateError
 
 EVAL_KEYS = {
     "title_hallucination_rate",
@@ -105,3 +110,33 @@ def test_tiny_pipeline_publishes_a_version_that_the_service_serves(tmp_path):
     again, _ = run_pipeline(tiny_config(), store_dir=store_dir, work_dir=work_dir, progress=False)
     assert again.version == version.version
     assert [m.version for m in store.list_versions("prism-pipeline-test")] == [version.version]
+
+
+def test_a_build_that_misses_a_bar_trains_again_with_the_next_seed(tmp_path):
+    """A one-epoch tiny student misses bars at every seed: both attempts run, the second in
+    seed-4/ on the first's data and ablation, and only one version is published, unpromoted:
+    the attempt that missed the fewest bars."""
+    store_dir, work_dir = tmp_path / "store", tmp_path / "work"
+    config = replace(tiny_config(), name="prism-attempts-test", force=False, attempts=2)
+    with pytest.raises(QualityGateError, match="published but not promoted"):
+        run_pipeline(config, store_dir=store_dir, work_dir=work_dir, progress=False)
+
+    retry = work_dir / "seed-4"
+    assert (retry / "finetune_full.done.json").exists() and (retry / "eval" / "report.md").exists()
+    assert all((retry / name).is_symlink() for name in ("distilled", "tokenizer", "no_user"))
+    assert (retry / "no_user").resolve() == (work_dir / "no_user").resolve()
+    weights = Path("full", "best", "model", "model.safetensors")
+    assert (retry / weights).read_bytes() != (work_dir / weights).read_bytes()
+
+    store = ModelStore(store_dir)
+    (only,) = store.list_versions("prism-attempts-test")
+    assert "production" not in store.aliases("prism-attempts-test")
+    tried = only.eval["training_attempts"]
+    assert [t["seed"] for t in tried] == [3, 4] and all(t["failed_bars"] for t in tried)
+    fewest = min(tried, key=lambda t: len(t["failed_bars"]))  # the earliest on a tie
+    assert only.eval["training_seed"] == fewest["seed"]
+
+    # Resumed: every attempt is read back, nothing is trained or published again.
+    with pytest.raises(QualityGateError, match="is published but not promoted"):
+        run_pipeline(config, store_dir=store_dir, work_dir=work_dir, progress=False)
+    assert [v.version for v in store.list_versions("prism-attempts-test")] == [only.version]

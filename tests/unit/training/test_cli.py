@@ -21,6 +21,13 @@ def test_build_default_keeps_the_request_forms_and_can_be_forced():
     assert config_of("run", "--force").force
 
 
+def test_build_default_trains_again_on_a_missed_bar_and_run_does_not_unless_asked():
+    assert config_of("build-default").attempts == 3
+    assert config_of("build-default", "--attempts", "1").attempts == 1
+    assert config_of("run").attempts == 1
+    assert config_of("run", "--attempts", "2").attempts == 2
+
+
 def test_teacher_flags_reach_the_teacher_and_the_prompt(tmp_path, monkeypatch):
     from training.distill_setup import make_teacher, prompt_budget, teacher_template
     from training.prompts import BUSINESS_TEMPLATE
