@@ -50,6 +50,10 @@ def build(work: Path, args: argparse.Namespace, recipe: str = "per-token") -> di
         # No recipe passes a gate on random weights: build the one asked for.
         variant_check=VariantCheck(jobs, int8_recipes=(recipe,)),
         decode=decode,
+        # Speed depends on the shape, not the values: a parity miss on random weights (on the
+        # Intel AVX-512 host 2 of 48 rows whose first token differed, each row one token
+        # repeated: near-equal logits) is reported with the results, not a reason to stop.
+        variants_despite_parity=True,
     )
     publish_s = time.perf_counter() - started
     bart = UserAwareBart.load(model_dir).bart.eval()
@@ -73,6 +77,7 @@ def build(work: Path, args: argparse.Namespace, recipe: str = "per-token") -> di
     return {
         "version": version.version,
         "parity": report.passed,
+        "parity_mismatches": f"{report.mismatches} of {report.num_inputs} rows",
         "publish_s": round(publish_s, 1),
         "variants": {k: v.model_dump() for k, v in version.manifest.variants.items()},
         "vocab_size": vocab_size,

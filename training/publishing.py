@@ -63,19 +63,22 @@ def publish_model(
     version: str | None = None,
     variant_check: VariantCheck | None = None,
     decode: DecodeSettings | None = None,
+    variants_despite_parity: bool = False,
 ) -> tuple[ModelVersion, ParityReport]:
     """Export + parity into `model_dir/onnx`, the precision variants and their gate (when
     `variant_check` says what to judge them on), publish, and set `aliases`.
 
     `production` is only set when parity passed; a failing version is still published (so it
     can be inspected) but never promoted, and the report says why. `decode` is what parity
-    and the gate decode with (default: the service's defaults).
+    and the gate decode with (default: the service's defaults). The variants are built only
+    after parity passed, unless `variants_despite_parity` (benchmarks of random weights,
+    whose near-equal logits can tip either way on another CPU's float sums).
     """
     report = _exported(model_dir, model_dir / artifacts.ONNX_DIR, decode)
     meta = PrismMeta.load(model_dir)
     variants = (
         gate_variants(model_dir, variant_check, decode=decode)
-        if report.passed and variant_check is not None
+        if (report.passed or variants_despite_parity) and variant_check is not None
         else {}
     )
     wanted = [a for a in aliases if report.passed or a != PRODUCTION]

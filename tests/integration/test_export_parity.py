@@ -196,3 +196,35 @@ def test_the_same_explainer_stages_serve_both_backends(tiny_model_dir, exported)
         for u, j in zip(["user-1", "x"], probe_jobs([], 2, 8), strict=True)
     ]
     assert [e.text for e in reference.explain(jobs)] == [e.text for e in candidate.explain(jobs)]
+
+
+@pytest.mark.parametrize("despite", [False, True])
+def test_variants_follow_a_failed_parity_only_when_asked(
+    despite, tiny_model_dir, tmp_path, monkeypatch
+):
+    """A benchmark of random weights builds its variants after a parity miss (near-equal
+    logits); a real model never does, and neither is promoted."""
+    from training import publishing
+    from training.variants import VariantCheck
+
+    real = publishing._exported
+
+    def missed(*args, **kwargs):
+        return dataclasses.replace(real(*args, **kwargs), passed=False, mismatches=1)
+
+    gated = []
+    monkeypatch.setattr(publishing, "_exported", missed)
+    monkeypatch.setattr(publishing, "gate_variants", lambda *a, **k: gated.append(a) or {})
+    source = tmp_path / "src"
+    shutil.copytree(tiny_model_dir, source)
+    store = ModelStore(tmp_path / "store")
+    version, report = publish_model(
+        store,
+        "m",
+        source,
+        eval_metrics={},
+        variant_check=VariantCheck(probe_jobs([], 2, 8)),
+        variants_despite_parity=despite,
+    )
+    assert not report.passed and len(gated) == (1 if despite else 0)
+    assert store.aliases("m") == {"latest": version.version}
