@@ -177,3 +177,43 @@ def test_gemm_peak_times_real_products_and_bounds_a_batch(tmp_path, capsys):
     assert bound["encode_s"] == pytest.approx(bound["encoder_gmac"] / 100.0)
     assert bound["seq_per_s"] == pytest.approx(32 / (bound["encode_s"] + bound["decode_s"]))
     assert "at most" in capsys.readouterr().out
+
+
+def test_the_benchmark_app_serves_a_parity_miss_the_service_refuses(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    """Random weights tip parity on near-equal logits: the service refuses such a version,
+    the benchmark's own app (`benchmarks.ungated_app`) measures it all the same."""
+    import dataclasses
+    import shutil
+
+    import httpx
+
+    from benchmarks.server import running_server
+    from model_store.store import ModelStore
+    from training import publishing
+
+    real = publishing._exported
+    monkeypatch.setattr(
+        publishing,
+        "_exported",
+        lambda *a, **k: dataclasses.replace(real(*a, **k), passed=False, mismatches=2),
+    )
+    source = tmp_path / "src"
+    shutil.copytree(tiny_model_dir, source)
+    publishing.publish_model(ModelStore(tmp_path / "store"), "m", source, eval_metrics={})
+    env = {
+        "PRISM_MODEL_REF": "latest",
+        "PRISM_PROVIDER": "cpu",
+        "PRISM_VARIANT": "fp32",
+        "PRISM_BENCH_WAIVED_VARIANT": "fp32",
+        "PRISM_INTRA_OP_THREADS": "1",
+    }
+    refused = running_server(tmp_path / "store", "m", env, tmp_path / "service.log")
+    with pytest.raises(RuntimeError, match="exited with code 3"), refused:
+        pass
+    app = "benchmarks.ungated_app:create_app"
+    with running_server(tmp_path / "store", "m", env, tmp_path / "bench.log", app) as server:
+        body = {"user_id": "user-1", "history": ["Alien (1979)"], "recommended_item": "Heat"}
+        answer = httpx.post(f"{server.base_url}/v1/explanations", json=body, timeout=60)
+        assert answer.status_code == 200 and answer.json()["explanation"]
