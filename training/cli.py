@@ -41,7 +41,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--attempts",
         type=int,
         default=None,
-        help="train the students again with the next training seed when a quality bar is "
+        help="train the full student again with the next training seed when a quality bar is "
         "missed, up to this many times in all (default: 3 for build-default, 1 for run)",
     )
 
