@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
+from explain import denormals
 from explain.host_memory import bound_heap_retention
 
 logger = logging.getLogger(__name__)
@@ -81,6 +82,8 @@ def session_options(intra_op_threads: int) -> ort.SessionOptions:
     # Idle intra-op threads sleep instead of spinning: the event loop, the request workers
     # and the probes share these cores, and spinning threads starve them under load.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # Denormals flushed to zero on the intra-op threads (the calling thread: `run`).
+    options.add_session_config_entry(denormals.SESSION_KEY, "1")
     return options
 
 
@@ -168,12 +171,15 @@ class OnnxSession:
         self.shared = dict(shared or {})
         for name, value in self.shared.items():
             options.add_initializer(name, value)
-        self._session = ort.InferenceSession(
-            str(path),
-            sess_options=options,
-            providers=providers,
-            disabled_optimizers=list(CPU_DISABLED_OPTIMIZERS) if provider == "cpu" else [],
-        )
+        # ORT sets the denormal flags for good on the thread that creates the first session
+        # with them in the process; created inside `flushed()`, that thread gets its own back.
+        with denormals.flushed():
+            self._session = ort.InferenceSession(
+                str(path),
+                sess_options=options,
+                providers=providers,
+                disabled_optimizers=list(CPU_DISABLED_OPTIMIZERS) if provider == "cpu" else [],
+            )
         active = self._session.get_providers()
         if provider == "cuda" and active[0] != CUDA:
             raise ProviderError(
@@ -235,7 +241,8 @@ class OnnxSession:
             plain = {k: v for k, v in cast.items() if not isinstance(v, ort.OrtValue)}
             if len(plain) != len(cast):
                 plain.update({k: v.numpy() for k, v in cast.items() if isinstance(v, ort.OrtValue)})
-            values = self._session.run(names, plain)
+            with denormals.flushed():
+                values = self._session.run(names, plain)
             return dict(zip(names, values, strict=True))
         binding = self._session.io_binding()
         for name, value in cast.items():
@@ -245,7 +252,8 @@ class OnnxSession:
                 binding.bind_cpu_input(name, value)
         for name in names:
             binding.bind_output(name, self.device if name in keep else "cpu", 0)
-        self._session.run_with_iobinding(binding)
+        with denormals.flushed():
+            self._session.run_with_iobinding(binding)
         out: dict[str, Value] = {}
         for name, value in zip(names, binding.get_outputs(), strict=True):
             out[name] = value if name in keep else value.numpy()

@@ -6,10 +6,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 from onnx import TensorProto, helper
 
+from explain import denormals
 from explain import session as session_module
 from explain.session import ARENA_MAX_DEAD_BYTES, OnnxSession, shared_initializers
+from tests.unit.explain.test_denormals import in_clean_thread
 
 
 def _mapped_file(address: int) -> str | None:
@@ -135,3 +138,29 @@ def test_cpu_sessions_keep_the_residual_add_and_layer_norm_unfused(tmp_path, mon
     expected = (s - mean) / np.sqrt(var + 1e-5) * np.linspace(0.5, 1.5, 8)
     expected += np.linspace(-0.1, 0.1, 8)
     assert np.allclose(session.run({"x": x, "r": r})["y"], expected, atol=1e-5)
+
+
+@pytest.mark.skipif(not denormals.supported(), reason="x86-64 Linux (glibc) only")
+def test_cpu_runs_flush_denormals_on_the_calling_thread_and_leave_it_as_it_was(tmp_path):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None])
+    half = helper.make_tensor("half", TensorProto.FLOAT, [], [0.5])
+    graph = helper.make_graph([helper.make_node("Mul", ["x", "half"], ["y"])], "mul", [x], [y])
+    graph.initializer.append(half)
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "m.onnx"
+    )
+    # One intra-op thread: the Mul runs on the thread that calls `run`.
+    session = OnnxSession(tmp_path / "m.onnx", provider="cpu", intra_op_threads=1)
+    options = session._session.get_session_options()
+    assert options.get_session_config_entry(denormals.SESSION_KEY) == "1"
+    smallest_normal = np.array([1.1754944e-38, 3.0], dtype=np.float32)
+
+    def body() -> tuple[np.ndarray, bool]:
+        out = session.run({"x": smallest_normal})["y"]
+        return out, (denormals.mxcsr() or 0) & (denormals.FTZ | denormals.DAZ) == 0
+
+    out, left_clean = in_clean_thread(body)
+    # Compared by their bits: read on a thread with DAZ set, a denormal would compare as 0.
+    assert out.view(np.uint32).tolist() == [0, np.float32(1.5).view(np.uint32)]
+    assert left_clean
