@@ -86,9 +86,11 @@ VARIANTS = (FP32, INT8, FP16)
 PER_TOKEN, PER_TOKEN_SPLIT = "per-token", "per-token-split"
 PER_TOKEN_SPLIT_V8 = "per-token-split-v8"
 PER_TOKEN_V8 = "per-token-v8"
+PER_TOKEN_SPLIT_DECODER_V8 = "per-token-split-decoder-v8"
 DYNAMIC_ENCODER, BLOCKS = "dynamic-encoder", "blocks"
 INT8_RECIPES = (
     PER_TOKEN_V8,
+    PER_TOKEN_SPLIT_DECODER_V8,
     PER_TOKEN_SPLIT_V8,
     PER_TOKEN,
     PER_TOKEN_SPLIT,

@@ -27,7 +27,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from explain import denormals
-from explain.host_memory import bound_heap_retention
+from explain.host_memory import bound_heap_retention, shared_initializers
 
 logger = logging.getLogger(__name__)
 
@@ -293,38 +293,6 @@ def resolve_provider(choice: ProviderChoice) -> Device:
             )
         return "cuda"
     return "cuda" if CUDA in available else "cpu"
-
-
-def shared_initializers(files: Mapping[str, Path]) -> dict[str, ort.OrtValue]:
-    """Initializers to share between sessions, by name, from `.npy` files memory-mapped
-    read-only: the pages are the file's, so every process serving the model shares them too.
-
-    The mapping is populated at load (`populate`), not by the first requests' lookups: the
-    kernel maps page-cache folios whole, so one request of 120 random token ids brought 73 MB
-    of a 154 MB float32 table in (`madvise(MADV_RANDOM)` changed nothing; one reason the int8
-    variant's table is int8, 38.7 MB at bart-base), and those page faults were the requests'
-    latency: at bart-base (int8, 2 threads, AVX2 host, 10 sequential requests of new random
-    ids, two processes each) the encoder took 89-162 ms per request on a cold mapping
-    against 68-110 ms on a populated one, and touching the int8 table took 25-28 ms at load,
-    for 5 MB more RSS after the ten requests. The price: the whole table is resident from
-    the start. In two `bench-peers` runs before and after, the fp32 request-path processes
-    (catalogue requests use few of the 154 MB table's rows) peaked 122-125 MB higher and the
-    int8 service 19 MB higher; the fp32 runtime fed random ids, which touch nearly every
-    page anyway, peaked at 1,024 and 1,023 MB."""
-    tables = {name: np.load(path, mmap_mode="r") for name, path in files.items()}
-    for table in tables.values():
-        populate(table)
-    return {name: ort.OrtValue.ortvalue_from_numpy(table) for name, table in tables.items()}
-
-
-PAGE_BYTES = 4096
-
-
-def populate(array: npt.NDArray[Any]) -> None:
-    """Read one byte of every page of a contiguous (memory-mapped) array, so its pages are
-    mapped into this process now."""
-    raw = np.asarray(array).reshape(-1).view(np.uint8)
-    int(raw[::PAGE_BYTES].sum())
 
 
 def open_sessions(

@@ -27,7 +27,7 @@ output) are quantised once.
 
 `quantise_tables` stores each embedding table (a `Gather` over a constant [rows, width]) in
 int8 with one scale per row, dequantised after the lookup: a quarter of the memory, and a
-table that is memory-mapped (`explain.session.shared_initializers`) is a quarter of the pages
+table that is memory-mapped (`explain.host_memory.shared_initializers`) is a quarter of the pages
 to touch.
 """
 

@@ -16,6 +16,7 @@ from training.variants import (
     MIN_IDENTICAL,
     PER_TOKEN,
     PER_TOKEN_SPLIT,
+    PER_TOKEN_SPLIT_DECODER_V8,
     PER_TOKEN_SPLIT_V8,
     PER_TOKEN_V8,
     VariantCheck,
@@ -150,7 +151,10 @@ def test_a_refused_int8_recipe_falls_back_to_the_next_and_says_why(tiny_model_di
     assert "MatMulNBits int8 weights" in int8["method"]
 
 
-@pytest.mark.parametrize("recipe", [PER_TOKEN, PER_TOKEN_SPLIT, PER_TOKEN_SPLIT_V8, PER_TOKEN_V8])
+@pytest.mark.parametrize(
+    "recipe",
+    [PER_TOKEN, PER_TOKEN_SPLIT, PER_TOKEN_SPLIT_V8, PER_TOKEN_SPLIT_DECODER_V8, PER_TOKEN_V8],
+)
 def test_the_per_token_recipes_make_every_weighted_matmul_an_integer_gemm(
     tiny_model_dir, tmp_path, recipe
 ):
@@ -169,7 +173,9 @@ def test_the_per_token_recipes_make_every_weighted_matmul_an_integer_gemm(
         ops = [n.op_type for n in graph.node]
         # split: every layer's second feed-forward product in GROUPS slices, summed; the
         # slices are quantised together, then split with their scales
-        split = recipe in (PER_TOKEN_SPLIT, PER_TOKEN_SPLIT_V8)
+        split = recipe in (PER_TOKEN_SPLIT, PER_TOKEN_SPLIT_V8) or (
+            recipe == PER_TOKEN_SPLIT_DECODER_V8 and path == decoder
+        )
         assert ops.count("Sum") == (layers if split else 0)
         assert ops.count("Split") == (2 * layers if split else 0)
         # one quantising pass per distinct activation: a layer's query, key and value share
@@ -177,7 +183,8 @@ def test_the_per_token_recipes_make_every_weighted_matmul_an_integer_gemm(
         passes = 6 * layers + 1 if path == decoder else 4 * layers + 1
         # v8: the encoder quantises each decoder layer's cross values, the decoder each
         # layer's attention weights, for one integer product per decoder layer
-        values = config.decoder_layers if recipe in (PER_TOKEN_SPLIT_V8, PER_TOKEN_V8) else 0
+        v8 = (PER_TOKEN_SPLIT_V8, PER_TOKEN_SPLIT_DECODER_V8, PER_TOKEN_V8)
+        values = config.decoder_layers if recipe in v8 else 0
         passes += values
         assert ops.count("MatMulInteger") == (values if path == decoder else 0)
         kinds = {
@@ -217,7 +224,15 @@ def test_the_per_token_recipes_make_every_weighted_matmul_an_integer_gemm(
 
 
 @pytest.mark.parametrize(
-    "recipe", [PER_TOKEN, PER_TOKEN_SPLIT, PER_TOKEN_SPLIT_V8, PER_TOKEN_V8, DYNAMIC_ENCODER]
+    "recipe",
+    [
+        PER_TOKEN,
+        PER_TOKEN_SPLIT,
+        PER_TOKEN_SPLIT_V8,
+        PER_TOKEN_SPLIT_DECODER_V8,
+        PER_TOKEN_V8,
+        DYNAMIC_ENCODER,
+    ],
 )
 def test_an_int8_answer_does_not_depend_on_its_batch_mates(tiny_model_dir, tmp_path, recipe):
     from explain import artifacts

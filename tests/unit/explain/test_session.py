@@ -11,7 +11,8 @@ from onnx import TensorProto, helper
 
 from explain import denormals
 from explain import session as session_module
-from explain.session import ARENA_MAX_DEAD_BYTES, OnnxSession, shared_initializers
+from explain.host_memory import shared_initializers
+from explain.session import ARENA_MAX_DEAD_BYTES, OnnxSession
 from tests.unit.explain.test_denormals import in_clean_thread
 
 
