@@ -23,6 +23,7 @@ from training.evaluation import bar_status
 from training.finetune_setup import SCRATCH, TrainConfig
 from training.pipeline import run_distill, run_finetune, run_pipeline
 from training.publish_stage import QualityGateError
+from training.work_dir import WorkDirConfigError
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -245,6 +246,15 @@ def main(argv: list[str] | None = None) -> int:
         return _export(args.target, Path(args.store))
     config = _config(args)
     work_dir = Path(args.work_dir or Path("runs") / config.name)
+    try:
+        return _run_command(args, config, work_dir)
+    except WorkDirConfigError as exc:
+        print(f"prism-train: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run_command(args: argparse.Namespace, config: PipelineConfig, work_dir: Path) -> int:
+    """`distill`, `finetune` or a whole build in `work_dir`."""
     started = time.perf_counter()
     if args.command == "distill":
         summary = run_distill(config, work_dir=work_dir, progress=not args.no_progress)

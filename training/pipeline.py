@@ -30,6 +30,7 @@ from training.distill_stage import ANONYMOUS_SPLIT, stage_distill
 from training.finetune import train_student
 from training.finetune_setup import SCRATCH
 from training.publish_stage import QualityGateError, published_version, stage_publish
+from training.work_dir import claim_work_dir
 
 logger = logging.getLogger(__name__)
 
@@ -181,6 +182,7 @@ def stage_finetune(
 
 def run_distill(config: PipelineConfig, *, work_dir: Path, progress: bool = True) -> dict[str, Any]:
     """Only the dataset and distillation stages (`prism-train distill`)."""
+    claim_work_dir(config, work_dir)
     stages = Stages(work_dir)
     dataset = load_dataset(config)
     stages.run("dataset", lambda: _dataset_summary(dataset))
@@ -200,6 +202,7 @@ def run_finetune(
     state = process_state(config.train)
     if not (work_dir / "distill.done.json").exists():
         raise ValueError(f"{work_dir}: no finished distillation (run `prism-train distill`)")
+    claim_work_dir(config, work_dir, write=state.is_main_process)
     dataset = load_dataset(config)
     stages = Stages(work_dir)
     if state.is_main_process:
@@ -295,8 +298,8 @@ def run_pipeline(
     build reuses every finished attempt.
     """
     started = time.perf_counter()
+    claim_work_dir(config, work_dir)
     stages = Stages(work_dir)
-    (work_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2, default=str))
     dataset = load_dataset(config)
     stats = stages.run("dataset", lambda: _dataset_summary(dataset))
     stages.run("distill", lambda: stage_distill(config, dataset, work_dir, progress))
