@@ -70,6 +70,26 @@ def _spec(arg: Any) -> TensorSpec:
     return TensorSpec(arg.name, np.dtype(_NUMPY_TYPES[kind]), tuple(arg.shape))
 
 
+SpinMode = Literal["run", "off"]
+SPIN_MODES: tuple[SpinMode, ...] = ("run", "off")
+# What idle intra-op threads do between the nodes of a run (`set_spinning`): `run` spins
+# and sleeps once the run ends (ONNX Runtime's `force_spinning_stop`), `off` always sleeps.
+# Measured at bart-base (int8 `per-token-split-decoder-v8`, 2 threads, one lane, Intel
+# AVX-512/AMX host, 2026-12-05, scratch driver, two alternating pairs): batch 1 0.25-0.27
+# against 0.15-0.19 s, a static batch of 32 1.40-1.46 against 1.16-1.22 s; each node's hand-off
+# to a sleeping thread was a wake-up. Under 2x overload of the default model (`make
+# overload`, one run each) goodput 87.2 and 88.7 req/s (89 % both), /healthz p99 10.9 and
+# 14.1 ms: the threads stop when a run ends, so they spin only while the batcher computes.
+_spinning: list[SpinMode] = ["run"]
+
+
+def set_spinning(mode: SpinMode) -> None:
+    """The process's spin mode for sessions opened from now on (`PRISM_INTRA_OP_SPINNING`)."""
+    if mode not in SPIN_MODES:
+        raise ValueError(f"spin mode {mode!r}: one of {', '.join(SPIN_MODES)}")
+    _spinning[0] = mode
+
+
 def session_options(intra_op_threads: int) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -79,9 +99,11 @@ def session_options(intra_op_threads: int) -> ort.SessionOptions:
     # competes with the intra-op pool for the same cores.
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    # Idle intra-op threads sleep instead of spinning: the event loop, the request workers
-    # and the probes share these cores, and spinning threads starve them under load.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # Intra-op threads spin between the nodes of a run and sleep once it ends (`run`), or
+    # always sleep (`off`); see `set_spinning`.
+    spin = _spinning[0] == "run"
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    options.add_session_config_entry("session.force_spinning_stop", "1" if spin else "0")
     # Denormals flushed to zero on the intra-op threads (the calling thread: `run`).
     options.add_session_config_entry(denormals.SESSION_KEY, "1")
     return options

@@ -18,7 +18,7 @@ from explain.errors import ModelLoadError
 from explain.explainer import DecodeSettings, Explainer
 from explain.input_format import check_format
 from explain.loading import load_onnx_explainer
-from explain.session import ProviderChoice
+from explain.session import ProviderChoice, set_spinning
 from model_store.store import ModelStore
 from model_store.version import ModelVersion
 
@@ -123,6 +123,7 @@ def load_served_explainer(
         raise ModelLoadError(
             f"{version.name}@{version.version} has no passing parity check; not serving it"
         )
+    set_spinning(settings.intra_op_spinning)
     return load_explainer(
         store,
         version,

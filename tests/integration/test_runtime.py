@@ -240,3 +240,19 @@ def test_when_no_candidate_passes_the_checked_evidence_sentence_is_served(tiny_s
     assert result.candidates_tried == 1 + engine.decode.candidates
     assert result.text == "Back to the Future shares sci-fi with The Thing, which you watched."
     assert [e["claim"] for e in result.evidence] == ["shared_genre", "similar_title"]
+
+
+def test_the_spinning_setting_reaches_the_served_sessions(tiny_store, monkeypatch):
+    from explain import session as session_module
+    from service.loader import load_served_explainer
+    from service.settings import Settings
+
+    monkeypatch.setattr(session_module, "_spinning", ["run"])
+    store = ModelStore(tiny_store.store_dir)
+    version = store.resolve(tiny_store.name, "production")
+    for mode, expected in (("off", "0"), ("run", "1")):
+        settings = Settings(provider="cpu", intra_op_spinning=mode, auto_export=False)
+        explainer = load_served_explainer(store, version, settings)
+        for graph in (explainer.backend.encoder, explainer.backend.decoder):
+            options = graph._session.get_session_options()
+            assert options.get_session_config_entry("session.intra_op.allow_spinning") == expected

@@ -165,3 +165,26 @@ def test_cpu_runs_flush_denormals_on_the_calling_thread_and_leave_it_as_it_was(t
     # Compared by their bits: read on a thread with DAZ set, a denormal would compare as 0.
     assert out.view(np.uint32).tolist() == [0, np.float32(1.5).view(np.uint32)]
     assert left_clean
+
+
+def test_intra_op_threads_spin_during_a_run_unless_turned_off(tmp_path, monkeypatch):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu", [x], [y])
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "r.onnx"
+    )
+    monkeypatch.setattr(session_module, "_spinning", ["run"])
+
+    def entries() -> tuple[str, str]:
+        options = OnnxSession(tmp_path / "r.onnx", provider="cpu")._session.get_session_options()
+        return (
+            options.get_session_config_entry("session.intra_op.allow_spinning"),
+            options.get_session_config_entry("session.force_spinning_stop"),
+        )
+
+    assert entries() == ("1", "1")  # spin between nodes, sleep once the run ends
+    session_module.set_spinning("off")
+    assert entries() == ("0", "0")
+    with pytest.raises(ValueError, match="one of run, off"):
+        session_module.set_spinning("always")  # type: ignore[arg-type]

@@ -24,6 +24,7 @@ def test_defaults_are_the_documented_ones() -> None:
     assert (s.default_max_new_tokens, s.max_new_tokens_limit, s.max_num_beams) == (48, 96, 4)
     assert s.max_input_tokens is None and s.api_key is None and s.api_key_value is None
     assert s.auto_export and s.warmup and s.intra_op_threads == 0 and s.log_level == "info"
+    assert s.intra_op_spinning == "run"
 
 
 def test_reads_prism_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -32,8 +33,10 @@ def test_reads_prism_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PRISM_API_KEY", "s3cret")
     monkeypatch.setenv("PRISM_LOG_LEVEL", "DEBUG")
     monkeypatch.setenv("PRISM_MAX_INPUT_TOKENS", "256")
+    monkeypatch.setenv("PRISM_INTRA_OP_SPINNING", "off")
     monkeypatch.setenv("MAX_QUEUE", "1")  # no prefix: ignored
     s = Settings()
+    assert s.intra_op_spinning == "off"
     assert (s.max_batch_size, s.provider, s.log_level, s.max_input_tokens) == (
         8,
         "cpu",
@@ -59,6 +62,7 @@ def test_every_field_has_a_description() -> None:
         {"max_wait_ms": -1},
         {"default_max_new_tokens": 100, "max_new_tokens_limit": 96},
         {"log_level": "loud"},
+        {"intra_op_spinning": "always"},
     ],
 )
 def test_rejects_bad_values(overrides: dict[str, object]) -> None:
