@@ -78,6 +78,7 @@ def build(work: Path, args: argparse.Namespace, recipe: str = "per-token") -> di
         "version": version.version,
         "parity": report.passed,
         "parity_mismatches": f"{report.mismatches} of {report.num_inputs} rows",
+        "parity_ties": report.ties,
         "publish_s": round(publish_s, 1),
         "variants": {k: v.model_dump() for k, v in version.manifest.variants.items()},
         "vocab_size": vocab_size,

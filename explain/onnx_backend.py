@@ -88,7 +88,7 @@ class Generated:
     reruns: int = 0  # greedy steps run again for their logits (`explain.decoding.choose`)
 
 
-class _CachedSteps:
+class CachedSteps:
     """A `Stepper` over the decoder session: it feeds back its own KV cache each step."""
 
     def __init__(
@@ -340,7 +340,7 @@ class OnnxSeq2Seq:
             rows = batch.repeated(beams)
             cross, mask = self.encode(rows), rows.attention_mask
         encoded = time.perf_counter()
-        stepper = _CachedSteps(
+        stepper = CachedSteps(
             self.decoder, mask, cross, self.spec.decoder_layers, self.spec.vocab_size
         )
         run = beam if request.num_beams > 1 else greedy

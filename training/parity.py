@@ -6,6 +6,19 @@ service's decode settings. Checked on at least 20 requests, half for known users
 for the zero vector, with and without the slot ban. A model whose outputs are trivially
 short (EOS right after BOS) proves nothing, so the report carries the generated lengths,
 and parity only passes when at most a tenth of the rows stopped at the first real step.
+
+A greedy row whose tokens differ is a **tie**, not a mismatch, when at the first differing
+step each engine's logits for the two tokens (PyTorch's choice and ONNX Runtime's) are
+within `TIE_TOLERANCE` of each other relative to their size, in PyTorch and in ONNX Runtime
+alike (both fed the common prefix): two float engines summing in different orders may
+break a near-tie either way. The random bart-base model of the benchmark did on an Intel
+AVX-512/AMX host (2026-12-05): 2 of 48 rows, each one token repeated, parted at the first
+token, where PyTorch scored the two candidates 23.1437 and 23.1370 and ONNX Runtime 23.1428
+and 23.1625 (the engines' logits of that step differed by up to 0.075 over the vocabulary,
+3e-3 of the largest); every row of the trained default model (2026-12-05.1) agreed. After
+a tie the rows go different ways, which is not an error of either; at most `MAX_TIE_SHARE`
+of the rows may tie, and the report counts them apart. Beam rows get no such allowance:
+their mismatches count.
 """
 
 from __future__ import annotations
@@ -42,6 +55,10 @@ _PROBE_ITEMS = [
     ("Vertigo (1958)", ["Mystery", "Thriller"]),
 ]
 UNKNOWN_USER = "~parity-unknown"
+# Two logits closer than this share of the larger's size (at least 1) are a tie two fp32
+# engines may break either way.
+TIE_TOLERANCE = 1e-3
+MAX_TIE_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -58,6 +75,8 @@ class ParityReport:
     max_new_tokens: int
     first_mismatch: str | None
     num_beam_inputs: int = 0  # rows also compared under the second pass (beam n-best)
+    ties: int = 0  # greedy rows that parted at a near-exact tie of PyTorch's logits
+    first_tie: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,7 +127,7 @@ def check_parity(
         if reference.decode.candidates > 1
         else []
     )
-    mismatches, lengths, first = 0, [], None
+    mismatches, ties, lengths, first, first_tie = 0, 0, [], None, None
     for variant in (unbanned, prepared, wider):
         for start in range(0, len(variant), batch_size):
             chunk: Sequence[Prepared] = variant[start : start + batch_size]
@@ -118,17 +137,29 @@ def check_parity(
                 tokens = have.candidates[0]
                 if variant is not wider:
                     lengths.append(len(tokens))
-                if want.candidates != have.candidates:
-                    mismatches += 1
-                    first = first or (
-                        f"row {start + offset} (beams {chunk[offset].num_beams}): torch "
-                        f"{want.candidates[0][:12]} vs ort {tokens[:12]}"
+                if want.candidates == have.candidates:
+                    continue
+                where = f"row {start + offset} (beams {chunk[offset].num_beams})"
+                gap = _tie_gap(reference, candidate, chunk[offset], want.candidates[0], tokens)
+                if gap is not None and gap <= TIE_TOLERANCE:
+                    ties += 1
+                    first_tie = first_tie or (
+                        f"{where}: torch {want.candidates[0][:12]} vs ort {tokens[:12]}, "
+                        f"relative logit gap {gap:.2e} at the first difference"
                     )
+                    continue
+                mismatches += 1
+                first = first or (
+                    f"{where}: torch {want.candidates[0][:12]} vs ort {tokens[:12]}"
+                    + (f", relative logit gap {gap:.2e}" if gap is not None else "")
+                )
     total = len(lengths)
     known = sum(1 for p in prepared if p.user_known)
     eos_first = sum(1 for n in lengths if n <= 2) / total
     return ParityReport(
-        passed=mismatches == 0 and eos_first <= max_eos_first_share,
+        passed=mismatches == 0
+        and ties <= MAX_TIE_SHARE * total
+        and eos_first <= max_eos_first_share,
         informative=eos_first <= max_eos_first_share,
         num_inputs=total,
         num_known=known * 2,
@@ -140,7 +171,45 @@ def check_parity(
         max_new_tokens=max_new_tokens,
         first_mismatch=first,
         num_beam_inputs=len(wider),
+        ties=ties,
+        first_tie=first_tie,
     )
+
+
+def _tie_gap(
+    reference: Explainer,
+    candidate: Explainer,
+    prepared: Prepared,
+    want: Sequence[int],
+    have: Sequence[int],
+) -> float | None:
+    """For a greedy row: the larger of the two engines' gaps between the logits of the two
+    tokens, relative to their size (at least 1), at the first step where `want` (PyTorch's)
+    and `have` (ONNX Runtime's) differ.
+    None for a beam row, where one sequence is a prefix of the other, or for backends other
+    than PyTorch against ONNX Runtime."""
+    from explain.explainer import pad_batch
+    from explain.onnx_backend import EncodedBatch, OnnxSeq2Seq
+    from training.torch_backend import TorchSeq2Seq
+
+    torch_side, onnx_side = reference.backend, candidate.backend
+    if prepared.num_beams > 1 or not isinstance(torch_side, TorchSeq2Seq):
+        return None
+    if not isinstance(onnx_side, OnnxSeq2Seq):
+        return None
+    step = next((i for i, (a, b) in enumerate(zip(want, have, strict=False)) if a != b), None)
+    if step is None:
+        return None
+    ids, mask = pad_batch([prepared.student.input_ids], reference.tokenizer.pad_id)
+    batch = EncodedBatch(ids, mask, prepared.user_vector[None, :].astype(np.float32))
+    gaps = []
+    for logits in (
+        torch_side.next_logits(batch, 0, want[:step]),
+        _onnx_next_logits(onnx_side, batch, want[:step]),
+    ):
+        a, b = float(logits[want[step]]), float(logits[have[step]])
+        gaps.append(abs(a - b) / max(1.0, abs(a), abs(b)))
+    return max(gaps)
 
 
 def export_with_parity(
@@ -169,3 +238,21 @@ def export_with_parity(
         onnx_dir=onnx_dir,
     )
     return check_parity(reference, candidate, known_users=known, num_inputs=num_inputs)
+
+
+def _onnx_next_logits(backend: Any, batch: Any, prefix: Sequence[int]) -> Any:
+    """ONNX Runtime's logits [vocab] of a one-row batch's next token after the generated
+    `prefix` (the tokens after the decoder start), fed one step at a time."""
+    from explain.onnx_backend import CachedSteps
+
+    steps = CachedSteps(
+        backend.decoder,
+        batch.attention_mask,
+        backend.encode(batch),
+        backend.spec.decoder_layers,
+        backend.spec.vocab_size,
+    )
+    beam_idx = np.zeros(1, dtype=np.int64)
+    for token in (backend.ids.decoder_start_token_id, *prefix):
+        logits = steps.step(np.array([token], dtype=np.int64), beam_idx)
+    return logits[0]

@@ -228,3 +228,64 @@ def test_variants_follow_a_failed_parity_only_when_asked(
     )
     assert not report.passed and len(gated) == (1 if despite else 0)
     assert store.aliases("m") == {"latest": version.version}
+
+
+def _twin_token_model(tiny_model_dir, tmp_path):
+    """The tiny model with token `b`'s output row and bias copied from token `a`, a token its
+    greedy answers use (a < b: PyTorch's argmax keeps `a` on the exact tie)."""
+    from explain.artifacts import MODEL_DIR
+
+    model_dir = tmp_path / "twin"
+    shutil.copytree(tiny_model_dir, model_dir)
+    reference = torch_explainer(model_dir, decode=DecodeSettings(candidates=1))
+    answers = reference.explain_all(probe_jobs(reference.users.ids()[:4], 8, 16))
+    counts = np.bincount([t for a in answers for t in a.token_ids[1:] if t > 3])
+    a = int(counts.argmax())
+    model = UserAwareBart.load(model_dir)
+    bart = model.bart
+    b = int(bart.config.vocab_size) - 1
+    assert a < b
+    with torch.no_grad():
+        bart.lm_head.weight[b] = bart.lm_head.weight[a]
+        bart.final_logits_bias[0, b] = bart.final_logits_bias[0, a]
+    bart.save_pretrained(model_dir / MODEL_DIR)
+    return model_dir, b
+
+
+def _nudged(model_dir, onnx_dir, token, amount):
+    """A copy of the exported graphs whose decoder adds `amount` to `token`'s logit."""
+    nudged = onnx_dir.parent / f"nudged-{amount}"
+    shutil.copytree(onnx_dir, nudged)
+    graph = onnx.load(str(nudged / spec.DECODER_FILE))
+    [bias] = [t for t in graph.graph.initializer if t.name == "final_logits_bias"]
+    values = numpy_helper.to_array(bias).copy()
+    values[0, token] += amount
+    bias.CopyFrom(numpy_helper.from_array(values, bias.name))
+    onnx.save(graph, str(nudged / spec.DECODER_FILE))
+    return onnx_explainer(model_dir, nudged, decode=DecodeSettings(candidates=1))
+
+
+def test_rows_parted_at_an_exact_tie_are_ties_and_a_real_gap_is_a_mismatch(
+    tiny_model_dir, tmp_path
+):
+    from training.parity import MAX_TIE_SHARE, TIE_TOLERANCE
+
+    model_dir, b = _twin_token_model(tiny_model_dir, tmp_path)
+    decode = DecodeSettings(candidates=1)
+    report = export_with_parity(model_dir, tmp_path / "onnx", decode=decode)
+    assert report.passed and report.ties == 0, report  # both engines keep `a`
+    reference = torch_explainer(model_dir, decode=decode)
+    known = reference.users.ids()[:4]
+    # ONNX Runtime now prefers `b` by less than the tolerance: a tie PyTorch scores as exact
+    tied = check_parity(
+        reference, _nudged(model_dir, tmp_path / "onnx", b, TIE_TOLERANCE / 4), known_users=known
+    )
+    assert tied.ties > 0 and tied.mismatches == 0, tied
+    assert "relative logit gap" in (tied.first_tie or "")
+    assert tied.passed == (tied.ties <= MAX_TIE_SHARE * tied.num_inputs)
+    # by far more than float noise in ONNX Runtime (PyTorch still sees the exact tie): the
+    # same rows are mismatches
+    apart = check_parity(
+        reference, _nudged(model_dir, tmp_path / "onnx", b, 0.5), known_users=known
+    )
+    assert apart.ties == 0 and apart.mismatches > 0 and not apart.passed
