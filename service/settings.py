@@ -126,9 +126,9 @@ class Settings(RequestLimits, BaseSettings):
     max_queue_wait_ms: float = Field(
         default=1_000.0,
         gt=0.0,
-        description="Admission: a request whose expected wait (queue ahead of it at the "
-        "measured service rate) exceeds this, or its own deadline, gets 503 with "
-        "`Retry-After` before its body is read.",
+        description="Admission: a request that could not start within this (the queue ahead "
+        "of it at the measured service rate), or finish within its own deadline, gets 503 "
+        "with `Retry-After` before its body is read.",
     )
 
     # --- request limits: inherited from `RequestLimits` (service/limits.py) -------------

@@ -245,7 +245,7 @@ async def test_a_request_that_would_wait_too_long_is_refused_early(
         held = [
             asyncio.ensure_future(client.post("/v1/explanations", json=example)) for _ in range(3)
         ]
-        await until(lambda: _true(batcher.expected_wait_s() > 0.1))
+        await until(lambda: _true(batcher.expected_start_s() > 0.1))
         refused = await client.post("/v1/explanations", json=example)
         engine.gate.set()
         served = await asyncio.gather(*held)
@@ -254,6 +254,31 @@ async def test_a_request_that_would_wait_too_long_is_refused_early(
     assert "expected wait" in refused.json()["error"]["message"]
     assert all(r.status_code == 200 for r in served)  # what was admitted finished in time
     assert reason == 1
+
+
+async def test_a_request_longer_than_the_queue_wait_budget_is_still_served_when_it_can_start(
+    serve_app: Any, make_engine: Any, example: dict[str, Any]
+) -> None:
+    # One request takes 200 ms, the queue-wait budget is 100 ms: a request that can start at
+    # once is admitted (its finish is held to the deadline, 10 s), one behind a busy batch
+    # and a queue is not.
+    engine = make_engine(delay_s=0.2)
+    async with serve_app(engine, max_queue_wait_ms=100, max_batch_size=1) as (app, client):
+        batcher = app.state.prism.batcher
+        for _ in range(3):  # teach it the service rate
+            assert (await client.post("/v1/explanations", json=example)).status_code == 200
+        assert batcher.expected_wait_s() > 0.1 >= batcher.expected_start_s()
+        assert (await client.post("/v1/explanations", json=example)).status_code == 200
+        engine.gate.clear()
+        held = [
+            asyncio.ensure_future(client.post("/v1/explanations", json=example)) for _ in range(2)
+        ]
+        await until(lambda: _true(batcher.expected_start_s() > 0.1))
+        refused = await client.post("/v1/explanations", json=example)
+        engine.gate.set()
+        served = await asyncio.gather(*held)
+    assert refused.status_code == 503 and "to start" in refused.json()["error"]["message"]
+    assert all(r.status_code == 200 for r in served)
 
 
 async def test_503s_while_loading_carry_retry_after(
