@@ -232,6 +232,21 @@ async def test_overload_is_refused_before_the_body_is_read_with_retry_after(
     assert health.status_code == 200 and rejected == 1
 
 
+async def _one_behind_a_queue(
+    client: Any, engine: Any, batcher: Any, example: dict[str, Any], queued: int
+) -> tuple[Any, list[Any]]:
+    """With the engine held, `queued` requests in, and more than 100 ms before a new one
+    could start: that one's response, then the queued ones' once the engine runs again."""
+    engine.gate.clear()
+    held = [
+        asyncio.ensure_future(client.post("/v1/explanations", json=example)) for _ in range(queued)
+    ]
+    await until(lambda: _true(batcher.expected_start_s() > 0.1))
+    refused = await client.post("/v1/explanations", json=example)
+    engine.gate.set()
+    return refused, list(await asyncio.gather(*held))
+
+
 async def test_a_request_that_would_wait_too_long_is_refused_early(
     serve_app: Any, make_engine: Any, example: dict[str, Any]
 ) -> None:
@@ -241,14 +256,7 @@ async def test_a_request_that_would_wait_too_long_is_refused_early(
         # Teach it the service rate (50 ms a request), then queue more than 100 ms of work.
         for _ in range(4):
             assert (await client.post("/v1/explanations", json=example)).status_code == 200
-        engine.gate.clear()
-        held = [
-            asyncio.ensure_future(client.post("/v1/explanations", json=example)) for _ in range(3)
-        ]
-        await until(lambda: _true(batcher.expected_start_s() > 0.1))
-        refused = await client.post("/v1/explanations", json=example)
-        engine.gate.set()
-        served = await asyncio.gather(*held)
+        refused, served = await _one_behind_a_queue(client, engine, batcher, example, 3)
         reason = await sample(client, "prism_rejected_requests_total", reason="expected_wait")
     assert refused.status_code == 503 and refused.headers["retry-after"]
     assert "expected wait" in refused.json()["error"]["message"]
@@ -269,14 +277,7 @@ async def test_a_request_longer_than_the_queue_wait_budget_is_still_served_when_
             assert (await client.post("/v1/explanations", json=example)).status_code == 200
         assert batcher.expected_wait_s() > 0.1 >= batcher.expected_start_s()
         assert (await client.post("/v1/explanations", json=example)).status_code == 200
-        engine.gate.clear()
-        held = [
-            asyncio.ensure_future(client.post("/v1/explanations", json=example)) for _ in range(2)
-        ]
-        await until(lambda: _true(batcher.expected_start_s() > 0.1))
-        refused = await client.post("/v1/explanations", json=example)
-        engine.gate.set()
-        served = await asyncio.gather(*held)
+        refused, served = await _one_behind_a_queue(client, engine, batcher, example, 2)
     assert refused.status_code == 503 and "to start" in refused.json()["error"]["message"]
     assert all(r.status_code == 200 for r in served)
 
