@@ -27,14 +27,18 @@ import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from explain.explainer import DecodeSettings, Explainer, Prepared
 from explain.items import Item
 from explain.types import ExplainJob
 from explain.users import UNKNOWN_ROW
+
+if TYPE_CHECKING:
+    from explain.onnx_backend import EncodedBatch, OnnxSeq2Seq
 
 # A fixed probe catalogue: parity is about numerics, so any realistic request will do.
 _PROBE_ITEMS = [
@@ -204,7 +208,7 @@ def _tie_gap(
     batch = EncodedBatch(ids, mask, prepared.user_vector[None, :].astype(np.float32))
     gaps = []
     for logits in (
-        torch_side.next_logits(batch, 0, want[:step]),
+        torch_side.next_logits(batch, want[:step]),
         _onnx_next_logits(onnx_side, batch, want[:step]),
     ):
         a, b = float(logits[want[step]]), float(logits[have[step]])
@@ -240,7 +244,9 @@ def export_with_parity(
     return check_parity(reference, candidate, known_users=known, num_inputs=num_inputs)
 
 
-def _onnx_next_logits(backend: Any, batch: Any, prefix: Sequence[int]) -> Any:
+def _onnx_next_logits(
+    backend: OnnxSeq2Seq, batch: EncodedBatch, prefix: Sequence[int]
+) -> npt.NDArray[np.float32]:
     """ONNX Runtime's logits [vocab] of a one-row batch's next token after the generated
     `prefix` (the tokens after the decoder start), fed one step at a time."""
     from explain.onnx_backend import CachedSteps
@@ -255,4 +261,5 @@ def _onnx_next_logits(backend: Any, batch: Any, prefix: Sequence[int]) -> Any:
     beam_idx = np.zeros(1, dtype=np.int64)
     for token in (backend.ids.decoder_start_token_id, *prefix):
         logits = steps.step(np.array([token], dtype=np.int64), beam_idx)
-    return logits[0]
+    last: npt.NDArray[np.float32] = logits[0]
+    return last

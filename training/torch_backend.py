@@ -127,12 +127,12 @@ class TorchSeq2Seq:
         return Generated(decoded, 0.0, elapsed)
 
     @torch.no_grad()
-    def next_logits(self, batch: EncodedBatch, row: int, prefix: Sequence[int]) -> torch.Tensor:
-        """The logits [vocab] of row `row`'s next token after the generated `prefix` (the
-        tokens after the decoder start), as `generate` saw them before any processor."""
-        ids = torch.from_numpy(batch.input_ids[row : row + 1]).to(self.device)
-        mask = torch.from_numpy(batch.attention_mask[row : row + 1]).to(self.device)
-        users = torch.from_numpy(batch.user_vectors[row : row + 1]).to(self.device)
+    def next_logits(self, batch: EncodedBatch, prefix: Sequence[int]) -> torch.Tensor:
+        """The logits [vocab] of a one-row batch's next token after the generated `prefix`
+        (the tokens after the decoder start), as `generate` saw them before any processor."""
+        ids = torch.from_numpy(batch.input_ids).to(self.device)
+        mask = torch.from_numpy(batch.attention_mask).to(self.device)
+        users = torch.from_numpy(batch.user_vectors).to(self.device)
         embeds = self.model.bart.model.encoder.embed_tokens(ids) + users[:, None, :]
         start = [self.generation["decoder_start_token_id"], *prefix]
         decoder_ids = torch.tensor([start], dtype=torch.long, device=self.device)

@@ -111,11 +111,11 @@ def claim_work_dir(config: PipelineConfig, work_dir: Path, *, write: bool = True
     current = _as_json(config)
     finished = [m.name.removesuffix(".done.json") for m in work_dir.glob("*.done.json")]
     if saved_file.exists() and finished:
+        recorded = json.loads(saved_file.read_text())
         level = max(stage_level(stage) for stage in finished)
-        changed = changed_fields(json.loads(saved_file.read_text()), current, level)
+        changed = changed_fields(recorded, current, level)
         if changed:
-            saved = flatten(json.loads(saved_file.read_text()))
-            now = flatten(current)
+            saved, now = flatten(recorded), flatten(current)
             shown = "; ".join(f"{k}: {saved[k]!r} -> {now[k]!r}" for k in changed[:8])
             more = f" and {len(changed) - 8} more" if len(changed) > 8 else ""
             raise WorkDirConfigError(
