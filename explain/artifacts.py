@@ -87,8 +87,10 @@ PER_TOKEN, PER_TOKEN_SPLIT = "per-token", "per-token-split"
 PER_TOKEN_SPLIT_V8 = "per-token-split-v8"
 PER_TOKEN_V8 = "per-token-v8"
 PER_TOKEN_SPLIT_DECODER_V8 = "per-token-split-decoder-v8"
+SVD_HEAD = "svd-head"
 DYNAMIC_ENCODER, BLOCKS = "dynamic-encoder", "blocks"
 INT8_RECIPES = (
+    SVD_HEAD,
     PER_TOKEN_V8,
     PER_TOKEN_SPLIT_DECODER_V8,
     PER_TOKEN_SPLIT_V8,

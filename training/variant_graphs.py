@@ -16,10 +16,12 @@ from explain.artifacts import (
     PER_TOKEN_SPLIT_DECODER_V8,
     PER_TOKEN_SPLIT_V8,
     PER_TOKEN_V8,
+    SVD_HEAD,
 )
 from training.graph_candidates import CANDIDATES_TOPK, add_candidates, remove_candidates
 from training.grouped_topk import group_topk, logits_width
 from training.int8_blocked import activation_shapes, block_token_quantisers
+from training.int8_head import SVD_RESCORED, factor_head
 from training.int8_split import quantise_split, second_feed_forward
 from training.int8_tokens import (
     HEAD_TOPK,
@@ -64,6 +66,7 @@ PER_TOKEN_RECIPES = (
     PER_TOKEN_SPLIT_V8,
     PER_TOKEN_SPLIT_DECODER_V8,
     PER_TOKEN_V8,
+    SVD_HEAD,
 )
 
 
@@ -75,7 +78,7 @@ def splits_feed_forward(recipe: str, graph_file: str) -> bool:
     call (8 products and a `Sum` a layer in place of one product)."""
     if recipe in (PER_TOKEN_SPLIT, PER_TOKEN_SPLIT_V8):
         return True
-    return recipe == PER_TOKEN_SPLIT_DECODER_V8 and graph_file == artifacts.DECODER_FILE
+    return recipe in (PER_TOKEN_SPLIT_DECODER_V8, SVD_HEAD) and graph_file == artifacts.DECODER_FILE
 
 
 def int8_graph(source: Path, target: Path, recipe: str) -> None:
@@ -99,13 +102,17 @@ def int8_graph(source: Path, target: Path, recipe: str) -> None:
         shapes = activation_shapes(model)
         if splits_feed_forward(recipe, source.name):
             quantise_split(model, second_feed_forward(model))
-        if recipe in (PER_TOKEN_SPLIT_V8, PER_TOKEN_SPLIT_DECODER_V8, PER_TOKEN_V8):
+        if recipe in (PER_TOKEN_SPLIT_V8, PER_TOKEN_SPLIT_DECODER_V8, PER_TOKEN_V8, SVD_HEAD):
             quantise_encoder_values(model)
             quantise_decoder_values(model)
         # The LM head picks the argmax: its best candidates are rescored against the tied
         # table; an untied head keeps `blocks`' finer per-block scales instead.
+        # `svd-head` also makes their preview low-rank (`training.int8_head`).
         head = matmuls_feeding(model, "logits")
-        if len(head) == 1 and rescore_head(model, next(iter(head)), "logits", RESCORED):
+        rescored = SVD_RESCORED if recipe == SVD_HEAD else RESCORED
+        if len(head) == 1 and rescore_head(model, next(iter(head)), "logits", rescored):
+            if recipe == SVD_HEAD:
+                factor_head(model, next(iter(head)))
             head = set()
         quantise_per_token(model, exclude=head)
         quantise_tables(model)

@@ -3,8 +3,8 @@
 Two variants are made from the fp32 graphs at publish time:
 
 - **int8** (for CPU), from the first recipe that passes the gate, tried in `INT8_RECIPES`
-  order: `per-token-v8` (recipe 1 with the 8-bit cross values of recipe 2), 2a, 2, 1, 3, 4,
-  5 (figures: share of the default model's 1,960 gate answers identical to fp32,
+  order: 2b, `per-token-v8` (recipe 1 with the 8-bit cross values of recipe 2), 2a, 2, 1, 3,
+  4, 5 (figures: share of the default model's 1,960 gate answers identical to fp32,
   2026-12-03 build, AVX2 host, unless said):
   1. `per-token` (`training.int8_tokens`): every MatMul with a constant weight on ONNX
      Runtime's integer GEMM, one activation scale per token, 7-bit per-channel weights; the
@@ -21,6 +21,10 @@ Two variants are made from the fp32 graphs at publish time:
      2026-12-04 default model (Intel AVX-512 host) 98.37 % against recipe 2's 98.32 % and
      `per-token-v8`'s 97.70 %; at bart-base a static batch of 32 encoded in 0.52 s against
      0.69 (one lane of 2 threads) and 0.36 against 0.41 s (2 lanes).
+  2b. `svd-head` (`training.int8_head`): recipe 2a with the LM head's pass over the
+     vocabulary low-rank (SVD-softmax) and its best 32 candidates rescored: 98.32 % on the
+     2026-12-05 default model; at bart-base batch 1 took 147 ms against 205 (the head is 44 %
+     of a decode step's weight bytes, and at one row a step is bound by reading them).
   3. `per-token-split` (`training.int8_split`): recipe 1 with each second feed-forward layer
      (the GELU output, with its outliers) in 8 slices of its reduction axis, each with its
      own scale per token: 98.32 %, at about recipe 1's speed.
@@ -62,10 +66,12 @@ from explain.artifacts import (
     PER_TOKEN_SPLIT_DECODER_V8,
     PER_TOKEN_SPLIT_V8,
     PER_TOKEN_V8,
+    SVD_HEAD,
 )
 from explain.explainer import DecodeSettings, Explainer
 from explain.loading import load_onnx_explainer
 from explain.types import ExplainJob, Explanation
+from training.int8_head import RANK_SHARE, SVD_RESCORED
 from training.int8_split import GROUPS
 from training.int8_tokens import RESCORED
 from training.modeling import PrismMeta
@@ -88,6 +94,9 @@ METHODS = {
     "attention output computed on the integer GEMM (attention weights in uint8 per query row)",
     PER_TOKEN_SPLIT_DECODER_V8: "as per-token-split-v8, with the slices in the decoder's "
     "second feed-forward layers only (the encoder's in one integer product each)",
+    SVD_HEAD: "as per-token-split-decoder-v8, with the LM head's pass over the vocabulary "
+    f"low-rank (its width / {RANK_SHARE} leading singular directions, SVD-softmax) and its best "
+    f"{SVD_RESCORED} candidates per row rescored against the int8 token table",
     PER_TOKEN_V8: "as per-token, with the cross-attention values in 8 bits as in "
     "per-token-split-v8 (no slices in the second feed-forward layers)",
     DYNAMIC_ENCODER: "encoder q/k/v projections and first feed-forward layer: dynamic int8 "

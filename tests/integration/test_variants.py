@@ -9,6 +9,7 @@ from explain.errors import ModelLoadError
 from model_store.store import ModelStore
 from training.parity import probe_jobs
 from training.publishing import publish_model
+from training.variant_graphs import PER_TOKEN_RECIPES
 from training.variants import (
     BLOCKS,
     DYNAMIC_ENCODER,
@@ -19,6 +20,7 @@ from training.variants import (
     PER_TOKEN_SPLIT_DECODER_V8,
     PER_TOKEN_SPLIT_V8,
     PER_TOKEN_V8,
+    SVD_HEAD,
     VariantCheck,
     build_variant,
     gate_variants,
@@ -153,7 +155,7 @@ def test_a_refused_int8_recipe_falls_back_to_the_next_and_says_why(tiny_model_di
 
 @pytest.mark.parametrize(
     "recipe",
-    [PER_TOKEN, PER_TOKEN_SPLIT, PER_TOKEN_SPLIT_V8, PER_TOKEN_SPLIT_DECODER_V8, PER_TOKEN_V8],
+    PER_TOKEN_RECIPES,
 )
 def test_the_per_token_recipes_make_every_weighted_matmul_an_integer_gemm(
     tiny_model_dir, tmp_path, recipe
@@ -174,7 +176,7 @@ def test_the_per_token_recipes_make_every_weighted_matmul_an_integer_gemm(
         # split: every layer's second feed-forward product in GROUPS slices, summed; the
         # slices are quantised together, then split with their scales
         split = recipe in (PER_TOKEN_SPLIT, PER_TOKEN_SPLIT_V8) or (
-            recipe == PER_TOKEN_SPLIT_DECODER_V8 and path == decoder
+            recipe in (PER_TOKEN_SPLIT_DECODER_V8, SVD_HEAD) and path == decoder
         )
         assert ops.count("Sum") == (layers if split else 0)
         assert ops.count("Split") == (2 * layers if split else 0)
@@ -183,9 +185,11 @@ def test_the_per_token_recipes_make_every_weighted_matmul_an_integer_gemm(
         passes = 6 * layers + 1 if path == decoder else 4 * layers + 1
         # v8: the encoder quantises each decoder layer's cross values, the decoder each
         # layer's attention weights, for one integer product per decoder layer
-        v8 = (PER_TOKEN_SPLIT_V8, PER_TOKEN_SPLIT_DECODER_V8, PER_TOKEN_V8)
+        v8 = (PER_TOKEN_SPLIT_V8, PER_TOKEN_SPLIT_DECODER_V8, PER_TOKEN_V8, SVD_HEAD)
         values = config.decoder_layers if recipe in v8 else 0
         passes += values
+        if recipe == SVD_HEAD and path == decoder:
+            passes += 1  # the low-rank preview's second factor reads the first's output
         assert ops.count("MatMulInteger") == (values if path == decoder else 0)
         kinds = {
             i.name: i.type.tensor_type.elem_type
@@ -200,6 +204,7 @@ def test_the_per_token_recipes_make_every_weighted_matmul_an_integer_gemm(
         products = 4 * layers + 2 * layers  # attention and feed-forward
         if path == decoder:
             products += 2 * layers + 1  # cross query/output, and the LM head
+            products += 1 if recipe == SVD_HEAD else 0  # its preview in two low-rank factors
         else:
             products += 2 * config.decoder_layers  # the cross key/value projections
         products += (GROUPS - 1) * layers if split else 0
@@ -225,14 +230,7 @@ def test_the_per_token_recipes_make_every_weighted_matmul_an_integer_gemm(
 
 @pytest.mark.parametrize(
     "recipe",
-    [
-        PER_TOKEN,
-        PER_TOKEN_SPLIT,
-        PER_TOKEN_SPLIT_V8,
-        PER_TOKEN_SPLIT_DECODER_V8,
-        PER_TOKEN_V8,
-        DYNAMIC_ENCODER,
-    ],
+    [*PER_TOKEN_RECIPES, DYNAMIC_ENCODER],
 )
 def test_an_int8_answer_does_not_depend_on_its_batch_mates(tiny_model_dir, tmp_path, recipe):
     from explain import artifacts
