@@ -119,8 +119,10 @@ def _token_engine(engine: str, work: Path, args: argparse.Namespace) -> Any:
     return prism
 
 
-# The engines that are the HTTP service, with the variant each serves.
+# The engines that are the HTTP service, and the same request path called in-process, with
+# the variant each runs.
 HTTP_ENGINES = {"prism-http": "fp32", "prism-http-int8": "int8"}
+DIRECT_ENGINES = {"prism-direct": "fp32", "prism-direct-int8": "int8"}
 
 
 def _token(i: int) -> str:
@@ -147,7 +149,9 @@ def _server_env(args: argparse.Namespace, variant: str) -> dict[str, str]:
     }
 
 
-def _direct_engine(work: Path, args: argparse.Namespace) -> Any:
+def _direct_engine(work: Path, args: argparse.Namespace, variant: str) -> tuple[Any, str]:
+    """The request path called in-process on `variant`'s graphs, and the variant it loaded."""
+    from explain import artifacts
     from explain.explainer import DecodeSettings
     from explain.input_format import check_format
     from explain.items import Item
@@ -167,6 +171,9 @@ def _direct_engine(work: Path, args: argparse.Namespace) -> Any:
         decode=DecodeSettings(
             max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, candidates=1
         ),
+        variant=variant,
+        # random weights pass no gate: waived, as the HTTP engines' app waives it
+        servable=artifacts.VARIANTS,
     )
 
     def direct(requests: list[dict[str, Any]]) -> list[list[int]]:
@@ -181,7 +188,7 @@ def _direct_engine(work: Path, args: argparse.Namespace) -> Any:
         ]
         return [list(e.token_ids) for e in explainer.explain(jobs)]
 
-    return direct
+    return direct, explainer.info.variant
 
 
 def _timed_batches(run: Any, batch: Any, times: int) -> tuple[list[float], Any]:
@@ -219,10 +226,16 @@ def worker(engine: str, work: Path, args: argparse.Namespace, result: Path) -> N
     out: dict[str, Any] = {"engine": engine}
     if engine in HTTP_ENGINES:
         out.update(_http_worker(work, args, HTTP_ENGINES[engine]))
-    elif engine == "prism-direct":
+    elif engine in DIRECT_ENGINES:
         requests = json.loads((work / "requests.json").read_text())
+        direct, out["served_variant"] = _direct_engine(work, args, DIRECT_ENGINES[engine])
         out["batches"] = _run_timed(
-            _direct_engine(work, args), requests, b1, requests[b1 : b1 + 32], len, args.b32_batches
+            direct,
+            requests,
+            b1,
+            requests[b1 : b1 + 32],
+            len,
+            args.b32_batches,
         )
         out["peak_rss_mb"] = _peak_rss_mb()
     else:

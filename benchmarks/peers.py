@@ -21,8 +21,9 @@ it. Engines, each in its own process (so each peak RSS is its own), on the same 
 - `prism-direct` and `prism-http`: the whole request path (input building, the Explainer, the
   verifier) on catalogue requests, called directly and through the real HTTP service
   (uvicorn, dynamic batching), fp32 graphs, to measure what HTTP and batching cost;
-- `prism-http-int8`: the same service on the int8 graphs, their gate waived by the benchmark's
-  own app (`benchmarks.ungated_app`; random weights cannot pass it): the serving process's
+- `prism-direct-int8`, `prism-http-int8`: the same two on the int8 graphs, their gate waived
+  (by the benchmark's own app over HTTP, `benchmarks.ungated_app`; random weights cannot
+  pass it): what HTTP and batching cost the variant a CPU serves, and the serving process's
   speed and peak memory with int8, which is what the `peers:` line's peak RSS reports.
 
 Inputs are `--src-tokens` token ids (default 120); every engine generates exactly
@@ -54,7 +55,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import cpu_label
-from benchmarks.peer_engines import HTTP_ENGINES, worker
+from benchmarks.peer_engines import DIRECT_ENGINES, HTTP_ENGINES, worker
 from benchmarks.peer_model import build, make_inputs
 from explain import artifacts
 
@@ -73,6 +74,7 @@ ENGINES = (
     "ct2-int8-lanes",
     "prism-direct",
     "prism-http",
+    "prism-direct-int8",
     "prism-http-int8",
 )
 
@@ -103,7 +105,7 @@ def summarise(results: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
         b1 = [_p50_ms(r["batches"]["1"]) for r in rounds]
         b32 = [_throughput(r["batches"]["32"]) for r in rounds]
         agree = None
-        if reference and engine not in ("prism-direct", "hf-eager", *HTTP_ENGINES):
+        if reference and engine not in ("hf-eager", *DIRECT_ENGINES, *HTTP_ENGINES):
             agree = _same_tokens(rounds[0], reference[0])
         one_lane = (
             results.get(engine.removesuffix("-lanes"), []) if engine.endswith("-lanes") else []
@@ -283,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "b1 p50 prism-http / prism-direct (HTTP + batching)": ratio(
             results, "prism-http", "prism-direct", "b1"
+        ),
+        "b1 p50 prism-http-int8 / prism-direct-int8 (HTTP + batching, int8)": ratio(
+            results, "prism-http-int8", "prism-direct-int8", "b1"
         ),
         "b32 throughput prism-http-int8 / ct2-int8": ratio(
             results, "prism-http-int8", "ct2-int8", "b32"

@@ -240,11 +240,15 @@ class DynamicBatcher:
                 if self._held:  # the rows they waited for have ended
                     batch, self._held = self._held, []
                 else:
+                    # Nothing running: a request the running lane takes starts at once, and
+                    # what arrives meanwhile joins it between steps; waiting `max_wait_ms`
+                    # for company is for static batches, which nothing can join.
                     batch = collect_batch(
                         self._queue,
                         max_size=self._max_batch_size,
                         max_wait_s=self._max_wait_s,
                         first_timeout_s=self._poll_s,
+                        wait_for_more=lambda first: not self._lane.accepts(first),
                     )
                 if not batch:
                     if self._stopping.is_set():

@@ -19,15 +19,18 @@ def collect_batch(
     max_wait_s: float,
     first_timeout_s: float,
     clock: Callable[[], float] = time.monotonic,
+    wait_for_more: Callable[[T], bool] = lambda first: True,
 ) -> list[T]:
     """Wait up to `first_timeout_s` for one item, then collect until `max_size` items or
-    `max_wait_s` after the first; whatever is already queued when the wait ends still joins."""
+    `max_wait_s` after the first; whatever is already queued when the wait ends still joins.
+    When `wait_for_more(first)` is False there is no wait: only what is already queued joins
+    (a request that later arrivals can join between decode steps need not wait for them)."""
     try:
         first = source.get(timeout=first_timeout_s)
     except queue.Empty:
         return []
     batch = [first]
-    until = clock() + max_wait_s
+    until = clock() + (max_wait_s if wait_for_more(first) else 0.0)
     while len(batch) < max_size:
         remaining = until - clock()
         try:

@@ -103,7 +103,10 @@ class Settings(RequestLimits, BaseSettings):
         default=2.0,
         ge=0.0,
         le=1000.0,
-        description="How long the batcher waits for more requests after the first one, in ms.",
+        description="How long the batcher waits for more requests after the first one, in ms, "
+        "when nothing is running and the first is for a static batch; a request that joins "
+        "the running decode (`PRISM_CONTINUOUS_BATCHING`) starts at once, and later arrivals "
+        "join it between steps.",
     )
     max_queue: int = Field(
         default=256,

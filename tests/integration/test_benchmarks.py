@@ -123,6 +123,9 @@ def test_peer_benchmark_runs_every_engine_and_prints_the_peers_line(
     # The service serves fp32 on random weights; the int8 row really is the int8 service.
     assert rows["prism-http"]["served_variant"] == "fp32"
     assert rows["prism-http-int8"]["served_variant"] == "int8"
+    # ... and the in-process request path runs the variant the HTTP one is compared with
+    assert rows["prism-direct"]["served_variant"] == "fp32"
+    assert rows["prism-direct-int8"]["served_variant"] == "int8"
     assert all(r["peak_rss_mb"] > 0 and r["b32_seq_s"] > 0 for r in rows.values())
     assert result["built"]["parity"] is True
     assert set(result["built"]["variants"]) == {"int8", "fp16"}

@@ -269,6 +269,31 @@ async def test_the_batcher_answers_rows_as_they_end_and_lets_new_ones_join(engin
 
 
 @pytest.mark.anyio
+async def test_a_lone_joinable_request_starts_without_waiting_for_company(engine, tiny_store):
+    import asyncio
+    import time
+
+    from service.batching import DynamicBatcher
+
+    log = StepLog()
+    # A minute's batching window: a static batch would sit in it; a row that later arrivals
+    # can join between steps starts at once.
+    batcher = DynamicBatcher(
+        max_batch_size=4, max_wait_ms=60_000.0, max_queue=64, observer=log, continuous="on"
+    )
+    batcher.start()
+    try:
+        job = jobs(tiny_store)[2]
+        got = await asyncio.wait_for(
+            batcher.submit(engine.prepare(job), time.monotonic() + 120, engine), timeout=30
+        )
+    finally:
+        batcher.stop()
+    assert got.generation.candidates == alone(engine, job)
+    assert log.joins == [1] and not log.batches
+
+
+@pytest.mark.anyio
 async def test_a_row_whose_caller_gave_up_stops_being_computed(engine, tiny_store):
     import asyncio
     import time

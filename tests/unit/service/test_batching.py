@@ -201,6 +201,32 @@ def test_collect_batch_waits_at_most_max_wait_for_more() -> None:
     assert source.log == ["got 1 at 0.00", "got 2 at 0.02", "gave up at 0.10"]
 
 
+def test_collect_batch_without_waiting_for_more_takes_only_what_is_queued() -> None:
+    # 1 and 2 are queued, 3 arrives 0.02 later: a first item that needs no company closes
+    # the batch at once, without 3 (the wait of the test above would have taken it).
+    source = ScriptedQueue([(0.0, 1), (0.0, 2), (0.02, 3)])
+    batch = collect_batch(
+        source,
+        max_size=8,
+        max_wait_s=0.1,
+        first_timeout_s=0.1,
+        clock=source.clock,
+        wait_for_more=lambda first: first != 1,
+    )
+    assert batch == [1, 2]
+    assert source.log == ["got 1 at 0.00", "got 2 at 0.00", "gave up at 0.00"]
+    # ... and a first item that does want company waits as before
+    assert collect_batch(
+        source,
+        max_size=8,
+        max_wait_s=0.1,
+        first_timeout_s=0.1,
+        clock=source.clock,
+        wait_for_more=lambda first: first != 1,
+    ) == [3]
+    assert source.log[-1] == "gave up at 0.12"
+
+
 def test_collect_batch_first_wait_is_bounded_and_then_the_window_starts() -> None:
     # Nothing for 0.3: the first wait (0.25) gives up; a later call starts its window at 0.3.
     source = ScriptedQueue([(0.3, 1), (0.35, 2), (0.45, 3)])
