@@ -232,18 +232,28 @@ class StepLog:
         pass
 
 
+def started_batcher(log, max_batch_size=4, max_wait_ms=1.0):
+    """A running `DynamicBatcher` with iteration-level batching on, reporting to `log`."""
+    from service.batching import DynamicBatcher
+
+    batcher = DynamicBatcher(
+        max_batch_size=max_batch_size,
+        max_wait_ms=max_wait_ms,
+        max_queue=64,
+        observer=log,
+        continuous="on",
+    )
+    batcher.start()
+    return batcher
+
+
 @pytest.mark.anyio
 async def test_the_batcher_answers_rows_as_they_end_and_lets_new_ones_join(engine, tiny_store):
     import asyncio
     import time
 
-    from service.batching import DynamicBatcher
-
     log = StepLog()
-    batcher = DynamicBatcher(
-        max_batch_size=4, max_wait_ms=1.0, max_queue=64, observer=log, continuous="on"
-    )
-    batcher.start()
+    batcher = started_batcher(log)
     try:
         work = jobs(tiny_store)
         expected = [alone(engine, job) for job in work]
@@ -273,15 +283,10 @@ async def test_a_lone_joinable_request_starts_without_waiting_for_company(engine
     import asyncio
     import time
 
-    from service.batching import DynamicBatcher
-
     log = StepLog()
     # A minute's batching window: a static batch would sit in it; a row that later arrivals
     # can join between steps starts at once.
-    batcher = DynamicBatcher(
-        max_batch_size=4, max_wait_ms=60_000.0, max_queue=64, observer=log, continuous="on"
-    )
-    batcher.start()
+    batcher = started_batcher(log, max_wait_ms=60_000.0)
     try:
         job = jobs(tiny_store)[2]
         got = await asyncio.wait_for(
@@ -298,14 +303,10 @@ async def test_a_row_whose_caller_gave_up_stops_being_computed(engine, tiny_stor
     import asyncio
     import time
 
-    from service.batching import DynamicBatcher
     from service.errors import DeadlineExceededError
 
     log = StepLog()
-    batcher = DynamicBatcher(
-        max_batch_size=4, max_wait_ms=1.0, max_queue=64, observer=log, continuous="on"
-    )
-    batcher.start()
+    batcher = started_batcher(log)
     try:
         from dataclasses import replace
 
@@ -379,7 +380,6 @@ async def test_two_lanes_decode_side_by_side_and_a_failing_lane_fails_only_its_r
     import threading
     import time
 
-    from service.batching import DynamicBatcher
     from service.errors import BatchFailedError
 
     work = jobs(tiny_store)
@@ -396,10 +396,7 @@ async def test_two_lanes_decode_side_by_side_and_a_failing_lane_fails_only_its_r
 
     monkeypatch.setattr(RunningBatch, "step", watched)
     log = StepLog()
-    batcher = DynamicBatcher(
-        max_batch_size=8, max_wait_ms=50.0, max_queue=64, observer=log, continuous="on"
-    )
-    batcher.start()
+    batcher = started_batcher(log, max_batch_size=8, max_wait_ms=50.0)
     try:
         deadline = time.monotonic() + 60
         results = await asyncio.gather(

@@ -205,25 +205,21 @@ def test_collect_batch_without_waiting_for_more_takes_only_what_is_queued() -> N
     # 1 and 2 are queued, 3 arrives 0.02 later: a first item that needs no company closes
     # the batch at once, without 3 (the wait of the test above would have taken it).
     source = ScriptedQueue([(0.0, 1), (0.0, 2), (0.02, 3)])
-    batch = collect_batch(
-        source,
-        max_size=8,
-        max_wait_s=0.1,
-        first_timeout_s=0.1,
-        clock=source.clock,
-        wait_for_more=lambda first: first != 1,
-    )
-    assert batch == [1, 2]
+
+    def collect() -> list[int]:
+        return collect_batch(
+            source,
+            max_size=8,
+            max_wait_s=0.1,
+            first_timeout_s=0.1,
+            clock=source.clock,
+            wait_for_more=lambda first: first != 1,
+        )
+
+    assert collect() == [1, 2]
     assert source.log == ["got 1 at 0.00", "got 2 at 0.00", "gave up at 0.00"]
     # ... and a first item that does want company waits as before
-    assert collect_batch(
-        source,
-        max_size=8,
-        max_wait_s=0.1,
-        first_timeout_s=0.1,
-        clock=source.clock,
-        wait_for_more=lambda first: first != 1,
-    ) == [3]
+    assert collect() == [3]
     assert source.log[-1] == "gave up at 0.12"
 
 
