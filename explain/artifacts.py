@@ -88,8 +88,10 @@ PER_TOKEN_SPLIT_V8 = "per-token-split-v8"
 PER_TOKEN_V8 = "per-token-v8"
 PER_TOKEN_SPLIT_DECODER_V8 = "per-token-split-decoder-v8"
 SVD_HEAD = "svd-head"
+SVD_HEAD_K8 = "svd-head-k8"
 DYNAMIC_ENCODER, BLOCKS = "dynamic-encoder", "blocks"
 INT8_RECIPES = (
+    SVD_HEAD_K8,
     SVD_HEAD,
     PER_TOKEN_V8,
     PER_TOKEN_SPLIT_DECODER_V8,
@@ -143,9 +145,20 @@ def cross_value_scale_name(layer: int) -> str:
     return f"cross_value_scale_{layer}"
 
 
+def cross_key_scale_name(layer: int) -> str:
+    """The per-token scales of an int8 graph's cross keys ([batch, heads, src, 1]), where the
+    encoder hands them over in 8 bits (`svd-head-k8`)."""
+    return f"cross_key_scale_{layer}"
+
+
+def cross_scale_names(layers: int) -> set[str]:
+    """The names of the cross keys' and values' scales ([rows, heads, src, 1]) of `layers`."""
+    return {n for i in range(layers) for n in (cross_key_scale_name(i), cross_value_scale_name(i))}
+
+
 def cross_inputs(layer: int) -> tuple[str, ...]:
     """Every name a decoder layer's cross keys and values may travel under, scales included."""
-    return (*cross_names(layer), cross_value_scale_name(layer))
+    return (*cross_names(layer), cross_key_scale_name(layer), cross_value_scale_name(layer))
 
 
 @dataclass(frozen=True)

@@ -224,8 +224,9 @@ class OnnxSeq2Seq:
         sessions should have that many times fewer intra-op threads); 1 on a GPU."""
         encoder.require(ENCODER_INPUTS)
         self.encoder, self.decoder, self.spec, self.ids = encoder, decoder, spec, ids
-        # The cross keys and values, and the int8 values' scales where the graphs have them
-        # (`per-token-split-v8`): every one [rows, heads, src, head_dim or 1].
+        # The cross keys and values, and the int8 values' (and keys') scales where the graphs
+        # have them (`per-token-split-v8`, `svd-head-k8`): every one [rows, heads, src,
+        # head_dim or 1].
         self.cross_names = [
             n
             for i in range(spec.decoder_layers)
@@ -255,7 +256,7 @@ class OnnxSeq2Seq:
 
     def cross_shape(self, name: str, rows: int, width: int) -> tuple[int, int, int, int]:
         """The shape of cross input `name` for `rows` rows of `width` source tokens."""
-        scales = {artifacts.cross_value_scale_name(i) for i in range(self.spec.decoder_layers)}
+        scales = artifacts.cross_scale_names(self.spec.decoder_layers)
         return rows, self.spec.num_heads, width, 1 if name in scales else self.spec.head_dim
 
     def cross_type(self, name: str) -> np.dtype[Any]:

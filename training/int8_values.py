@@ -19,7 +19,9 @@ VNNI, ONNX Runtime's u8 x s8 kernel adds pairs of products in 16 bits, and 255 x
 saturates; its u8 x u8 kernel widens first. The recipe built with int8 values kept 97.81 %
 of the gate's answers, with uint8 values 98.16 %.
 
-The keys stay in fp32: scores are far more sensitive than values. On the embedded default
+The keys stay in fp32 in this recipe (`training.int8_keys` puts them in 8 bits for
+`svd-head-k8`, with `quantise_encoder_keys` below): scores are far more sensitive than
+values. On the embedded default
 model's 1,960 gate requests (2026-12-03 build, int8 `per-token-split` graphs, fake-quantised
 in the graph to measure each part): unchanged 98.32 % identical to fp32; values in int8 and
 `P` in uint8 98.16 % (the built recipe: 98.16 %); `P` alone 98.11 %; `P` with 127 levels
@@ -45,6 +47,7 @@ from explain import artifacts
 from training.int8_tokens import PREFIX, add_token_constants, quantise_tokens, replace_nodes
 
 VALUES = f"{PREFIX}.v"  # names of what the rewrite adds
+KEYS = f"{PREFIX}.k"
 WEIGHT_LEVELS = 255  # the attention weights times the value scales: non-negative, uint8
 
 
@@ -56,34 +59,48 @@ def _constants(model: onnx.ModelProto, wanted: dict[str, np.ndarray]) -> None:
     )
 
 
-def _layers(names: list[str]) -> list[int]:
-    """The layers whose `cross_value_{i}` is among `names`."""
-    return sorted(int(m[1]) for n in names if (m := re.fullmatch(r"cross_value_(\d+)", n)))
+def _layers(names: list[str], kind: str = "value") -> list[int]:
+    """The layers whose `cross_{kind}_{i}` is among `names`."""
+    return sorted(int(m[1]) for n in names if (m := re.fullmatch(rf"cross_{kind}_(\d+)", n)))
 
 
-def _scale_info(values: onnx.ValueInfoProto, layer: int) -> onnx.ValueInfoProto:
-    """[batch, heads, src, 1] float, the first three dimensions as `values` names them."""
+def _scale_info(values: onnx.ValueInfoProto, scale: str) -> onnx.ValueInfoProto:
+    """[batch, heads, src, 1] float named `scale`, the first three dimensions as `values`
+    names them."""
     dims = values.type.tensor_type.shape.dim
     shape = [d.dim_param or d.dim_value for d in dims[:3]] + [1]
-    return helper.make_tensor_value_info(
-        artifacts.cross_value_scale_name(layer), TensorProto.FLOAT, shape
-    )
+    return helper.make_tensor_value_info(scale, TensorProto.FLOAT, shape)
 
 
 def quantise_encoder_values(model: onnx.ModelProto) -> int:
     """Make the encoder's `cross_value_{i}` outputs uint8 around 128 with a scale per token
     and head, in place. Returns how many it rewrote."""
+    return _quantise_encoder_outputs(model, "value")
+
+
+def quantise_encoder_keys(model: onnx.ModelProto) -> int:
+    """Make the encoder's `cross_key_{i}` outputs uint8 around 128 with a scale per token and
+    head (`cross_key_scale_{i}`), in place (`training.int8_keys`). Returns how many."""
+    return _quantise_encoder_outputs(model, "key")
+
+
+def _quantise_encoder_outputs(model: onnx.ModelProto, kind: str) -> int:
     outputs = {o.name: o for o in model.graph.output}
-    layers = _layers(list(outputs))
+    layers = _layers(list(outputs), kind)
     if not layers:
         return 0
     add_token_constants(model)
     producers = {out: node for node in model.graph.node for out in node.output}
     added: list[onnx.NodeProto] = []
     for layer in layers:
-        name = artifacts.cross_names(layer)[1]
-        scale = artifacts.cross_value_scale_name(layer)
-        p = f"{VALUES}{layer}"
+        key, value = artifacts.cross_names(layer)
+        name = key if kind == "key" else value
+        scale = (
+            artifacts.cross_key_scale_name(layer)
+            if kind == "key"
+            else artifacts.cross_value_scale_name(layer)
+        )
+        p = f"{KEYS if kind == 'key' else VALUES}{layer}"
         producer = producers[name]
         producer.output[list(producer.output).index(name)] = f"{p}.x"
         chain = quantise_tokens(f"{p}.x", p)
@@ -93,7 +110,7 @@ def quantise_encoder_values(model: onnx.ModelProto) -> int:
                     io[k] = {f"{p}.u8": name, f"{p}.scale": scale}.get(value, value)
         added += chain
         outputs[name].type.tensor_type.elem_type = TensorProto.UINT8
-        model.graph.output.append(_scale_info(outputs[name], layer))
+        model.graph.output.append(_scale_info(outputs[name], scale))
     model.graph.node.extend(added)
     _drop_value_info(model, {o.name for o in model.graph.output})
     return len(layers)
@@ -147,7 +164,7 @@ def quantise_decoder_values(model: onnx.ModelProto) -> int:
             node("Mul", [f"{p}.f", f"{p}.w.scale"], [product.output[0]], name=f"{p}.Scale"),
         ]
         inputs[name].type.tensor_type.elem_type = TensorProto.UINT8
-        model.graph.input.append(_scale_info(inputs[name], layer))
+        model.graph.input.append(_scale_info(inputs[name], scale))
     replace_nodes(model, list(model.graph.node), replacement)
     _drop_value_info(model, {i.name for i in model.graph.input})
     return len(layers)

@@ -17,11 +17,13 @@ from explain.artifacts import (
     PER_TOKEN_SPLIT_V8,
     PER_TOKEN_V8,
     SVD_HEAD,
+    SVD_HEAD_K8,
 )
 from training.graph_candidates import CANDIDATES_TOPK, add_candidates, remove_candidates
 from training.grouped_topk import group_topk, logits_width
 from training.int8_blocked import activation_shapes, block_token_quantisers
 from training.int8_head import SVD_RESCORED, factor_head
+from training.int8_keys import quantise_decoder_keys
 from training.int8_split import quantise_split, second_feed_forward
 from training.int8_tokens import (
     HEAD_TOPK,
@@ -33,7 +35,11 @@ from training.int8_tokens import (
     rescore_head,
     stamp_scales,
 )
-from training.int8_values import quantise_decoder_values, quantise_encoder_values
+from training.int8_values import (
+    quantise_decoder_values,
+    quantise_encoder_keys,
+    quantise_encoder_values,
+)
 
 BLOCK_SIZE = 16  # MatMulNBits' block along the reduction axis
 
@@ -67,7 +73,9 @@ PER_TOKEN_RECIPES = (
     PER_TOKEN_SPLIT_DECODER_V8,
     PER_TOKEN_V8,
     SVD_HEAD,
+    SVD_HEAD_K8,
 )
+SVD_HEADS = (SVD_HEAD, SVD_HEAD_K8)  # the recipes with the low-rank head preview
 
 
 def splits_feed_forward(recipe: str, graph_file: str) -> bool:
@@ -78,7 +86,9 @@ def splits_feed_forward(recipe: str, graph_file: str) -> bool:
     call (8 products and a `Sum` a layer in place of one product)."""
     if recipe in (PER_TOKEN_SPLIT, PER_TOKEN_SPLIT_V8):
         return True
-    return recipe in (PER_TOKEN_SPLIT_DECODER_V8, SVD_HEAD) and graph_file == artifacts.DECODER_FILE
+    return (
+        recipe in (PER_TOKEN_SPLIT_DECODER_V8, *SVD_HEADS) and graph_file == artifacts.DECODER_FILE
+    )
 
 
 def int8_graph(source: Path, target: Path, recipe: str) -> None:
@@ -102,16 +112,19 @@ def int8_graph(source: Path, target: Path, recipe: str) -> None:
         shapes = activation_shapes(model)
         if splits_feed_forward(recipe, source.name):
             quantise_split(model, second_feed_forward(model))
-        if recipe in (PER_TOKEN_SPLIT_V8, PER_TOKEN_SPLIT_DECODER_V8, PER_TOKEN_V8, SVD_HEAD):
+        if recipe in (PER_TOKEN_SPLIT_V8, PER_TOKEN_SPLIT_DECODER_V8, PER_TOKEN_V8, *SVD_HEADS):
             quantise_encoder_values(model)
             quantise_decoder_values(model)
+        if recipe == SVD_HEAD_K8:  # the cross keys too (`training.int8_keys`)
+            quantise_encoder_keys(model)
+            quantise_decoder_keys(model)
         # The LM head picks the argmax: its best candidates are rescored against the tied
         # table; an untied head keeps `blocks`' finer per-block scales instead.
         # `svd-head` also makes their preview low-rank (`training.int8_head`).
         head = matmuls_feeding(model, "logits")
-        rescored = SVD_RESCORED if recipe == SVD_HEAD else RESCORED
+        rescored = SVD_RESCORED if recipe in SVD_HEADS else RESCORED
         if len(head) == 1 and rescore_head(model, next(iter(head)), "logits", rescored):
-            if recipe == SVD_HEAD:
+            if recipe in SVD_HEADS:
                 factor_head(model, next(iter(head)))
             head = set()
         quantise_per_token(model, exclude=head)

@@ -3,8 +3,8 @@
 Two variants are made from the fp32 graphs at publish time:
 
 - **int8** (for CPU), from the first recipe that passes the gate, tried in `INT8_RECIPES`
-  order: 2b, `per-token-v8` (recipe 1 with the 8-bit cross values of recipe 2), 2a, 2, 1, 3,
-  4, 5 (figures: share of the default model's 1,960 gate answers identical to fp32,
+  order: 2c, 2b, `per-token-v8` (recipe 1 with the 8-bit cross values of recipe 2), 2a, 2,
+  1, 3, 4, 5 (figures: share of the default model's 1,960 gate answers identical to fp32,
   2026-12-03 build, AVX2 host, unless said):
   1. `per-token` (`training.int8_tokens`): every MatMul with a constant weight on ONNX
      Runtime's integer GEMM, one activation scale per token, 7-bit per-channel weights; the
@@ -25,6 +25,9 @@ Two variants are made from the fp32 graphs at publish time:
      vocabulary low-rank (SVD-softmax) and its best 32 candidates rescored: 98.32 % on the
      2026-12-05 default model; at bart-base batch 1 took 147 ms against 205 (the head is 44 %
      of a decode step's weight bytes, and at one row a step is bound by reading them).
+  2c. `svd-head-k8` (`training.int8_keys`): recipe 2b with the cross keys in 8 bits too and
+     the attention scores on the integer GEMM: 98.11 % on the 2026-12-05 default model; at
+     bart-base a batch of 32 in two lanes ran 34.28 seq/s against 31.19.
   3. `per-token-split` (`training.int8_split`): recipe 1 with each second feed-forward layer
      (the GELU output, with its outliers) in 8 slices of its reduction axis, each with its
      own scale per token: 98.32 %, at about recipe 1's speed.
@@ -67,6 +70,7 @@ from explain.artifacts import (
     PER_TOKEN_SPLIT_V8,
     PER_TOKEN_V8,
     SVD_HEAD,
+    SVD_HEAD_K8,
 )
 from explain.explainer import DecodeSettings, Explainer
 from explain.loading import load_onnx_explainer
@@ -97,6 +101,9 @@ METHODS = {
     SVD_HEAD: "as per-token-split-decoder-v8, with the LM head's pass over the vocabulary "
     f"low-rank (its width / {RANK_SHARE} leading singular directions, SVD-softmax) and its best "
     f"{SVD_RESCORED} candidates per row rescored against the int8 token table",
+    SVD_HEAD_K8: "as svd-head, with the cross-attention keys handed from the encoder to the "
+    "decoder in 8 bits too (uint8 around 128, one scale per token and head) and the "
+    "attention scores computed on the integer GEMM (the query in uint8 per row and head)",
     PER_TOKEN_V8: "as per-token, with the cross-attention values in 8 bits as in "
     "per-token-split-v8 (no slices in the second feed-forward layers)",
     DYNAMIC_ENCODER: "encoder q/k/v projections and first feed-forward layer: dynamic int8 "

@@ -73,15 +73,17 @@ def test_rows_joining_and_leaving_decode_as_they_would_alone(engine, tiny_store,
 
 @pytest.fixture(scope="module")
 def values_in_int8(tiny_model_dir, tmp_path_factory):
-    """The tiny model's int8 graphs of the `per-token-v8` recipe (cross values in 8 bits),
-    loaded to serve."""
-    from explain.artifacts import PER_TOKEN_V8
+    """The tiny model's int8 graphs of the `svd-head-k8` recipe (cross keys and values in 8
+    bits), loaded to serve."""
+    from explain.artifacts import SVD_HEAD_K8
     from tests.integration.test_variants import int8_explainer
 
-    return int8_explainer(tiny_model_dir, tmp_path_factory.mktemp("v8"), PER_TOKEN_V8)
+    return int8_explainer(tiny_model_dir, tmp_path_factory.mktemp("k8"), SVD_HEAD_K8)
 
 
-def test_int8_values_and_their_scales_join_and_leave_with_their_rows(values_in_int8, tiny_store):
+def test_int8_keys_values_and_their_scales_join_and_leave_with_their_rows(
+    values_in_int8, tiny_store
+):
     engine = values_in_int8
     work = jobs(tiny_store)
     expected = {k: alone(engine, job) for k, job in enumerate(work)}
@@ -92,10 +94,13 @@ def test_int8_values_and_their_scales_join_and_leave_with_their_rows(values_in_i
             got.update({e.key: e.generation.candidates for e in running.step()})
         running.join([(k, engine.prepare(job))])
         got.update({e.key: e.generation.candidates for e in running.step()})
-        # the store holds the values in uint8, their scales [rows, heads, src, 1] beside them
+        # the store holds the keys and values in uint8, their scales [rows, heads, src, 1]
+        # beside them
         cross = running.cross
-        assert cross["cross_value_0"].dtype == np.uint8
-        assert cross["cross_value_scale_0"].shape == (*cross["cross_value_0"].shape[:3], 1)
+        for kind in ("key", "value"):
+            assert cross[f"cross_{kind}_0"].dtype == np.uint8
+            scales = cross[f"cross_{kind}_scale_0"]
+            assert scales.shape == (*cross[f"cross_{kind}_0"].shape[:3], 1)
     while len(running):
         got.update({e.key: e.generation.candidates for e in running.step()})
     assert got == expected

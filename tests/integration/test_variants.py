@@ -21,6 +21,7 @@ from training.variants import (
     PER_TOKEN_SPLIT_V8,
     PER_TOKEN_V8,
     SVD_HEAD,
+    SVD_HEAD_K8,
     VariantCheck,
     build_variant,
     gate_variants,
@@ -176,7 +177,7 @@ def test_the_per_token_recipes_make_every_weighted_matmul_an_integer_gemm(
         # split: every layer's second feed-forward product in GROUPS slices, summed; the
         # slices are quantised together, then split with their scales
         split = recipe in (PER_TOKEN_SPLIT, PER_TOKEN_SPLIT_V8) or (
-            recipe in (PER_TOKEN_SPLIT_DECODER_V8, SVD_HEAD) and path == decoder
+            recipe in (PER_TOKEN_SPLIT_DECODER_V8, SVD_HEAD, SVD_HEAD_K8) and path == decoder
         )
         assert ops.count("Sum") == (layers if split else 0)
         assert ops.count("Split") == (2 * layers if split else 0)
@@ -185,12 +186,20 @@ def test_the_per_token_recipes_make_every_weighted_matmul_an_integer_gemm(
         passes = 6 * layers + 1 if path == decoder else 4 * layers + 1
         # v8: the encoder quantises each decoder layer's cross values, the decoder each
         # layer's attention weights, for one integer product per decoder layer
-        v8 = (PER_TOKEN_SPLIT_V8, PER_TOKEN_SPLIT_DECODER_V8, PER_TOKEN_V8, SVD_HEAD)
+        v8 = (PER_TOKEN_SPLIT_V8, PER_TOKEN_SPLIT_DECODER_V8, PER_TOKEN_V8, SVD_HEAD, SVD_HEAD_K8)
         values = config.decoder_layers if recipe in v8 else 0
-        passes += values
-        if recipe == SVD_HEAD and path == decoder:
+        # k8: the keys as well (the encoder quantises them, the decoder each layer's query)
+        keys = config.decoder_layers if recipe == SVD_HEAD_K8 else 0
+        passes += values + keys
+        if recipe in (SVD_HEAD, SVD_HEAD_K8) and path == decoder:
             passes += 1  # the low-rank preview's second factor reads the first's output
-        assert ops.count("MatMulInteger") == (values if path == decoder else 0)
+        assert ops.count("MatMulInteger") == (values + keys if path == decoder else 0)
+        key_kinds = {
+            i.type.tensor_type.elem_type
+            for i in (*graph.input, *graph.output)
+            if i.name.startswith("cross_key_") and not i.name.startswith("cross_key_scale")
+        }
+        assert key_kinds == ({onnx.TensorProto.UINT8} if keys else {onnx.TensorProto.FLOAT})
         kinds = {
             i.name: i.type.tensor_type.elem_type
             for i in (*graph.input, *graph.output)
@@ -204,7 +213,7 @@ def test_the_per_token_recipes_make_every_weighted_matmul_an_integer_gemm(
         products = 4 * layers + 2 * layers  # attention and feed-forward
         if path == decoder:
             products += 2 * layers + 1  # cross query/output, and the LM head
-            products += 1 if recipe == SVD_HEAD else 0  # its preview in two low-rank factors
+            products += 1 if recipe in (SVD_HEAD, SVD_HEAD_K8) else 0  # the preview's two factors
         else:
             products += 2 * config.decoder_layers  # the cross key/value projections
         products += (GROUPS - 1) * layers if split else 0
