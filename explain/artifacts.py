@@ -18,13 +18,14 @@ encoder.onnx
     inputs   input_ids int64[b, s], attention_mask int64[b, s], user_embeds float32[b, d_model]
     outputs  cross_key_{i}, cross_value_{i} float32[b, heads, s, head_dim] for each decoder layer
              (int8 graphs of the `per-token-split-v8` recipe: cross_value_{i} uint8, with
-             cross_value_scale_{i} float32[b, heads, s, 1], value = (uint8 - 128) x scale)
+             cross_value_scale_{i} float32[b, heads, s, 1], value = (uint8 - 128) x scale;
+             of `svd-head-k8`: cross_key_{i} likewise, with cross_key_scale_{i})
 decoder.onnx (one step, with KV cache)
     inputs   input_ids int64[b, 1], encoder_attention_mask int64[b, s], beam_idx int64[b],
              decoder_position int64[b] (the row's position: tokens it has before this one),
              decoder_attention_mask int64[b, t + 1] (1 where the row's cache is its own),
              past_key_{i}, past_value_{i} float32[b, heads, t, head_dim] (t may be 0),
-             cross_key_{i}, cross_value_{i} (and cross_value_scale_{i}), as the encoder's
+             cross_key_{i}, cross_value_{i} (and their scales), as the encoder's
     outputs  logits float32[b, vocab],
              present_key_{i}, present_value_{i} float32[b, heads, t + 1, head_dim],
              top_scores float32[b, k], top_ids int64[b, k]: the k best logits and their
