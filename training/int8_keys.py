@@ -31,7 +31,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from explain import artifacts
 from training.int8_tokens import PREFIX, add_token_constants, quantise_tokens, replace_nodes
-from training.int8_values import KEYS, _drop_value_info, _layers, _scale_info
+from training.int8_values import KEYS, cross_layers, drop_value_info, scale_info
 
 TRANSPOSE_LAST = [0, 1, 3, 2]
 SPLIT_HEADS = [0, 2, 1, 3]  # [batch, 1, heads, head_dim] -> [batch, heads, 1, head_dim]
@@ -48,7 +48,7 @@ def quantise_decoder_keys(model: onnx.ModelProto) -> int:
     Runtime's transpose optimiser, moving a `Transpose` through a blocked `QuantizeLinear`,
     leaves the scales' shape behind (`x_scale and x must have the same shape`)."""
     inputs = {i.name: i for i in model.graph.input}
-    layers = _layers(list(inputs), "key")
+    layers = cross_layers(list(inputs), "key")
     if not layers:
         return 0
     add_token_constants(model)
@@ -108,10 +108,10 @@ def quantise_decoder_keys(model: onnx.ModelProto) -> int:
             node("Reshape", [f"{p}.kq", f"{p}.row"], list(product.output), name=f"{p}.Row"),
         ]
         inputs[name].type.tensor_type.elem_type = TensorProto.UINT8
-        model.graph.input.append(_scale_info(inputs[name], scale))
+        model.graph.input.append(scale_info(inputs[name], scale))
     model.graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in constants.items())
     replace_nodes(model, nodes, replacement)
-    _drop_value_info(model, {i.name for i in model.graph.input})
+    drop_value_info(model, {i.name for i in model.graph.input})
     return len(layers)
 
 

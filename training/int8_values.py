@@ -21,18 +21,17 @@ of the gate's answers, with uint8 values 98.16 %.
 
 The keys stay in fp32 in this recipe (`training.int8_keys` puts them in 8 bits for
 `svd-head-k8`, with `quantise_encoder_keys` below): scores are far more sensitive than
-values. On the embedded default
-model's 1,960 gate requests (2026-12-03 build, int8 `per-token-split` graphs, fake-quantised
-in the graph to measure each part): unchanged 98.32 % identical to fp32; values in int8 and
-`P` in uint8 98.16 % (the built recipe: 98.16 %); `P` alone 98.11 %; `P` with 127 levels
-97.81 %, values with 63 97.96 %; keys in int8 as well, with the query and `P` quantised
-for an integer GEMM, 97.86 % (keys per token) and 97.96 % (per channel), below the 98 %
-gate; keys in int8 multiplied in float (fake-quantised on the host, values int8, `P`
-float) 98.06 % per token and 98.11 % per channel, but that needs a cast per step. At the
-bart-base shape one layer's `P @ V` for 32 rows of 200 tokens took 0.2-0.5 ms against
-0.7-1.1 ms in fp32 (one-node graphs, 2 threads, inputs rotated through 12 copies so they
-come from memory); a `Cast` of int8 values to float, the other way to keep them small,
-took 1.8-4.9 ms.
+values. On the embedded default model's 1,960 gate requests (2026-12-03 build, int8
+`per-token-split` graphs, fake-quantised in the graph to measure each part): unchanged
+98.32 % identical to fp32; values in int8 and `P` in uint8 98.16 % (the built recipe:
+98.16 %); `P` alone 98.11 %; `P` with 127 levels 97.81 %, values with 63 97.96 %; keys in
+int8 as well, with the query and `P` quantised for an integer GEMM, 97.86 % (keys per token)
+and 97.96 % (per channel), below the 98 % gate; keys in int8 multiplied in float
+(fake-quantised on the host, values int8, `P` float) 98.06 % per token and 98.11 % per
+channel, but that needs a cast per step. At the bart-base shape one layer's `P @ V` for 32
+rows of 200 tokens took 0.2-0.5 ms against 0.7-1.1 ms in fp32 (one-node graphs, 2 threads,
+inputs rotated through 12 copies so they come from memory); a `Cast` of int8 values to
+float, the other way to keep them small, took 1.8-4.9 ms.
 """
 
 from __future__ import annotations
@@ -59,12 +58,12 @@ def _constants(model: onnx.ModelProto, wanted: dict[str, np.ndarray]) -> None:
     )
 
 
-def _layers(names: list[str], kind: str = "value") -> list[int]:
+def cross_layers(names: list[str], kind: str = "value") -> list[int]:
     """The layers whose `cross_{kind}_{i}` is among `names`."""
     return sorted(int(m[1]) for n in names if (m := re.fullmatch(rf"cross_{kind}_(\d+)", n)))
 
 
-def _scale_info(values: onnx.ValueInfoProto, scale: str) -> onnx.ValueInfoProto:
+def scale_info(values: onnx.ValueInfoProto, scale: str) -> onnx.ValueInfoProto:
     """[batch, heads, src, 1] float named `scale`, the first three dimensions as `values`
     names them."""
     dims = values.type.tensor_type.shape.dim
@@ -86,21 +85,19 @@ def quantise_encoder_keys(model: onnx.ModelProto) -> int:
 
 def _quantise_encoder_outputs(model: onnx.ModelProto, kind: str) -> int:
     outputs = {o.name: o for o in model.graph.output}
-    layers = _layers(list(outputs), kind)
+    layers = cross_layers(list(outputs), kind)
     if not layers:
         return 0
     add_token_constants(model)
     producers = {out: node for node in model.graph.node for out in node.output}
     added: list[onnx.NodeProto] = []
     for layer in layers:
-        key, value = artifacts.cross_names(layer)
-        name = key if kind == "key" else value
-        scale = (
-            artifacts.cross_key_scale_name(layer)
-            if kind == "key"
-            else artifacts.cross_value_scale_name(layer)
+        keys = kind == "key"
+        name = artifacts.cross_names(layer)[0 if keys else 1]
+        scale = (artifacts.cross_key_scale_name if keys else artifacts.cross_value_scale_name)(
+            layer
         )
-        p = f"{KEYS if kind == 'key' else VALUES}{layer}"
+        p = f"{KEYS if keys else VALUES}{layer}"
         producer = producers[name]
         producer.output[list(producer.output).index(name)] = f"{p}.x"
         chain = quantise_tokens(f"{p}.x", p)
@@ -110,9 +107,9 @@ def _quantise_encoder_outputs(model: onnx.ModelProto, kind: str) -> int:
                     io[k] = {f"{p}.u8": name, f"{p}.scale": scale}.get(value, value)
         added += chain
         outputs[name].type.tensor_type.elem_type = TensorProto.UINT8
-        model.graph.output.append(_scale_info(outputs[name], scale))
+        model.graph.output.append(scale_info(outputs[name], scale))
     model.graph.node.extend(added)
-    _drop_value_info(model, {o.name for o in model.graph.output})
+    drop_value_info(model, {o.name for o in model.graph.output})
     return len(layers)
 
 
@@ -120,7 +117,7 @@ def quantise_decoder_values(model: onnx.ModelProto) -> int:
     """Make the decoder take uint8 `cross_value_{i}` with `cross_value_scale_{i}` and compute
     each cross-attention output on the integer GEMM, in place. Returns how many layers."""
     inputs = {i.name: i for i in model.graph.input}
-    layers = _layers(list(inputs))
+    layers = cross_layers(list(inputs))
     if not layers:
         return 0
     _constants(
@@ -164,13 +161,13 @@ def quantise_decoder_values(model: onnx.ModelProto) -> int:
             node("Mul", [f"{p}.f", f"{p}.w.scale"], [product.output[0]], name=f"{p}.Scale"),
         ]
         inputs[name].type.tensor_type.elem_type = TensorProto.UINT8
-        model.graph.input.append(_scale_info(inputs[name], scale))
+        model.graph.input.append(scale_info(inputs[name], scale))
     replace_nodes(model, list(model.graph.node), replacement)
-    _drop_value_info(model, {i.name for i in model.graph.input})
+    drop_value_info(model, {i.name for i in model.graph.input})
     return len(layers)
 
 
-def _drop_value_info(model: onnx.ModelProto, names: set[str]) -> None:
+def drop_value_info(model: onnx.ModelProto, names: set[str]) -> None:
     """Remove intermediate type annotations for names that are now graph inputs or outputs
     (their element type changed)."""
     kept = [v for v in model.graph.value_info if v.name not in names]
