@@ -6,7 +6,7 @@ whole vocabulary picks each row's best candidates, and only those are rescored a
 int8 token table. At bart-base the approximate pass is the step's largest product (768 x
 50,330 int8 weights, 38.6 MB, 44 % of a decode step's weight bytes), and at one row a
 decode step is bound by reading weights (on the Intel AVX-512 host, 2026-12-05: the int8
-head alone took 0.85 ms with its weights in cache and 1.55 ms once the working set
+head alone took 0.85 ms with its weights in cache and 1.52-1.58 ms once the working set
 outgrew it).
 
 `factor_head` makes that pass low-rank, as Shim et al.'s SVD-softmax (NIPS 2017) previews

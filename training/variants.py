@@ -27,7 +27,8 @@ Two variants are made from the fp32 graphs at publish time:
      of a decode step's weight bytes, and at one row a step is bound by reading them).
   2c. `svd-head-k8` (`training.int8_keys`): recipe 2b with the cross keys in 8 bits too and
      the attention scores on the integer GEMM: 98.11 % on the 2026-12-05 default model; at
-     bart-base a batch of 32 in two lanes ran 34.28 seq/s against 31.19.
+     bart-base a batch of 32 in two lanes ran 34.28 seq/s (a two-round run) against
+     `svd-head`'s 31.19 (the full peer run half an hour before).
   3. `per-token-split` (`training.int8_split`): recipe 1 with each second feed-forward layer
      (the GELU output, with its outliers) in 8 slices of its reduction axis, each with its
      own scale per token: 98.32 %, at about recipe 1's speed.
