@@ -31,6 +31,11 @@ decoder.onnx (one step, with KV cache)
              top_scores float32[b, k], top_ids int64[b, k]: the k best logits and their
              tokens, best first (`training.graph_candidates`; greedy decoding reads these
              instead of the logits; exports before 2026-12-03 lack them)
+decoder.int8.onnx of the `svd-head-k8-inplace` recipe (`training.int8_fused`)
+    as decoder.onnx without beam_idx and decoder_attention_mask; past_key_{i}/present_key_{i}
+    (and the values) are one buffer float32[b, heads, columns, head_dim] bound to both, the
+    new key and value written at column decoder_position (`SELF_ATTENTION_CACHE`); and
+    cross_key_{i} uint8[b, heads, head_dim, s] (`CROSS_KEY_LAYOUT`)
 
 The encoder and decoder look up the same (tied) token embedding table. Each pair of graphs
 names it `SHARED_EMBEDDING` and keeps its data in one `.npy` file as ONNX external data, so
@@ -90,8 +95,10 @@ PER_TOKEN_V8 = "per-token-v8"
 PER_TOKEN_SPLIT_DECODER_V8 = "per-token-split-decoder-v8"
 SVD_HEAD = "svd-head"
 SVD_HEAD_K8 = "svd-head-k8"
+SVD_HEAD_K8_INPLACE = "svd-head-k8-inplace"
 DYNAMIC_ENCODER, BLOCKS = "dynamic-encoder", "blocks"
 INT8_RECIPES = (
+    SVD_HEAD_K8_INPLACE,
     SVD_HEAD_K8,
     SVD_HEAD,
     PER_TOKEN_V8,
@@ -108,6 +115,20 @@ INT8_RECIPES = (
 # one request per call unless the graph says `per-row`.
 ACTIVATION_SCALES = "prism.activation_scales"
 PER_CALL, PER_ROW = "per-call", "per-row"
+# Graph metadata of a decoder whose self-attention cache is written in place
+# (`training.int8_fused`): each layer's `past_*` and `present_*` are one buffer [rows, heads,
+# columns, head_dim] the runtime binds to both (`explain.kv_cache`); a row's cache is its own
+# first `decoder_position` columns, and the graph has no `beam_idx` or
+# `decoder_attention_mask`. Decoders without it append to a copied cache (`Concat`).
+SELF_ATTENTION_CACHE = "prism.self_attention_cache"
+IN_PLACE = "in-place"
+# Graph metadata of a decoder that takes its uint8 cross keys transposed, [rows, heads,
+# head_dim, src] (`training.int8_fused`): a step scores its one query row against them as a
+# [1, head_dim] x [head_dim, src] product. The encoder still returns [rows, heads, src,
+# head_dim]; the runtime stores them transposed as it copies them in (`OnnxSeq2Seq.encode`).
+# Every other cross input, and other decoders' keys, are [rows, heads, src, head_dim or 1].
+CROSS_KEY_LAYOUT = "prism.cross_key_layout"
+KEYS_TRANSPOSED = "heads-dim-src"
 
 
 def variant_files(variant: str) -> tuple[str, str]:

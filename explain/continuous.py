@@ -10,7 +10,9 @@ time by its owner (the service's batcher thread):
   width; the joining rows' self-attention cache is made by the next step's `beam_idx` (copies
   of another row's, behind zero columns of their `decoder_attention_mask`) and
   `decoder_position` counts their own tokens, so a row decodes exactly as it would alone (the
-  decoder graph's two join inputs, `explain.artifacts.JOIN_INPUTS`). A join allocates no
+  decoder graph's two join inputs, `explain.artifacts.JOIN_INPUTS`). A decoder that writes
+  its cache in place (`explain.kv_cache`) needs neither: a joining row starts at column 0 of
+  its own slot's buffer row, at its own `decoder_position`. A join allocates no
   second copy of the cross keys and values and copies no cache on the host: before, the
   concatenations of both raised the process's RSS by up to 218 MB at a join (bart-base,
   int8, 16 rows), and writing in place lowered the running decode's peak from 795-812 to
@@ -22,9 +24,10 @@ time by its owner (the service's batcher thread):
   what greedy and beam search use; its own token limit), and returns the rows that ended.
 - Ended and dropped rows are answered at once and cut out lazily: when a quarter of the
   slots are ended rows, or at the next join. The cache is then reordered in the graph by
-  `beam_idx` (no host copy); the store's rows move up in place, the store narrows (a copy)
-  when the longest source left is at most three quarters of its width, and cache columns no
-  row can see any more are cut.
+  `beam_idx` (no host copy), or its buffer rows move up in place (an in-place cache); the
+  store's rows move up in place (`explain.cross_store`), the store narrows (a copy) when the
+  longest source left is at most three quarters of its width, and cache columns no row can
+  see any more are cut.
 
 Greedy only: beam search (the second pass) keeps its own static path. Graphs exported before
 the join inputs existed cannot join (`joinable` is False) and are batched statically.
@@ -41,10 +44,14 @@ import numpy as np
 import numpy.typing as npt
 
 from explain import artifacts
+from explain.artifacts import LOGITS
+from explain.cross_store import CrossStore
 from explain.decoding import GenerationIds, Logits, choose
 from explain.explainer import Explainer, Generation, Prepared, pad_batch
-from explain.onnx_backend import EncodedBatch, OnnxSeq2Seq, candidates_of, empty_cache_shape
+from explain.kv_cache import COLUMN_STEP, InPlaceCache, in_place
+from explain.onnx_backend import EncodedBatch, OnnxSeq2Seq
 from explain.session import Value, to_host
+from explain.steps import candidates_of, empty_cache_shape
 
 Array = npt.NDArray[Any]
 
@@ -52,9 +59,11 @@ Array = npt.NDArray[Any]
 def joinable(explainer: Explainer) -> bool:
     """Whether `explainer` can decode in a `RunningBatch` (ONNX graphs with the join inputs)."""
     backend = explainer.backend
-    return isinstance(backend, OnnxSeq2Seq) and all(
-        name in backend.decoder.inputs for name in artifacts.JOIN_INPUTS
-    )
+    if not isinstance(backend, OnnxSeq2Seq):
+        return False
+    if in_place(backend.decoder):  # a row's cache is its own columns, at its own position
+        return "decoder_position" in backend.decoder.inputs
+    return all(name in backend.decoder.inputs for name in artifacts.JOIN_INPUTS)
 
 
 def _pad_axis(array: Array, axis: int, width: int) -> Array:
@@ -110,39 +119,30 @@ class RunningBatch:
         # With IO binding (CUDA), the store's live rows are copied to the device once after
         # each change (a join, a cut) and fed from there, instead of at every step.
         self.keep_cross_on_device = True
-        self.cross_uploads = 0
+        self.store = CrossStore(backend, max_rows)
+        # A decoder that writes its cache in place (`explain.kv_cache`) keeps it in one
+        # buffer of `max_rows` rows per layer and kind; a row's cache is its slot's row.
+        self.in_place = in_place(backend.decoder)
         self._reset()
 
     def _reset(self) -> None:
         self.slots = []
         self.past: dict[str, Value] = {}
-        # The cross keys and values, [max_rows, heads, width, head_dim] each, allocated once
-        # per busy spell: the live rows are the leading ones (`cross`), a join's encoder
-        # writes its rows in place after them, and cutting rows out moves rows up in place.
-        self._store: dict[str, Array] = {}
+        self.cache: InPlaceCache | None = None
+        self.store.clear()
         self.encoder_mask = np.zeros((0, 0), dtype=np.int64)
         self.self_mask = np.zeros((0, 0), dtype=np.int64)
         self.last = np.zeros(0, dtype=np.int64)
         self.reorder: npt.NDArray[np.int64] | None = None  # slots kept since the last step
-        self._device_cross: dict[str, Value] | None = None  # `cross` on the device, if current
 
     @property
     def cross(self) -> dict[str, Array]:
         """The slots' cross keys and values: the store's leading rows (contiguous views)."""
-        slots = len(self.slots)
-        return {name: store[:slots] for name, store in self._store.items()}
+        return self.store.view(len(self.slots))
 
-    def _cross_feeds(self) -> dict[str, Value]:
-        """`cross` as a step feeds it: on the host without IO binding; with it, a device copy
-        made after the store last changed (a 32-row batch of bart-base carries about 28 MB of
-        cross keys and values in fp16, which a plain feed would copy at every step)."""
-        if not (self.keep_cross_on_device and self.backend.decoder.io_binding):
-            return self.cross
-        if self._device_cross is None:
-            decoder = self.backend.decoder
-            self._device_cross = {k: decoder.to_device(v) for k, v in self.cross.items()}
-            self.cross_uploads += 1
-        return self._device_cross
+    @property
+    def cross_uploads(self) -> int:
+        return self.store.uploads
 
     @property
     def rows(self) -> list[_Row]:
@@ -177,17 +177,21 @@ class RunningBatch:
         )
         vectors = np.stack([p.user_vector for _, p in items]).astype(np.float32)
         self._compact()
-        self._device_cross = None  # the store gains rows
+        self.store.changed()  # it gains rows
         n, joining = len(self.slots), len(items)
-        width = self._widen(max(self.encoder_mask.shape[1], mask.shape[1]))
-        self.backend.encode(
-            EncodedBatch(ids, mask, vectors),
-            into={name: store[n : n + joining] for name, store in self._store.items()},
-        )
+        width = self.store.widen(max(self.encoder_mask.shape[1], mask.shape[1]), n)
+        self.encoder_mask = _pad_axis(self.encoder_mask, 1, width)
+        self.backend.encode(EncodedBatch(ids, mask, vectors), into=self.store.rows_at(n, joining))
         encoded = time.perf_counter()
         self.encoder_mask = np.concatenate([self.encoder_mask, _pad_axis(mask, 1, width)])
         start_token = np.full(joining, self.ids.decoder_start_token_id, dtype=np.int64)
-        if not n:
+        if self.in_place:  # the joining rows start at column 0 of their own slots
+            if self.cache is None:
+                layers = self.backend.spec.decoder_layers
+                decoder = self.backend.decoder
+                self.cache = InPlaceCache(decoder, layers, self.max_rows, COLUMN_STEP)
+            self.last = np.concatenate([self.last, start_token])
+        elif not n:
             shape = empty_cache_shape(self.backend.decoder, self.past_names[0], joining)
             dtype = self.backend.decoder.inputs[self.past_names[0]].dtype
             self.past = {name: np.zeros(shape, dtype=dtype) for name in self.past_names}
@@ -208,26 +212,6 @@ class RunningBatch:
             self.slots.append(_Row(key, prepared.max_new_tokens, prepared.banned))
         return encoded - start
 
-    def _widen(self, width: int) -> int:
-        """Make the store, and the encoder mask with it, at least `width` source columns wide
-        (allocating the store if there is none; the live rows copied and zero-padded if it
-        grows). Returns its width."""
-        if self._store:
-            have = int(next(iter(self._store.values())).shape[2])
-            if have >= width:
-                return have
-        slots = len(self.slots)
-        for name in self.cross_names:
-            shape = self.backend.cross_shape(name, self.max_rows, width)
-            store = np.empty(shape, dtype=self.backend.cross_type(name))
-            if name in self._store and slots:
-                old = self._store[name]
-                store[:slots, :, : old.shape[2]] = old[:slots]
-                store[:slots, :, old.shape[2] :] = 0
-            self._store[name] = store  # the old one goes now, not after every name
-        self.encoder_mask = _pad_axis(self.encoder_mask, 1, width)
-        return width
-
     def _settle_reorder(self) -> None:
         """Apply a pending row removal to the cache on the host (before cutting columns)."""
         if self.reorder is None:
@@ -247,31 +231,38 @@ class RunningBatch:
         # ignored, and their position is held at 0 so it never runs past the learnt ones.
         counts = np.array([len(r.tokens) if r else 0 for r in self.slots], dtype=np.int64)
         rows = len(self.slots)
-        self.self_mask = np.concatenate([self.self_mask, np.ones((rows, 1), dtype=np.int64)], 1)
         feeds: dict[str, Value] = {
             "input_ids": self.last[:, None],
             "encoder_attention_mask": self.encoder_mask,
-            "beam_idx": (
-                self.reorder if self.reorder is not None else np.arange(rows, dtype=np.int64)
-            ),
             "decoder_position": counts,
-            "decoder_attention_mask": self.self_mask,
-            **self.past,
-            **self._cross_feeds(),
+            **self.store.feeds(rows, self.keep_cross_on_device),
         }
         decoder = self.backend.decoder
         has_top = artifacts.TOP_IDS in decoder.outputs
         wanted = [artifacts.TOP_IDS, artifacts.TOP_SCORES] if has_top else [artifacts.LOGITS]
-        out = decoder.run(feeds, keep=self.present_names, outputs=[*wanted, *self.present_names])
-        self.reorder = None
-        self.past = {p: out[q] for p, q in zip(self.past_names, self.present_names, strict=True)}
+        out: dict[str, Value]
+        if self.cache is not None:
+            self.cache.ensure_columns(int(counts.max()) + 1)
+            out = dict(decoder.run_in_place(feeds, self.cache.bindings(rows), outputs=wanted))
+        else:
+            self.self_mask = np.concatenate([self.self_mask, np.ones((rows, 1), np.int64)], 1)
+            reorder = self.reorder if self.reorder is not None else np.arange(rows, dtype=np.int64)
+            feeds.update(beam_idx=reorder, decoder_attention_mask=self.self_mask, **self.past)
+            present = self.present_names
+            out = decoder.run(feeds, keep=present, outputs=[*wanted, *present])
+            self.reorder = None
+            pairs = zip(self.past_names, self.present_names, strict=True)
+            self.past = {p: out[q] for p, q in pairs}
         top = candidates_of(decoder, out, self.backend.spec.vocab_size) if has_top else None
 
         def full() -> Logits:  # this step's logits: as run, or the same step again
             if not has_top:
                 return to_host(out[artifacts.LOGITS])
             self.last_reruns = 1
-            return to_host(decoder.run(feeds, outputs=[artifacts.LOGITS])[artifacts.LOGITS])
+            if self.cache is not None:  # it writes the same columns again
+                again = decoder.run_in_place(feeds, self.cache.bindings(rows), outputs=[LOGITS])
+                return again[LOGITS]
+            return to_host(decoder.run(feeds, outputs=[LOGITS])[LOGITS])
 
         banned = [row.banned if row else () for row in self.slots]
         chosen = choose(top, full, counts, self.ids, banned, self.min_new_tokens)
@@ -326,26 +317,24 @@ class RunningBatch:
             self._reset()
             return
         index = np.asarray(keep, dtype=np.int64)
-        self._device_cross = None  # rows move up and the store may narrow
+        self.store.changed()  # rows move up and the store may narrow
         self.slots = [self.slots[i] for i in keep]
         self.last = self.last[index]
-        # The cache is reordered inside the graph at the next step (its beam_idx input).
-        self.reorder = index if self.reorder is None else self.reorder[index]
+        if self.cache is not None:  # rows move up in place, as the store's below
+            self.cache.move_rows(keep)
+        else:  # reordered inside the graph at the next step (its beam_idx input)
+            self.reorder = index if self.reorder is None else self.reorder[index]
         mask = self.encoder_mask[index]
-        for store in self._store.values():  # rows only move up: each copy reads a later row
-            for to, source in enumerate(keep):
-                if to != source:
-                    store[to] = store[source]
+        self.store.move_up(keep)
         # Narrow the store (a copy) once the longest source left saves a quarter of it.
         longest = int(np.flatnonzero(mask.any(axis=0)).max()) + 1  # right-padded sources
         width = mask.shape[1]
         if 4 * longest <= 3 * width:
             width = longest
-            for name, store in self._store.items():
-                narrow = np.empty((*store.shape[:2], width, *store.shape[3:]), dtype=store.dtype)
-                narrow[: len(keep)] = store[: len(keep), :, :width]
-                self._store[name] = narrow
+            self.store.narrow(width, len(keep))
         self.encoder_mask = np.ascontiguousarray(mask[:, :width])
+        if self.cache is not None:
+            return
         self.self_mask = self.self_mask[index]
         seen = np.flatnonzero(self.self_mask.any(axis=0))
         first = int(seen[0]) if seen.size else self.self_mask.shape[1]

@@ -10,10 +10,12 @@ call (the int8 `dynamic-encoder` recipe; `explain.artifacts.ACTIVATION_SCALES`) 
 request per call, so every request gets the same answer whoever shares its batch; the other
 graphs give a row the same bits alone, padded, or in a batch (tested). A GPU wants the whole
 batch in one call, and gets it. The decoder step takes the self-attention cache and reorders
-it in-graph by `beam_idx`. Which of those stay on the device between steps, and which
-element types the graphs want, is the session's business (`explain.session.OnnxSession`);
-this module only names the tensors. With decode lanes (`explain.lanes`, CPU only) a batch runs
-as a few parts side by side, each encoded and decoded on a thread of its own.
+it in-graph by `beam_idx`, or, where the graph writes it in place (`explain.kv_cache`),
+updates host buffers that beams reorder on the host. Which of those stay on the device
+between steps, and which element types the graphs want, is the session's business
+(`explain.session.OnnxSession`); this module only names the tensors. With decode lanes
+(`explain.lanes`, CPU only) a batch runs as a few parts side by side, each encoded and decoded
+on a thread of its own.
 """
 
 from __future__ import annotations
@@ -30,17 +32,16 @@ import numpy.typing as npt
 
 from explain import artifacts
 from explain.decoding import (
-    Candidates,
     Decoded,
     DecodeRequest,
     GenerationIds,
     IntArray,
-    Logits,
     beam,
     greedy,
 )
 from explain.lanes import Lanes
 from explain.session import OnnxSession, Value, to_host
+from explain.steps import CachedSteps
 
 ENCODER_INPUTS = ("input_ids", "attention_mask", "user_embeds")
 # Padded tokens per encoder call on CPU: four 120-token requests. At the bart-base shape (int8
@@ -88,84 +89,6 @@ class Generated:
     reruns: int = 0  # greedy steps run again for their logits (`explain.decoding.choose`)
 
 
-class CachedSteps:
-    """A `Stepper` over the decoder session: it feeds back its own KV cache each step."""
-
-    def __init__(
-        self,
-        decoder: OnnxSession,
-        mask: IntArray,
-        cross: dict[str, Value],
-        layers: int,
-        vocab: int,
-    ) -> None:
-        self.decoder = decoder
-        self.vocab = vocab
-        self.past_names = [n for i in range(layers) for n in artifacts.past_names(i)]
-        self.present_names = [n for i in range(layers) for n in artifacts.present_names(i)]
-        rows = int(mask.shape[0])
-        shape = self._empty_shape(rows)
-        self.feeds: dict[str, Value] = {"encoder_attention_mask": mask, **cross}
-        for name in self.past_names:
-            self.feeds[name] = decoder.empty(name, shape)
-        self.done = 0  # tokens every row has: all rows started together
-        self.has_candidates = artifacts.TOP_IDS in decoder.outputs
-        self._last: dict[str, Value] | None = None  # the feeds `step_top` ran last
-        self.reruns = 0  # steps run again for their full logits
-
-    def _empty_shape(self, rows: int) -> list[int]:
-        return empty_cache_shape(self.decoder, self.past_names[0], rows)
-
-    def _run(
-        self, tokens: IntArray, beam_idx: IntArray, wanted: Sequence[str]
-    ) -> tuple[dict[str, Value], dict[str, Value]]:
-        """Run one step for outputs `wanted` (and the cache, fed back); returns the outputs
-        and the feeds it ran with."""
-        rows = len(tokens)
-        self.feeds["input_ids"] = tokens[:, None]
-        self.feeds["beam_idx"] = beam_idx
-        self.feeds["decoder_position"] = np.full(rows, self.done, dtype=np.int64)
-        self.feeds["decoder_attention_mask"] = np.ones((rows, self.done + 1), dtype=np.int64)
-        ran = dict(self.feeds)
-        out = self.decoder.run(
-            self.feeds, keep=self.present_names, outputs=[*wanted, *self.present_names]
-        )
-        for past, present in zip(self.past_names, self.present_names, strict=True):
-            self.feeds[past] = out[present]
-        self.done += 1
-        return out, ran
-
-    def step(self, tokens: IntArray, beam_idx: IntArray) -> Logits:
-        self._last = None
-        out, _ = self._run(tokens, beam_idx, [artifacts.LOGITS])
-        return to_host(out[artifacts.LOGITS])
-
-    def step_top(self, tokens: IntArray, beam_idx: IntArray) -> Candidates | None:
-        self._last = None  # the cache of the step before goes before this step runs
-        if not self.has_candidates:
-            return None
-        out, self._last = self._run(tokens, beam_idx, [artifacts.TOP_IDS, artifacts.TOP_SCORES])
-        return candidates_of(self.decoder, out, self.vocab)
-
-    def last_logits(self) -> Logits:
-        if self._last is None:
-            raise RuntimeError("no step to compute the logits of")
-        self.reruns += 1
-        out = self.decoder.run(self._last, outputs=[artifacts.LOGITS])
-        return to_host(out[artifacts.LOGITS])
-
-
-def candidates_of(decoder: OnnxSession, out: Mapping[str, Value], vocab: int) -> Candidates:
-    """A step's candidates, their scores in the logits' own precision: where a graph's
-    half-precision logits were picked from finer values (ONNX Runtime on CPU computes them
-    in float32), rounding makes the scores what the logits hold, in the same order."""
-    scores = to_host(out[artifacts.TOP_SCORES])
-    precision = decoder.outputs[artifacts.LOGITS].dtype
-    if precision != scores.dtype:
-        scores = scores.astype(precision)
-    return Candidates(to_host(out[artifacts.TOP_IDS]), scores, vocab)
-
-
 def _unpadded_length(mask: IntArray) -> int:
     """A right-padded row's length; the whole row when its padding is anywhere else."""
     length = int(mask.sum())
@@ -175,8 +98,8 @@ def _unpadded_length(mask: IntArray) -> int:
 def _fill_rows(
     target: npt.NDArray[Any], value: npt.NDArray[Any], rows: Sequence[int], lengths: Sequence[int]
 ) -> None:
-    """`value`'s k-th row (its first `lengths[row]` columns) into row `rows[k]` of `target`,
-    the rest of that row's columns zeroed."""
+    """`value`'s k-th row (its first `lengths[row]` source columns, axis 2) into row `rows[k]`
+    of `target`, the rest of that row's columns zeroed."""
     for k, row in enumerate(rows):
         length = lengths[row]
         target[row, :, :length] = value[k, :, :length]
@@ -197,15 +120,6 @@ def encoder_calls(lengths: Sequence[int], budget: int) -> list[list[int]]:
     return groups
 
 
-def empty_cache_shape(decoder: OnnxSession, past_name: str, rows: int) -> list[int]:
-    """[rows, heads, 0, head_dim]: an empty self-attention cache for `rows` rows."""
-    spec = decoder.inputs[past_name]
-    heads, head_dim = spec.shape[1], spec.shape[3]
-    if not isinstance(heads, int) or not isinstance(head_dim, int):
-        raise ValueError(f"{decoder.path.name}: the KV cache needs static heads/head_dim")
-    return [rows, heads, 0, head_dim]
-
-
 class OnnxSeq2Seq:
     """Implements the `GenerationBackend` protocol on an encoder and a one-step decoder graph."""
 
@@ -224,6 +138,15 @@ class OnnxSeq2Seq:
         sessions should have that many times fewer intra-op threads); 1 on a GPU."""
         encoder.require(ENCODER_INPUTS)
         self.encoder, self.decoder, self.spec, self.ids = encoder, decoder, spec, ids
+        # The cross keys the decoder takes [rows, heads, head_dim, src] (the encoder returns
+        # them [rows, heads, src, head_dim]; `encode` stores them turned).
+        layout = decoder.metadata.get(artifacts.CROSS_KEY_LAYOUT)
+        layers = range(spec.decoder_layers)
+        self.transposed = (
+            {artifacts.cross_names(i)[0] for i in layers}
+            if layout == artifacts.KEYS_TRANSPOSED
+            else set()
+        )
         # The cross keys and values, and the int8 values' (and keys') scales where the graphs
         # have them (`per-token-split-v8`, `svd-head-k8`): every one [rows, heads, src,
         # head_dim or 1].
@@ -257,7 +180,15 @@ class OnnxSeq2Seq:
     def cross_shape(self, name: str, rows: int, width: int) -> tuple[int, int, int, int]:
         """The shape of cross input `name` for `rows` rows of `width` source tokens."""
         scales = artifacts.cross_scale_names(self.spec.decoder_layers)
+        if name in self.transposed:
+            return rows, self.spec.num_heads, self.spec.head_dim, width
         return rows, self.spec.num_heads, width, 1 if name in scales else self.spec.head_dim
+
+    def by_source(self, name: str, array: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """A store of cross input `name` (the decoder's layout) seen as [rows, heads, src,
+        ...], the encoder's: keys the decoder takes transposed (`artifacts.KEYS_TRANSPOSED`)
+        are viewed with their last two axes swapped (a view: writing to it writes the store)."""
+        return array.swapaxes(2, 3) if name in self.transposed else array
 
     def cross_type(self, name: str) -> np.dtype[Any]:
         return self.encoder.outputs[name].dtype
@@ -278,10 +209,13 @@ class OnnxSeq2Seq:
             }
             out = self.encoder.run(feeds, keep=self.cross_names)
             if into is None:
+                for name in self.transposed:
+                    out[name] = np.ascontiguousarray(to_host(out[name]).swapaxes(2, 3))
                 return out
             lengths = [batch.input_ids.shape[1]] * batch.rows
             for name in self.cross_names:
-                _fill_rows(into[name], to_host(out[name]), range(batch.rows), lengths)
+                target = self.by_source(name, into[name])
+                _fill_rows(target, to_host(out[name]), range(batch.rows), lengths)
             return dict(into)
         rows, width = batch.input_ids.shape
         # Every row is written below, with zeros past its length (masked out by the encoder
@@ -302,7 +236,8 @@ class OnnxSeq2Seq:
                 }
             )
             for name in self.cross_names:
-                _fill_rows(cross[name], to_host(out[name]), group, lengths)
+                target = self.by_source(name, cross[name])
+                _fill_rows(target, to_host(out[name]), group, lengths)
         return cross
 
     def generate(self, batch: EncodedBatch, request: DecodeRequest) -> Generated:
@@ -342,7 +277,12 @@ class OnnxSeq2Seq:
             cross, mask = self.encode(rows), rows.attention_mask
         encoded = time.perf_counter()
         stepper = CachedSteps(
-            self.decoder, mask, cross, self.spec.decoder_layers, self.spec.vocab_size
+            self.decoder,
+            mask,
+            cross,
+            self.spec.decoder_layers,
+            self.spec.vocab_size,
+            columns=max(request.max_new_tokens, default=0),
         )
         run = beam if request.num_beams > 1 else greedy
         decoded = run(stepper, self.ids, request)

@@ -27,7 +27,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from explain import denormals
-from explain.host_memory import bound_heap_retention, shared_initializers
+from explain.host_memory import bound_heap_retention, shared_cpu_arena, shared_initializers
 
 logger = logging.getLogger(__name__)
 
@@ -119,32 +119,6 @@ def session_options(intra_op_threads: int) -> ort.SessionOptions:
 # (two runs of 1.9 and 2.2 s on the shared machine aside); batch 1 was unchanged (191-203
 # against 193-208 ms). On CUDA the fused kernel stays.
 CPU_DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
-
-
-# One CPU arena for every CPU session of the process (`session.use_env_allocators`), instead of
-# one per session: the encoder's and the decoder's peaks share its free space. It grows by
-# powers of two, and a free block is split whenever using it whole would waste 1 MiB or more
-# (ONNX Runtime's default tolerates 128 MiB, so a cache a column wider than last step's could
-# take a block of nearly twice its size). At the bart-base shape (int8, 2 threads; three
-# alternating runs against per-session arenas, 2026-12-03) the peak RSS of a static batch of
-# 32 fell from 565-566 to 503-505 MB, and of the running decode with 16 clients from 710-716
-# to 622-626 MB, at speeds that could not be told apart.
-ARENA_MAX_DEAD_BYTES = 1 << 20
-_shared_arena_lock = threading.Lock()
-_shared_arena = threading.Event()  # set once registered
-
-
-def shared_cpu_arena() -> None:
-    """Register the process-wide CPU arena with ONNX Runtime (once; later calls do nothing)."""
-    with _shared_arena_lock:
-        if _shared_arena.is_set():
-            return
-        config = ort.OrtArenaCfg(0, 0, -1, ARENA_MAX_DEAD_BYTES)  # no cap, powers of two
-        memory = ort.OrtMemoryInfo(
-            "Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT
-        )
-        ort.create_and_register_allocator(memory, config)
-        _shared_arena.set()
 
 
 _cuda_preloaded = threading.Event()
@@ -266,12 +240,7 @@ class OnnxSession:
             with denormals.flushed():
                 values = self._session.run(names, plain)
             return dict(zip(names, values, strict=True))
-        binding = self._session.io_binding()
-        for name, value in cast.items():
-            if isinstance(value, ort.OrtValue):
-                binding.bind_ortvalue_input(name, value)
-            else:
-                binding.bind_cpu_input(name, value)
+        binding = self._bind(cast)
         for name in names:
             binding.bind_output(name, self.device if name in keep else "cpu", 0)
         with denormals.flushed():
@@ -280,6 +249,39 @@ class OnnxSession:
         for name, value in zip(names, binding.get_outputs(), strict=True):
             out[name] = value if name in keep else value.numpy()
         return out
+
+    def _bind(self, values: Mapping[str, Value]) -> ort.IOBinding:
+        """An IO binding with `values` (cast already) bound as inputs where they are."""
+        binding = self._session.io_binding()
+        for name, value in values.items():
+            if isinstance(value, ort.OrtValue):
+                binding.bind_ortvalue_input(name, value)
+            else:
+                binding.bind_cpu_input(name, value)
+        return binding
+
+    def run_in_place(
+        self,
+        feeds: Mapping[str, Value],
+        cache: Mapping[str, tuple[str, ort.OrtValue]],
+        *,
+        outputs: Collection[str],
+    ) -> dict[str, npt.NDArray[Any]]:
+        """Run with each `cache` entry (past -> (present, buffer)) bound as both that input and
+        that output, so the graph updates the buffer in place (`explain.kv_cache`); the other
+        inputs from `feeds`. Returns the outputs named in `outputs`, on the host."""
+        self.require([*feeds, *cache])
+        binding = self._bind({n: self._cast(n, feeds[n]) for n in self.inputs if n not in cache})
+        names = [name for name in self.output_names if name in outputs]
+        for name in names:  # bound first: `get_outputs` lists them first
+            binding.bind_output(name, "cpu")
+        for past, (present, buffer) in cache.items():
+            binding.bind_ortvalue_input(past, buffer)
+            binding.bind_ortvalue_output(present, buffer)
+        with denormals.flushed():
+            self._session.run_with_iobinding(binding)
+        values = binding.get_outputs()
+        return {name: values[i].numpy() for i, name in enumerate(names)}
 
     def to_device(self, array: npt.NDArray[Any]) -> Value:
         """A host array where this session runs: an `OrtValue` on the device with IO binding

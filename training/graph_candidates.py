@@ -14,7 +14,7 @@ head (`training.variant_graphs`) take them off first (`remove_candidates`) and a
 last, after their own nodes; in a half-precision graph the scores are cast to float32
 first so every variant returns the same types. On CPU, ONNX Runtime runs half-precision
 nodes in float32 and drops the round trip through float16 before the `TopK`, so there the
-scores can be finer than the logits; `explain.onnx_backend.candidates_of` rounds them to the
+scores can be finer than the logits; `explain.steps.candidates_of` rounds them to the
 logits' type, which keeps the pick exact (rounding never reorders two scores).
 
 Where the LM head is the `per-token` int8 recipe's rescored one (`rescore_head`: a `TopK` of

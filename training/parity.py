@@ -249,7 +249,7 @@ def _onnx_next_logits(
 ) -> npt.NDArray[np.float32]:
     """ONNX Runtime's logits [vocab] of a one-row batch's next token after the generated
     `prefix` (the tokens after the decoder start), fed one step at a time."""
-    from explain.onnx_backend import CachedSteps
+    from explain.steps import CachedSteps
 
     steps = CachedSteps(
         backend.decoder,

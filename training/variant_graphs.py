@@ -18,10 +18,12 @@ from explain.artifacts import (
     PER_TOKEN_V8,
     SVD_HEAD,
     SVD_HEAD_K8,
+    SVD_HEAD_K8_INPLACE,
 )
 from training.graph_candidates import CANDIDATES_TOPK, add_candidates, remove_candidates
 from training.grouped_topk import group_topk, logits_width
 from training.int8_blocked import activation_shapes, block_token_quantisers
+from training.int8_fused import in_place_self_attention, transpose_decoder_keys
 from training.int8_head import SVD_RESCORED, factor_head
 from training.int8_keys import quantise_decoder_keys
 from training.int8_split import quantise_split, second_feed_forward
@@ -74,8 +76,10 @@ PER_TOKEN_RECIPES = (
     PER_TOKEN_V8,
     SVD_HEAD,
     SVD_HEAD_K8,
+    SVD_HEAD_K8_INPLACE,
 )
-SVD_HEADS = (SVD_HEAD, SVD_HEAD_K8)  # the recipes with the low-rank head preview
+# The recipes with the low-rank head preview.
+SVD_HEADS = (SVD_HEAD, SVD_HEAD_K8, SVD_HEAD_K8_INPLACE)
 
 
 def splits_feed_forward(recipe: str, graph_file: str) -> bool:
@@ -115,7 +119,7 @@ def int8_graph(source: Path, target: Path, recipe: str) -> None:
         if recipe in (PER_TOKEN_SPLIT_V8, PER_TOKEN_SPLIT_DECODER_V8, PER_TOKEN_V8, *SVD_HEADS):
             quantise_encoder_values(model)
             quantise_decoder_values(model)
-        if recipe == SVD_HEAD_K8:  # the cross keys too (`training.int8_keys`)
+        if recipe in (SVD_HEAD_K8, SVD_HEAD_K8_INPLACE):  # the cross keys (`training.int8_keys`)
             quantise_encoder_keys(model)
             quantise_decoder_keys(model)
         # The LM head picks the argmax: its best candidates are rescored against the tied
@@ -134,6 +138,9 @@ def int8_graph(source: Path, target: Path, recipe: str) -> None:
             quantiser.process()
             model = quantiser.model.model
         model = block_token_quantisers(model, shapes)
+        if recipe == SVD_HEAD_K8_INPLACE and source.name == artifacts.DECODER_FILE:
+            in_place_self_attention(model)  # `training.int8_fused`
+            transpose_decoder_keys(model)
         stamp_scales(model, artifacts.PER_ROW)
         if candidates:
             add_candidates(model, candidates)

@@ -3,7 +3,7 @@
 Two variants are made from the fp32 graphs at publish time:
 
 - **int8** (for CPU), from the first recipe that passes the gate, tried in `INT8_RECIPES`
-  order: 2c, 2b, `per-token-v8` (recipe 1 with the 8-bit cross values of recipe 2), 2a, 2,
+  order: 2d, 2c, 2b, `per-token-v8` (recipe 1 with the 8-bit cross values of recipe 2), 2a, 2,
   1, 3, 4, 5 (figures: share of the default model's 1,960 gate answers identical to fp32,
   2026-12-03 build, AVX2 host, unless said):
   1. `per-token` (`training.int8_tokens`): every MatMul with a constant weight on ONNX
@@ -29,6 +29,12 @@ Two variants are made from the fp32 graphs at publish time:
      the attention scores on the integer GEMM: 98.11 % on the 2026-12-05 default model; at
      bart-base a batch of 32 in two lanes ran 34.28 seq/s (a two-round run) against
      `svd-head`'s 31.19 (the full peer run half an hour before).
+  2d. `svd-head-k8-inplace` (`training.int8_fused`): recipe 2c with the decoder's
+     self-attention one `GroupQueryAttention` node over a cache the graph writes in place
+     (no copies of it a step; `explain.kv_cache`) and the cross keys taken transposed (one
+     query row by the source columns on the integer GEMM): 98.11 % on the 2026-12-05 default
+     model (version 2026-12-05.5), as recipe 2c; its first 300 gate answers were 2c's, each
+     rewrite alone and both together.
   3. `per-token-split` (`training.int8_split`): recipe 1 with each second feed-forward layer
      (the GELU output, with its outliers) in 8 slices of its reduction axis, each with its
      own scale per token: 98.32 %, at about recipe 1's speed.
@@ -72,6 +78,7 @@ from explain.artifacts import (
     PER_TOKEN_V8,
     SVD_HEAD,
     SVD_HEAD_K8,
+    SVD_HEAD_K8_INPLACE,
 )
 from explain.explainer import DecodeSettings, Explainer
 from explain.loading import load_onnx_explainer
@@ -105,6 +112,10 @@ METHODS = {
     SVD_HEAD_K8: "as svd-head, with the cross-attention keys handed from the encoder to the "
     "decoder in 8 bits too (uint8 around 128, one scale per token and head) and the "
     "attention scores computed on the integer GEMM (the query in uint8 per row and head)",
+    SVD_HEAD_K8_INPLACE: "as svd-head-k8, with the decoder's self-attention one fused node "
+    "(GroupQueryAttention) over a cache the graph writes in place, a row's own columns at its "
+    "own position, and the cross keys taken transposed (one query row times the source "
+    "columns on the integer GEMM)",
     PER_TOKEN_V8: "as per-token, with the cross-attention values in 8 bits as in "
     "per-token-split-v8 (no slices in the second feed-forward layers)",
     DYNAMIC_ENCODER: "encoder q/k/v projections and first feed-forward layer: dynamic int8 "

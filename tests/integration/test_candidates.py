@@ -147,7 +147,7 @@ def test_finer_scores_of_half_precision_logits_are_rounded_to_them():
     from types import SimpleNamespace
 
     from explain.decoding import GenerationIds, choose
-    from explain.onnx_backend import candidates_of
+    from explain.steps import candidates_of
 
     decoder = SimpleNamespace(
         outputs={artifacts.LOGITS: SimpleNamespace(dtype=np.dtype(np.float16))}

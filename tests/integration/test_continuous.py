@@ -73,12 +73,12 @@ def test_rows_joining_and_leaving_decode_as_they_would_alone(engine, tiny_store,
 
 @pytest.fixture(scope="module")
 def values_in_int8(tiny_model_dir, tmp_path_factory):
-    """The tiny model's int8 graphs of the `svd-head-k8` recipe (cross keys and values in 8
-    bits), loaded to serve."""
-    from explain.artifacts import SVD_HEAD_K8
+    """The tiny model's int8 graphs of the `svd-head-k8-inplace` recipe (cross keys and values
+    in 8 bits, the keys transposed, the self-attention cache in place), loaded to serve."""
+    from explain.artifacts import SVD_HEAD_K8_INPLACE
     from tests.integration.test_variants import int8_explainer
 
-    return int8_explainer(tiny_model_dir, tmp_path_factory.mktemp("k8"), SVD_HEAD_K8)
+    return int8_explainer(tiny_model_dir, tmp_path_factory.mktemp("k8"), SVD_HEAD_K8_INPLACE)
 
 
 def test_int8_keys_values_and_their_scales_join_and_leave_with_their_rows(
@@ -95,12 +95,15 @@ def test_int8_keys_values_and_their_scales_join_and_leave_with_their_rows(
         running.join([(k, engine.prepare(job))])
         got.update({e.key: e.generation.candidates for e in running.step()})
         # the store holds the keys and values in uint8, their scales [rows, heads, src, 1]
-        # beside them
+        # beside them; the keys [rows, heads, head_dim, src], as the decoder takes them
         cross = running.cross
         for kind in ("key", "value"):
-            assert cross[f"cross_{kind}_0"].dtype == np.uint8
+            stored = cross[f"cross_{kind}_0"]
+            assert stored.dtype == np.uint8
             scales = cross[f"cross_{kind}_scale_0"]
-            assert scales.shape == (*cross[f"cross_{kind}_0"].shape[:3], 1)
+            by_source = stored.swapaxes(2, 3) if kind == "key" else stored
+            assert scales.shape == (*by_source.shape[:3], 1)
+            assert (kind == "key") == (f"cross_{kind}_0" in engine.backend.transposed)
     while len(running):
         got.update({e.key: e.generation.candidates for e in running.step()})
     assert got == expected

@@ -9,7 +9,7 @@ from explain.errors import ModelLoadError
 from model_store.store import ModelStore
 from training.parity import probe_jobs
 from training.publishing import publish_model
-from training.variant_graphs import PER_TOKEN_RECIPES
+from training.variant_graphs import PER_TOKEN_RECIPES, SVD_HEADS
 from training.variants import (
     BLOCKS,
     DYNAMIC_ENCODER,
@@ -20,8 +20,8 @@ from training.variants import (
     PER_TOKEN_SPLIT_DECODER_V8,
     PER_TOKEN_SPLIT_V8,
     PER_TOKEN_V8,
-    SVD_HEAD,
     SVD_HEAD_K8,
+    SVD_HEAD_K8_INPLACE,
     VariantCheck,
     build_variant,
     gate_variants,
@@ -177,7 +177,7 @@ def test_the_per_token_recipes_make_every_weighted_matmul_an_integer_gemm(
         # split: every layer's second feed-forward product in GROUPS slices, summed; the
         # slices are quantised together, then split with their scales
         split = recipe in (PER_TOKEN_SPLIT, PER_TOKEN_SPLIT_V8) or (
-            recipe in (PER_TOKEN_SPLIT_DECODER_V8, SVD_HEAD, SVD_HEAD_K8) and path == decoder
+            recipe in (PER_TOKEN_SPLIT_DECODER_V8, *SVD_HEADS) and path == decoder
         )
         assert ops.count("Sum") == (layers if split else 0)
         assert ops.count("Split") == (2 * layers if split else 0)
@@ -186,12 +186,12 @@ def test_the_per_token_recipes_make_every_weighted_matmul_an_integer_gemm(
         passes = 6 * layers + 1 if path == decoder else 4 * layers + 1
         # v8: the encoder quantises each decoder layer's cross values, the decoder each
         # layer's attention weights, for one integer product per decoder layer
-        v8 = (PER_TOKEN_SPLIT_V8, PER_TOKEN_SPLIT_DECODER_V8, PER_TOKEN_V8, SVD_HEAD, SVD_HEAD_K8)
+        v8 = (PER_TOKEN_SPLIT_V8, PER_TOKEN_SPLIT_DECODER_V8, PER_TOKEN_V8, *SVD_HEADS)
         values = config.decoder_layers if recipe in v8 else 0
         # k8: the keys as well (the encoder quantises them, the decoder each layer's query)
-        keys = config.decoder_layers if recipe == SVD_HEAD_K8 else 0
+        keys = config.decoder_layers if recipe in (SVD_HEAD_K8, SVD_HEAD_K8_INPLACE) else 0
         passes += values + keys
-        if recipe in (SVD_HEAD, SVD_HEAD_K8) and path == decoder:
+        if recipe in SVD_HEADS and path == decoder:
             passes += 1  # the low-rank preview's second factor reads the first's output
         assert ops.count("MatMulInteger") == (values + keys if path == decoder else 0)
         key_kinds = {
@@ -209,11 +209,26 @@ def test_the_per_token_recipes_make_every_weighted_matmul_an_integer_gemm(
             {onnx.TensorProto.UINT8, onnx.TensorProto.FLOAT} if values else {onnx.TensorProto.FLOAT}
         )
         assert len(kinds) == config.decoder_layers * (2 if values else 1)
-        assert ops.count("QuantizeLinear") == ops.count("ReduceMax") == passes
+        # inplace: the decoder's self-attention one GroupQueryAttention a layer over its
+        # in-place cache, the longest row's length found by one more ReduceMax
+        fused = recipe == SVD_HEAD_K8_INPLACE
+        gqa = layers if fused and path == decoder else 0
+        assert ops.count("GroupQueryAttention") == gqa
+        props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+        assert (props.get(artifacts.SELF_ATTENTION_CACHE) == artifacts.IN_PLACE) == bool(gqa)
+        # and the decoder takes the cross keys [batch, heads, head_dim, src]: one query row
+        # times src columns (the encoder still returns [batch, heads, src, head_dim])
+        turned = props.get(artifacts.CROSS_KEY_LAYOUT) == artifacts.KEYS_TRANSPOSED
+        assert turned == bool(gqa)
+        head_dim = config.d_model // config.decoder_attention_heads
+        if turned:
+            [keys] = [i for i in graph.input if i.name == "cross_key_0"]
+            assert keys.type.tensor_type.shape.dim[2].dim_value == head_dim
+        assert ops.count("QuantizeLinear") == ops.count("ReduceMax") - bool(gqa) == passes
         products = 4 * layers + 2 * layers  # attention and feed-forward
         if path == decoder:
             products += 2 * layers + 1  # cross query/output, and the LM head
-            products += 1 if recipe in (SVD_HEAD, SVD_HEAD_K8) else 0  # the preview's two factors
+            products += 1 if recipe in SVD_HEADS else 0  # the preview's two factors
         else:
             products += 2 * config.decoder_layers  # the cross key/value projections
         products += (GROUPS - 1) * layers if split else 0

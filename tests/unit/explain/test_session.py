@@ -9,10 +9,10 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from explain import denormals
+from explain import denormals, host_memory
 from explain import session as session_module
-from explain.host_memory import shared_initializers
-from explain.session import ARENA_MAX_DEAD_BYTES, OnnxSession
+from explain.host_memory import ARENA_MAX_DEAD_BYTES, shared_initializers
+from explain.session import OnnxSession
 from tests.unit.explain.test_denormals import in_clean_thread
 
 
@@ -42,7 +42,7 @@ def test_cpu_sessions_take_their_memory_from_the_process_wide_arena(tmp_path, mo
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.save(model, tmp_path / "relu.onnx")
     # As in a fresh process: nothing registered yet. The real registration still runs.
-    monkeypatch.setattr(session_module, "_shared_arena", threading.Event())
+    monkeypatch.setattr(host_memory, "_shared_arena", threading.Event())
     registered = []
     register = ort.create_and_register_allocator
 

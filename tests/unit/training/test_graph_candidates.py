@@ -74,7 +74,7 @@ def test_half_precision_logits_give_float32_scores_that_round_to_them():
     assert out[TOP_SCORES].dtype == np.float32
     # On CPU, ONNX Runtime computes the half-precision MatMul in float32 and drops the
     # round trip through float16 before the TopK, so the scores may be finer than the
-    # logits: they round to them (what `explain.onnx_backend.candidates_of` relies on).
+    # logits: they round to them (what `explain.steps.candidates_of` relies on).
     picked = np.take_along_axis(out[LOGITS], out[TOP_IDS], axis=1)
     assert np.array_equal(out[TOP_SCORES].astype(np.float16), picked)
     best = -np.sort(-out[LOGITS].astype(np.float32), axis=1)[:, :5]
