@@ -44,14 +44,13 @@ import numpy as np
 import numpy.typing as npt
 
 from explain import artifacts
-from explain.artifacts import LOGITS
 from explain.cross_store import CrossStore
 from explain.decoding import GenerationIds, Logits, choose
 from explain.explainer import Explainer, Generation, Prepared, pad_batch
 from explain.kv_cache import COLUMN_STEP, InPlaceCache, in_place
 from explain.onnx_backend import EncodedBatch, OnnxSeq2Seq
 from explain.session import Value, to_host
-from explain.steps import candidates_of, empty_cache_shape
+from explain.steps import candidates_of, empty_cache_shape, logits_again
 
 Array = npt.NDArray[Any]
 
@@ -259,10 +258,7 @@ class RunningBatch:
             if not has_top:
                 return to_host(out[artifacts.LOGITS])
             self.last_reruns = 1
-            if self.cache is not None:  # it writes the same columns again
-                again = decoder.run_in_place(feeds, self.cache.bindings(rows), outputs=[LOGITS])
-                return again[LOGITS]
-            return to_host(decoder.run(feeds, outputs=[LOGITS])[LOGITS])
+            return logits_again(decoder, feeds, self.cache, rows)
 
         banned = [row.banned if row else () for row in self.slots]
         chosen = choose(top, full, counts, self.ids, banned, self.min_new_tokens)

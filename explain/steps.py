@@ -91,13 +91,18 @@ class CachedSteps:
         if self._last is None:
             raise RuntimeError("no step to compute the logits of")
         self.reruns += 1
-        if self.cache is not None:  # the step again: it writes the same column again
-            bound = self.cache.bindings(self.rows)
-            return self.decoder.run_in_place(self._last, bound, outputs=[artifacts.LOGITS])[
-                artifacts.LOGITS
-            ]
-        out = self.decoder.run(self._last, outputs=[artifacts.LOGITS])
-        return to_host(out[artifacts.LOGITS])
+        return logits_again(self.decoder, self._last, self.cache, self.rows)
+
+
+def logits_again(
+    decoder: OnnxSession, feeds: Mapping[str, Value], cache: InPlaceCache | None, rows: int
+) -> Logits:
+    """A step's full logits, the step run again with the feeds it ran with (a cache written
+    in place gets the same columns written again)."""
+    wanted = [artifacts.LOGITS]
+    if cache is not None:
+        return decoder.run_in_place(feeds, cache.bindings(rows), outputs=wanted)[artifacts.LOGITS]
+    return to_host(decoder.run(feeds, outputs=wanted)[artifacts.LOGITS])
 
 
 def candidates_of(decoder: OnnxSession, out: Mapping[str, Value], vocab: int) -> Candidates:

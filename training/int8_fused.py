@@ -16,9 +16,10 @@ and what is left is memory traffic and per-node costs:
   (`explain.kv_cache`). Each row's position is its own: `decoder_position`, the tokens it
   already has, is `seqlens_k`; the graph loses `beam_idx` and `decoder_attention_mask`
   (beams reorder the buffer on the host; rows that join a running decode start at column 0
-  of their own slot). Scratch timing: 32 steps of 16 rows 633-643 -> 592-603 ms; the tokens
-  were those of the exported attention but for one row of 16 on random weights, where a
-  last-bit difference moved a per-token activation scale.
+  of their own slot). Scratch timing: 32 steps of 16 rows 633-643 -> 592-603 ms. On random
+  weights 13 of the 16 rows' tokens were the exported attention's; fed the same tokens, the
+  caches were equal to the bit but for one row, where a last-bit difference moved a
+  per-token activation scale at the third step.
 - **The cross keys transposed** (`transpose_decoder_keys`). `training.int8_keys` scores the
   query against the uint8 keys as `MatMulInteger(keys, query^T)`: per row and head a
   [src, head_dim] x [head_dim, 1] product, one output column, the integer kernel's worst
@@ -46,8 +47,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from explain import artifacts
 from training.graph_shapes import drop_dead_nodes
-from training.int8_tokens import replace_nodes
-from training.int8_values import KEYS, cross_layers
+from training.int8_tokens import replace_nodes, stamp
+from training.int8_values import KEYS, cross_layers, drop_value_info
 
 PREFIX = "prism.gqa"
 _SEQLENS, _TOTAL, _LAST, _ONE = (f"{PREFIX}.{n}" for n in ("seqlens", "total", "last", "one"))
@@ -124,13 +125,10 @@ def in_place_self_attention(model: onnx.ModelProto) -> int:
     for value in [*graph.input, *graph.output]:
         if value.name.startswith(("past_", "present_")):
             value.type.tensor_type.shape.dim[2].dim_param = CACHE_COLUMNS
-    drop = {i.name for i in graph.input} | {o.name for o in graph.output}
-    kept_info = [v for v in graph.value_info if v.name not in drop]
-    del graph.value_info[:]
-    graph.value_info.extend(kept_info)
+    drop_value_info(model, {i.name for i in graph.input} | {o.name for o in graph.output})
     if not any(o.domain == "com.microsoft" for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-    _stamp(model, artifacts.SELF_ATTENTION_CACHE, artifacts.IN_PLACE)
+    stamp(model, artifacts.SELF_ATTENTION_CACHE, artifacts.IN_PLACE)
     return layers
 
 
@@ -143,6 +141,8 @@ def transpose_decoder_keys(model: onnx.ModelProto) -> int:
     graph = model.graph
     inputs = {i.name: i for i in graph.input}
     layers = cross_layers(list(inputs), "key")
+    if not layers:
+        return 0
     nodes = {n.name: n for n in graph.node}
     order = list(graph.node)
     position = {id(n): i for i, n in enumerate(order)}
@@ -163,11 +163,8 @@ def transpose_decoder_keys(model: onnx.ModelProto) -> int:
     replace_nodes(model, order, replacement)
     # Shapes recorded for the scores' old form go (ONNX Runtime would check against them).
     changed = tuple(f"{KEYS}{layer}." for layer in layers)
-    kept = [v for v in graph.value_info if not v.name.startswith(changed)] if changed else []
-    if changed:
-        del graph.value_info[:]
-        graph.value_info.extend(kept)
-        _stamp(model, artifacts.CROSS_KEY_LAYOUT, artifacts.KEYS_TRANSPOSED)
+    drop_value_info(model, {v.name for v in graph.value_info if v.name.startswith(changed)})
+    stamp(model, artifacts.CROSS_KEY_LAYOUT, artifacts.KEYS_TRANSPOSED)
     return len(layers)
 
 
@@ -178,11 +175,6 @@ def _swap_last(value: onnx.ValueInfoProto) -> None:
     fourth.CopyFrom(dims[3])
     dims[2].CopyFrom(fourth)
     dims[3].CopyFrom(third)
-
-
-def _stamp(model: onnx.ModelProto, key: str, value: str) -> None:
-    props = {p.key: p.value for p in model.metadata_props}
-    helper.set_model_props(model, {**props, key: value})
 
 
 def _appended(producer: dict[str, onnx.NodeProto], concat: onnx.NodeProto) -> str:

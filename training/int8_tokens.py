@@ -39,8 +39,6 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from explain.artifacts import ACTIVATION_SCALES
-
 WEIGHT_LEVELS = 63  # 7-bit weights, see the module docstring
 ACTIVATION_LEVELS = 127
 ZERO_POINT = 128
@@ -350,7 +348,8 @@ def replace_nodes(
     model.graph.node.extend(new_nodes)
 
 
-def stamp_scales(model: onnx.ModelProto, scales: str) -> None:
-    """Record how `model` scales its activations (`explain.artifacts.ACTIVATION_SCALES`)."""
+def stamp(model: onnx.ModelProto, key: str, value: str) -> None:
+    """Set one metadata entry of `model` (such as `explain.artifacts.ACTIVATION_SCALES`, how
+    it scales its activations), keeping the others."""
     props = {p.key: p.value for p in model.metadata_props}
-    helper.set_model_props(model, {**props, ACTIVATION_SCALES: scales})
+    helper.set_model_props(model, {**props, key: value})

@@ -168,8 +168,8 @@ def quantise_decoder_values(model: onnx.ModelProto) -> int:
 
 
 def drop_value_info(model: onnx.ModelProto, names: set[str]) -> None:
-    """Remove intermediate type annotations for names that are now graph inputs or outputs
-    (their element type changed)."""
+    """Remove the intermediate type annotations of `names`: values that are now graph inputs
+    or outputs, or whose type or shape a rewrite changed."""
     kept = [v for v in model.graph.value_info if v.name not in names]
     del model.graph.value_info[:]
     model.graph.value_info.extend(kept)

@@ -35,7 +35,7 @@ from training.int8_tokens import (
     quantise_per_token,
     quantise_tables,
     rescore_head,
-    stamp_scales,
+    stamp,
 )
 from training.int8_values import (
     quantise_decoder_values,
@@ -141,7 +141,7 @@ def int8_graph(source: Path, target: Path, recipe: str) -> None:
         if recipe == SVD_HEAD_K8_INPLACE and source.name == artifacts.DECODER_FILE:
             in_place_self_attention(model)  # `training.int8_fused`
             transpose_decoder_keys(model)
-        stamp_scales(model, artifacts.PER_ROW)
+        stamp(model, artifacts.ACTIVATION_SCALES, artifacts.PER_ROW)
         if candidates:
             add_candidates(model, candidates)
         _group_vocabulary_topk(model)
@@ -179,7 +179,8 @@ def int8_graph(source: Path, target: Path, recipe: str) -> None:
             op_types_to_quantize=["Gather"],
         )
         stamped = onnx.load(str(target))
-        stamp_scales(stamped, artifacts.PER_CALL if dynamic else artifacts.PER_ROW)
+        scales = artifacts.PER_CALL if dynamic else artifacts.PER_ROW
+        stamp(stamped, artifacts.ACTIVATION_SCALES, scales)
         if candidates:
             add_candidates(stamped, candidates)
         onnx.save(stamped, str(target))

@@ -121,3 +121,21 @@ def test_the_buffer_grows_moves_and_reorders_rows_on_the_host(pair):
         2,
         *cache.buffers[name].shape[1:],
     ]
+
+
+@pytest.mark.parametrize("beams", [1, 3])
+def test_the_int8_recipe_answers_as_the_one_it_rewrites(tiny_model_dir, tmp_path, beams):
+    """`svd-head-k8-inplace` is `svd-head-k8` with the cache written in place and the cross
+    keys turned: the same sums, so the same answers (on the default model all 1,960 gate
+    answers were). A key stored in the wrong layout, or a cache row left behind, changes them."""
+    from explain.artifacts import SVD_HEAD_K8, SVD_HEAD_K8_INPLACE
+
+    from .test_variants import int8_explainer
+
+    rewritten = int8_explainer(tiny_model_dir, tmp_path / "inplace", SVD_HEAD_K8_INPLACE)
+    source = int8_explainer(tiny_model_dir, tmp_path / "k8", SVD_HEAD_K8)
+    assert rewritten.backend.transposed and in_place(rewritten.backend.decoder)
+    work = [dataclasses.replace(j, num_beams=beams) for j in probe_jobs(USERS, 16, 12)]
+    assert [a.token_ids for a in rewritten.explain_all(work)] == [
+        a.token_ids for a in source.explain_all(work)
+    ]
