@@ -81,6 +81,10 @@ LOGITS = "logits"
 # The decoder's best next-token candidates per row (`training.graph_candidates`): greedy
 # decoding picks among them when a row's bans leave one of them standing for sure.
 TOP_SCORES, TOP_IDS = "top_scores", "top_ids"
+# A decoder input (boolean scalar, `training.int8_lean`) that says whether a run fetches
+# `logits`: false, the graph skips writing them ([0, 0]). `explain.session.OnnxSession` sets
+# it from the outputs a call asks for; callers never feed it.
+WANT_LOGITS = "want_logits"
 CANDIDATES = 16
 # Precision variants of the fp32 graphs. fp32 is the reference every variant is gated against.
 FP32, INT8, FP16 = "fp32", "int8", "fp16"
@@ -96,8 +100,10 @@ PER_TOKEN_SPLIT_DECODER_V8 = "per-token-split-decoder-v8"
 SVD_HEAD = "svd-head"
 SVD_HEAD_K8 = "svd-head-k8"
 SVD_HEAD_K8_INPLACE = "svd-head-k8-inplace"
+SVD_HEAD_K8_LEAN = "svd-head-k8-lean"
 DYNAMIC_ENCODER, BLOCKS = "dynamic-encoder", "blocks"
 INT8_RECIPES = (
+    SVD_HEAD_K8_LEAN,
     SVD_HEAD_K8_INPLACE,
     SVD_HEAD_K8,
     SVD_HEAD,

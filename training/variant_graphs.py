@@ -19,6 +19,7 @@ from explain.artifacts import (
     SVD_HEAD,
     SVD_HEAD_K8,
     SVD_HEAD_K8_INPLACE,
+    SVD_HEAD_K8_LEAN,
 )
 from training.graph_candidates import CANDIDATES_TOPK, add_candidates, remove_candidates
 from training.grouped_topk import group_topk, logits_width
@@ -26,6 +27,7 @@ from training.int8_blocked import activation_shapes, block_token_quantisers
 from training.int8_fused import in_place_self_attention, transpose_decoder_keys
 from training.int8_head import SVD_RESCORED, factor_head
 from training.int8_keys import quantise_decoder_keys
+from training.int8_lean import lean_decoder
 from training.int8_split import quantise_split, second_feed_forward
 from training.int8_tokens import (
     HEAD_TOPK,
@@ -77,9 +79,13 @@ PER_TOKEN_RECIPES = (
     SVD_HEAD,
     SVD_HEAD_K8,
     SVD_HEAD_K8_INPLACE,
+    SVD_HEAD_K8_LEAN,
 )
-# The recipes with the low-rank head preview.
-SVD_HEADS = (SVD_HEAD, SVD_HEAD_K8, SVD_HEAD_K8_INPLACE)
+# The recipes with the low-rank head preview; of those, the ones with 8-bit cross keys and
+# the ones whose decoder writes its cache in place.
+SVD_HEADS = (SVD_HEAD, SVD_HEAD_K8, SVD_HEAD_K8_INPLACE, SVD_HEAD_K8_LEAN)
+KEYS_8 = (SVD_HEAD_K8, SVD_HEAD_K8_INPLACE, SVD_HEAD_K8_LEAN)
+IN_PLACE = (SVD_HEAD_K8_INPLACE, SVD_HEAD_K8_LEAN)
 
 
 def splits_feed_forward(recipe: str, graph_file: str) -> bool:
@@ -119,7 +125,7 @@ def int8_graph(source: Path, target: Path, recipe: str) -> None:
         if recipe in (PER_TOKEN_SPLIT_V8, PER_TOKEN_SPLIT_DECODER_V8, PER_TOKEN_V8, *SVD_HEADS):
             quantise_encoder_values(model)
             quantise_decoder_values(model)
-        if recipe in (SVD_HEAD_K8, SVD_HEAD_K8_INPLACE):  # the cross keys (`training.int8_keys`)
+        if recipe in KEYS_8:  # the cross keys (`training.int8_keys`)
             quantise_encoder_keys(model)
             quantise_decoder_keys(model)
         # The LM head picks the argmax: its best candidates are rescored against the tied
@@ -138,13 +144,15 @@ def int8_graph(source: Path, target: Path, recipe: str) -> None:
             quantiser.process()
             model = quantiser.model.model
         model = block_token_quantisers(model, shapes)
-        if recipe == SVD_HEAD_K8_INPLACE and source.name == artifacts.DECODER_FILE:
+        if recipe in IN_PLACE and source.name == artifacts.DECODER_FILE:
             in_place_self_attention(model)  # `training.int8_fused`
             transpose_decoder_keys(model)
         stamp(model, artifacts.ACTIVATION_SCALES, artifacts.PER_ROW)
         if candidates:
             add_candidates(model, candidates)
         _group_vocabulary_topk(model)
+        if recipe == SVD_HEAD_K8_LEAN and source.name == artifacts.DECODER_FILE:
+            lean_decoder(model)  # `training.int8_lean`; last: it adds an `If`
         onnx.save(model, str(target))
         return
     dynamic: list[str] = []

@@ -139,3 +139,45 @@ def test_the_int8_recipe_answers_as_the_one_it_rewrites(tiny_model_dir, tmp_path
     assert [a.token_ids for a in rewritten.explain_all(work)] == [
         a.token_ids for a in source.explain_all(work)
     ]
+
+
+@pytest.mark.parametrize("beams", [1, 3])
+def test_the_lean_recipe_answers_as_the_in_place_one(tiny_model_dir, tmp_path, beams):
+    """`svd-head-k8-lean` packs each decoder layer's query, key and value into one product and
+    writes the full logits only on request: the same sums, so the same answers; a step that
+    asks for its logits (a ban the candidates cannot settle) gets the in-place recipe's."""
+    from explain.artifacts import SVD_HEAD_K8_INPLACE, SVD_HEAD_K8_LEAN
+    from explain.steps import CachedSteps
+
+    from .test_variants import int8_explainer
+
+    lean = int8_explainer(tiny_model_dir, tmp_path / "lean", SVD_HEAD_K8_LEAN)
+    source = int8_explainer(tiny_model_dir, tmp_path / "inplace", SVD_HEAD_K8_INPLACE)
+    assert artifacts.WANT_LOGITS in lean.backend.decoder.inputs
+    work = [dataclasses.replace(j, num_beams=beams) for j in probe_jobs(USERS, 16, 12)]
+    assert [a.token_ids for a in lean.explain_all(work)] == [
+        a.token_ids for a in source.explain_all(work)
+    ]
+    logits = []
+    for engine in (lean, source):
+        backend = engine.backend
+        ids = np.array([[0, 11, 12, 13, 2], [0, 21, 22, 2, 1]], dtype=np.int64)
+        mask = (ids != 1).astype(np.int64)
+        from explain.onnx_backend import EncodedBatch
+
+        batch = EncodedBatch(ids, mask, np.zeros((2, backend.spec.d_model), np.float32))
+        steps = CachedSteps(
+            backend.decoder,
+            mask,
+            backend.encode(batch),
+            backend.spec.decoder_layers,
+            backend.spec.vocab_size,
+            columns=4,
+        )
+        start = np.zeros(2, dtype=np.int64)
+        top = steps.step_top(start, np.arange(2))
+        full = steps.last_logits()
+        assert full.shape == (2, backend.spec.vocab_size)
+        assert top is not None
+        logits.append(full)
+    np.testing.assert_array_equal(logits[0], logits[1])

@@ -9,7 +9,7 @@ from explain.errors import ModelLoadError
 from model_store.store import ModelStore
 from training.parity import probe_jobs
 from training.publishing import publish_model
-from training.variant_graphs import PER_TOKEN_RECIPES, SVD_HEADS
+from training.variant_graphs import IN_PLACE, KEYS_8, PER_TOKEN_RECIPES, SVD_HEADS
 from training.variants import (
     BLOCKS,
     DYNAMIC_ENCODER,
@@ -20,8 +20,7 @@ from training.variants import (
     PER_TOKEN_SPLIT_DECODER_V8,
     PER_TOKEN_SPLIT_V8,
     PER_TOKEN_V8,
-    SVD_HEAD_K8,
-    SVD_HEAD_K8_INPLACE,
+    SVD_HEAD_K8_LEAN,
     VariantCheck,
     build_variant,
     gate_variants,
@@ -189,7 +188,7 @@ def test_the_per_token_recipes_make_every_weighted_matmul_an_integer_gemm(
         v8 = (PER_TOKEN_SPLIT_V8, PER_TOKEN_SPLIT_DECODER_V8, PER_TOKEN_V8, *SVD_HEADS)
         values = config.decoder_layers if recipe in v8 else 0
         # k8: the keys as well (the encoder quantises them, the decoder each layer's query)
-        keys = config.decoder_layers if recipe in (SVD_HEAD_K8, SVD_HEAD_K8_INPLACE) else 0
+        keys = config.decoder_layers if recipe in KEYS_8 else 0
         passes += values + keys
         if recipe in SVD_HEADS and path == decoder:
             passes += 1  # the low-rank preview's second factor reads the first's output
@@ -211,7 +210,7 @@ def test_the_per_token_recipes_make_every_weighted_matmul_an_integer_gemm(
         assert len(kinds) == config.decoder_layers * (2 if values else 1)
         # inplace: the decoder's self-attention one GroupQueryAttention a layer over its
         # in-place cache, the longest row's length found by one more ReduceMax
-        fused = recipe == SVD_HEAD_K8_INPLACE
+        fused = recipe in IN_PLACE
         gqa = layers if fused and path == decoder else 0
         assert ops.count("GroupQueryAttention") == gqa
         props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
@@ -232,13 +231,35 @@ def test_the_per_token_recipes_make_every_weighted_matmul_an_integer_gemm(
         else:
             products += 2 * config.decoder_layers  # the cross key/value projections
         products += (GROUPS - 1) * layers if split else 0
+        # lean: the decoder's query, key and value in one product a layer, fed whole to its
+        # GroupQueryAttention (no Split, no Mul: the scale is the op's); the logits' scatter
+        # only inside an If on `want_logits`
+        lean = recipe == SVD_HEAD_K8_LEAN and path == decoder
+        products -= 2 * layers if lean else 0
         assert ops.count("MatMulIntegerToFloat") == products
+        assert ops.count("If") == int(lean)
+        assert (artifacts.WANT_LOGITS in {i.name for i in graph.input}) == lean
+        if lean:
+            attention = [n for n in graph.node if n.op_type == "GroupQueryAttention"]
+            assert all(list(n.input[1:3]) == ["", ""] for n in attention)
+            head_dim_scale = (config.d_model // config.decoder_attention_heads) ** -0.5
+            assert all(
+                onnx.helper.get_attribute_value(a) == pytest.approx(head_dim_scale)
+                for n in attention
+                for a in n.attribute
+                if a.name == "scale"
+            )
         assert not [n for n in graph.node if n.op_type == "MatMul" and n.input[1] in constants]
         assert "MatMulNBits" not in ops
         # the decoder's LM head rescores its best candidates against the int8 table, and its
         # next-token candidates come last, picked from the rescored ones and the next best
         # approximate scores of the head's own (widened) TopK: one pass over the vocabulary
-        assert ops.count("ScatterElements") == (1 if path == decoder else 0)
+        scatters = [n for n in graph.node if n.op_type == "ScatterElements"]
+        if lean:
+            [wrapped] = [n for n in graph.node if n.op_type == "If"]
+            scatters = [n for a in wrapped.attribute if a.g.node for n in a.g.node]
+            scatters = [n for n in scatters if n.op_type == "ScatterElements"]
+        assert len(scatters) == (1 if path == decoder else 0)
         assert ops.count("TopK") == (2 if path == decoder else 0)
         if path == decoder:
             tops = [n for n in graph.node if n.op_type == "TopK"]
