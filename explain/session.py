@@ -16,7 +16,6 @@ instead of being trusted from the request.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from explain import artifacts, denormals
+from explain.cuda_libraries import preload_cuda_libraries
 from explain.host_memory import bound_heap_retention, shared_cpu_arena, shared_initializers
 
 logger = logging.getLogger(__name__)
@@ -125,28 +125,6 @@ def session_options(intra_op_threads: int) -> ort.SessionOptions:
 # with the same bits; at the bart-base shape (int8, static batch of 32 in two lanes,
 # alternating runs) encoding took 0.375 against 0.389 s, the batch 0.848 against 0.861 s.
 CPU_DISABLED_OPTIMIZERS = ("SkipLayerNormFusion", "BiasGeluFusion")
-
-
-_cuda_preloaded = threading.Event()
-
-
-def preload_cuda_libraries() -> None:
-    """Load CUDA and cuDNN before the first CUDA session (onnxruntime-gpu's `preload_dlls`:
-    NVIDIA's pip packages first, then the default library paths). Without it, an
-    onnxruntime-gpu installed with its `cuda,cudnn` extras finds those libraries only when
-    PyTorch was imported first; a system CUDA (the GPU image) is found either way. Once per
-    process; a build without the function does nothing, and a failure only logs (the
-    session then reports which provider really loaded)."""
-    if _cuda_preloaded.is_set():
-        return
-    _cuda_preloaded.set()
-    preload = getattr(ort, "preload_dlls", None)
-    if preload is None:
-        return
-    try:
-        preload()
-    except Exception:
-        logger.warning("could not preload the CUDA libraries", exc_info=True)
 
 
 class OnnxSession:

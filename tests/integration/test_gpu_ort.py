@@ -3,13 +3,14 @@ served check and its error rows are exercised here on the tiny published model."
 
 import json
 import logging
+import threading
 
 import numpy as np
 import onnxruntime as ort
 
 from benchmarks import gpu_ort, gpu_served
 from benchmarks.gpu_report import findings
-from explain import artifacts, session
+from explain import artifacts, cuda_libraries
 from explain.users import UserTable
 
 
@@ -93,10 +94,10 @@ def test_cuda_libraries_are_preloaded_once_and_a_failure_only_logs(monkeypatch, 
         raise OSError("libcudnn.so.9: cannot open shared object file")
 
     monkeypatch.setattr(ort, "preload_dlls", preload, raising=False)
-    monkeypatch.setattr(session, "_cuda_preloaded", type(session._cuda_preloaded)())
-    with caplog.at_level(logging.WARNING, logger=session.logger.name):
-        session.preload_cuda_libraries()
-        session.preload_cuda_libraries()
+    monkeypatch.setattr(cuda_libraries, "_cuda_preloaded", threading.Event())
+    with caplog.at_level(logging.WARNING, logger=cuda_libraries.logger.name):
+        cuda_libraries.preload_cuda_libraries()
+        cuda_libraries.preload_cuda_libraries()
     assert calls == [1]
     assert "could not preload the CUDA libraries" in caplog.text
 
