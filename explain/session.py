@@ -123,7 +123,7 @@ def session_options(intra_op_threads: int) -> ort.SessionOptions:
 # (ONNX Runtime 1.32, one thread, 2026-12-05) the fused kernel took 46 us for [16, 3,072]
 # and 426 us for [120, 3,072] against 38 and 397 us for the `Add` and `Gelu` it replaces,
 # with the same bits; at the bart-base shape (int8, static batch of 32 in two lanes,
-# alternating runs) encoding took 0.375 against 0.389 s, the batch 0.848 against 0.861 s.
+# alternating runs) encoding took 0.376 against 0.389 s, the batch 0.848 against 0.861 s.
 CPU_DISABLED_OPTIMIZERS = ("SkipLayerNormFusion", "BiasGeluFusion")
 
 

@@ -17,6 +17,8 @@ compute the same tensors; only the arithmetic on shapes is gone.
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 import numpy as np
 import onnx
 from onnx import numpy_helper
@@ -105,6 +107,15 @@ def _dimension(
     if index.ndim != 0 or shape is None or shape.op_type != "Shape" or shape.attribute:
         return None, None
     return shape.input[0], int(index)
+
+
+def node_readers(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
+    """Each value's reading nodes, in graph order (none: an empty list)."""
+    readers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+    for node in model.graph.node:
+        for name in node.input:
+            readers[name].append(node)
+    return readers
 
 
 def drop_dead_nodes(model: onnx.ModelProto) -> int:

@@ -39,14 +39,12 @@ wrong: the default model's gate fell to 72 % identical answers.
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from explain import artifacts
-from training.graph_shapes import drop_dead_nodes
+from training.graph_shapes import drop_dead_nodes, node_readers
 from training.int8_tokens import replace_nodes, stamp
 from training.int8_values import KEYS, cross_layers, drop_value_info
 
@@ -66,10 +64,7 @@ def in_place_self_attention(model: onnx.ModelProto) -> int:
     graph = model.graph
     inputs = {i.name: i for i in graph.input}
     producer = {out: n for n in graph.node for out in n.output}
-    readers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
-    for node in graph.node:
-        for name in node.input:
-            readers[name].append(node)
+    readers = node_readers(model)
     layers = 0
     while artifacts.present_names(layers)[0] in producer:
         layers += 1

@@ -2,9 +2,10 @@
 
 Profiled at the bart-base shape (`svd-head-k8-inplace`, a static batch of 32 in two lanes of
 one thread, Intel host with AMX, 2026-12-05), a decode step of 16 rows ran about 880 nodes in
-17-20 ms, about 3 ms of it outside the kernels (ONNX Runtime's own work per node), while the
-integer products' arithmetic at the kernel's isolated speed is under 3 ms. These rewrites
-change no value a step computes, only what runs to compute it:
+17-20 ms, about 3 ms of it outside the kernels (ONNX Runtime's own work per node); its integer
+products took about 7-8 ms where their 0.95 GMAC would take 3-4 ms at the kernel's speed
+on 16 rows alone (244-348 GMAC/s, one thread). These rewrites change no value a step
+computes, only what runs to compute it:
 
 - **Sibling products packed** (`pack_products`). A layer's query, key and value projections
   read the same uint8 tokens and scales; they become one `MatMulIntegerToFloat` over their
@@ -34,8 +35,8 @@ in one product made encoding slower, 0.415 against 0.390 s; its query, key and v
 changed nothing), the scale floor (`Max(scale, 1e-12)`) dropped where a zero scale gives the
 same result, and a token's peak as `Max(ReduceMax(x), -ReduceMin(x))` instead of through
 `Abs`. `MatMulNBits` with 8-bit or 4-bit weights and int8 compute (one node instead of the
-quantiser and the product) ran 3-5x slower than the integer GEMM chain on this host's
-ONNX Runtime 1.32 (768 x 3,072 weight, 16 to 480 rows, one thread).
+quantiser and the product) ran 2-8x slower, by block size and rows, than the integer GEMM
+chain on this host's ONNX Runtime 1.32 (768 x 3,072 weight, 16 to 3,840 rows, one thread).
 """
 
 from __future__ import annotations
@@ -47,20 +48,12 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from explain import artifacts
-from training.graph_shapes import drop_dead_nodes
+from training.graph_shapes import drop_dead_nodes, node_readers
 from training.int8_tokens import HEAD, replace_nodes
 
 PACK = "prism.pack"
 MS_DOMAIN = "com.microsoft"
 FINAL_BIAS = "final_logits_bias"
-
-
-def _readers(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
-    readers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
-    for node in model.graph.node:
-        for name in node.input:
-            readers[name].append(node)
-    return readers
 
 
 def _rewritten(
@@ -114,7 +107,7 @@ def pack_products(model: onnx.ModelProto, most: int = 3) -> int:
     product per group of at most `most`, in place. Returns how many groups."""
     graph = model.graph
     initializers = {t.name: t for t in graph.initializer}
-    readers = _readers(model)
+    readers = node_readers(model)
     groups: dict[tuple[str, ...], list[onnx.NodeProto]] = defaultdict(list)
     for node in graph.node:
         if (
@@ -187,7 +180,7 @@ def pack_self_attention(model: onnx.ModelProto) -> int:
     how many."""
     graph = model.graph
     producer = {out: n for n in graph.node for out in n.output}
-    readers = _readers(model)
+    readers = node_readers(model)
     nodes = list(graph.node)
     position = {id(n): i for i, n in enumerate(nodes)}
     replacement: dict[int, list[onnx.NodeProto]] = {}
@@ -291,7 +284,7 @@ def logits_on_request(model: onnx.ModelProto) -> bool:
         name=f"{logits}.OnRequest",
     )
     nodes = list(graph.node)
-    index = next(i for i, n in enumerate(nodes) if n is scatter or logits in n.output)
+    index = next(i for i, n in enumerate(nodes) if logits in n.output)
     replace_nodes(model, nodes, {index: [wrapped]})
     graph.input.append(helper.make_tensor_value_info(artifacts.WANT_LOGITS, TensorProto.BOOL, []))
     dims = out.type.tensor_type.shape.dim
